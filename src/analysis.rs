@@ -1,0 +1,711 @@
+//! Channel spaces: which channel dims align may pad, and which are pinned.
+//!
+//! Every activation tensor (rank ≥ 3, channels on axis 1) gets a *layout*: a
+//! list of atoms, each a run of channels that must share one physical layout
+//! with every atom it is joined to. Joins come from channel-wise ops
+//! (activations, BN, pooling, Resize, element-wise ops of two tensors), from
+//! Concat (output = concatenation of the inputs' layouts) and from
+//! Split/Slice on the channel axis (the input is cut at the split points, so
+//! a conv feeding a C2f Split pads each half). The joined atoms form a
+//! union-find class — a channel space. Conv / ConvTranspose outputs start new
+//! spaces; their inputs absorb any layout through zero weight rows.
+//!
+//! A space is *pinned* (kept at its exact width) when it reaches a graph
+//! input or output, an op align does not know, or an op that mixes channels
+//! in a way zero padding cannot express (Reshape, Transpose, Softmax over
+//! channels, grouped convs, Div by an activation…). Every pin keeps its
+//! reason. Every free space is padded to the next multiple.
+//!
+//! The union-find is our own (not petgraph's) because a class must be able
+//! to list its members: cutting one atom of a space cuts all of them.
+
+use crate::error::{Error, Result};
+use crate::ir::shapes::{self, Shape};
+use crate::ir::{Model, NodeId, Outlet};
+use crate::onnx::{attr_i, attr_ints};
+use crate::tensor;
+use std::collections::{BTreeSet, HashMap};
+
+/// Index of an atom.
+pub type AtomId = usize;
+
+#[derive(Debug, Clone)]
+struct Atom {
+    size: usize,
+    children: Option<Vec<AtomId>>,
+    parent: AtomId,
+    /// On class roots: members of the class.
+    members: Vec<AtomId>,
+    /// On class roots: why the class is pinned.
+    pins: BTreeSet<String>,
+}
+
+/// How a flattened (rank-2) tensor's features map to channels.
+#[derive(Debug, Clone)]
+pub struct Flat {
+    /// Channel layout of the tensor before Flatten.
+    pub layout: Vec<AtomId>,
+    /// Spatial elements per channel (H·W).
+    pub spatial: usize,
+}
+
+/// Logical → physical channel positions of one tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelMap {
+    /// `map[i]` is where logical channel `i` lands.
+    pub map: Vec<usize>,
+    /// Physical channel count after padding.
+    pub len: usize,
+}
+
+impl ChannelMap {
+    /// True when padding changes nothing.
+    pub fn is_identity(&self) -> bool {
+        self.len == self.map.len()
+    }
+    /// Expands a channel map over `spatial` elements per channel (Flatten).
+    pub fn expand(&self, spatial: usize) -> ChannelMap {
+        ChannelMap {
+            map: self.map.iter().flat_map(|&c| (0..spatial).map(move |s| c * spatial + s)).collect(),
+            len: self.len * spatial,
+        }
+    }
+}
+
+/// One channel dim of a layer, as the report and check show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dim {
+    /// Channels the model has.
+    pub logical: usize,
+    /// Channels after padding.
+    pub physical: usize,
+    /// Sizes of the spaces making up this dim (more than one after Concat).
+    pub parts: Vec<usize>,
+    /// Some part is free and not a multiple.
+    pub free_unaligned: bool,
+    /// Some part is pinned and not a multiple.
+    pub pinned_unaligned: bool,
+    /// Why parts of this dim are pinned.
+    pub pins: BTreeSet<String>,
+}
+
+/// The result of the channel analysis of a model.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    /// Inferred shapes.
+    pub shapes: HashMap<Outlet, Shape>,
+    /// The multiple channels are padded to.
+    pub multiple: usize,
+    deconv: bool,
+    atoms: Vec<Atom>,
+    layouts: HashMap<Outlet, Vec<AtomId>>,
+    flats: HashMap<Outlet, Flat>,
+}
+
+/// Activations (and friends) that map each channel to itself and keep
+/// finite values finite: they pass a layout through.
+const CHANNELWISE: &[&str] = &[
+    "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Clip", "Elu", "Selu", "Softsign", "Celu", "ThresholdedRelu",
+    "Identity", "Dropout", "MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "Neg", "Abs",
+];
+
+/// Element-wise binary ops that can carry padded channels, with the value
+/// padded channels of a per-channel constant operand get.
+pub fn neutral(op: &str, slot: usize) -> Option<f64> {
+    match (op, slot) {
+        ("Add" | "Sub" | "Mul" | "Max" | "Min" | "Sum", _) => Some(0.0),
+        ("Div", 1) => Some(1.0),
+        ("Pow", 1) => Some(1.0),
+        ("PRelu", 1) => Some(0.0),
+        _ => None,
+    }
+}
+
+impl Analysis {
+    /// Analyses `m`, padding free spaces to `multiple`. `overrides` gives
+    /// shapes for graph inputs with symbolic dims.
+    pub fn run(m: &Model, opts: &crate::passes::Options) -> Result<Analysis> {
+        let multiple = opts.multiple;
+        let overrides = &opts.input_shapes;
+        if multiple == 0 {
+            return Err(Error::model("--multiple must be at least 1"));
+        }
+        let shapes = shapes::infer(m, overrides);
+        let mut a = Analysis { shapes, multiple, deconv: opts.deconv, atoms: vec![], layouts: HashMap::new(), flats: HashMap::new() };
+        for n in m.toposort() {
+            match &m.g[n].kind {
+                crate::ir::NodeKind::Input(name) => {
+                    let o = Outlet { node: n, slot: 0 };
+                    a.fresh(o, Some(format!("graph input '{name}'")));
+                }
+                crate::ir::NodeKind::Const(_) => {}
+                crate::ir::NodeKind::Op(_) => a.op(m, n)?,
+            }
+        }
+        for (o, vi) in &m.outputs {
+            let why = format!("graph output '{}'", vi.name());
+            a.pin_outlet(*o, &why);
+        }
+        Ok(a)
+    }
+
+    // ---- atoms -------------------------------------------------------------
+
+    fn new_atom(&mut self, size: usize) -> AtomId {
+        let id = self.atoms.len();
+        self.atoms.push(Atom { size, children: None, parent: id, members: vec![id], pins: BTreeSet::new() });
+        id
+    }
+
+    fn find(&self, mut a: AtomId) -> AtomId {
+        while self.atoms[a].parent != a {
+            a = self.atoms[a].parent;
+        }
+        a
+    }
+
+    fn leaves(&self, layout: &[AtomId]) -> Vec<AtomId> {
+        let mut out = vec![];
+        for &a in layout {
+            match &self.atoms[a].children {
+                Some(c) => out.extend(self.leaves(&c.clone())),
+                None => out.push(a),
+            }
+        }
+        out
+    }
+
+    fn size(&self, layout: &[AtomId]) -> usize {
+        layout.iter().map(|&a| self.atoms[a].size).sum()
+    }
+
+    /// Splits every member of `leaf`'s class into parts of `sizes`.
+    fn split_class(&mut self, leaf: AtomId, sizes: &[usize]) {
+        let root = self.find(leaf);
+        let members = self.atoms[root].members.clone();
+        let pins = self.atoms[root].pins.clone();
+        let mut firsts: Vec<AtomId> = vec![];
+        for (mi, &mem) in members.iter().enumerate() {
+            let kids: Vec<AtomId> = sizes.iter().map(|&s| self.new_atom(s)).collect();
+            if mi == 0 {
+                firsts = kids.clone();
+                for &k in &kids {
+                    self.atoms[k].pins = pins.clone();
+                }
+            } else {
+                for (i, &k) in kids.iter().enumerate() {
+                    self.union_leaves(firsts[i], k);
+                }
+            }
+            self.atoms[mem].children = Some(kids);
+        }
+    }
+
+    /// Makes sure `layout` has a leaf boundary at channel `offset`.
+    fn cut(&mut self, layout: &[AtomId], offset: usize) {
+        let mut start = 0;
+        for l in self.leaves(layout) {
+            let s = self.atoms[l].size;
+            if offset > start && offset < start + s {
+                self.split_class(l, &[offset - start, start + s - offset]);
+                return;
+            }
+            start += s;
+        }
+    }
+
+    /// Leaves of `layout` covering channels [from, to) (boundaries must be cut).
+    fn range(&self, layout: &[AtomId], from: usize, to: usize) -> Vec<AtomId> {
+        let mut start = 0;
+        let mut out = vec![];
+        for l in self.leaves(layout) {
+            let s = self.atoms[l].size;
+            if start >= from && start + s <= to && s > 0 {
+                out.push(l);
+            }
+            start += s;
+        }
+        out
+    }
+
+    fn union_leaves(&mut self, a: AtomId, b: AtomId) {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra == rb {
+            return;
+        }
+        let (big, small) = if self.atoms[ra].members.len() >= self.atoms[rb].members.len() { (ra, rb) } else { (rb, ra) };
+        self.atoms[small].parent = big;
+        let mem = std::mem::take(&mut self.atoms[small].members);
+        self.atoms[big].members.extend(mem);
+        let pins = std::mem::take(&mut self.atoms[small].pins);
+        self.atoms[big].pins.extend(pins);
+    }
+
+    /// Joins two layouts of equal total size channel by channel.
+    fn join(&mut self, a: &[AtomId], b: &[AtomId]) {
+        debug_assert_eq!(self.size(a), self.size(b));
+        loop {
+            let la = self.leaves(a);
+            let lb = self.leaves(b);
+            let cuts = |l: &[AtomId]| -> Vec<usize> {
+                l.iter()
+                    .scan(0, |s, &x| {
+                        *s += self.atoms[x].size;
+                        Some(*s)
+                    })
+                    .collect()
+            };
+            let (ca, cb) = (cuts(&la), cuts(&lb));
+            if let Some(&c) = cb.iter().find(|c| !ca.contains(c)) {
+                self.cut(a, c);
+                continue;
+            }
+            if let Some(&c) = ca.iter().find(|c| !cb.contains(c)) {
+                self.cut(b, c);
+                continue;
+            }
+            for (x, y) in la.into_iter().zip(lb) {
+                self.union_leaves(x, y);
+            }
+            return;
+        }
+    }
+
+    fn pin(&mut self, layout: &[AtomId], why: &str) {
+        for l in self.leaves(layout) {
+            let r = self.find(l);
+            self.atoms[r].pins.insert(why.to_string());
+        }
+    }
+
+    fn pin_outlet(&mut self, o: Outlet, why: &str) {
+        if let Some(l) = self.layouts.get(&o).cloned() {
+            self.pin(&l, why);
+        }
+        if let Some(f) = self.flats.get(&o).cloned() {
+            self.pin(&f.layout, why);
+        }
+    }
+
+    /// Channel count of an activation tensor (rank ≥ 3, known axis 1).
+    fn channels(&self, o: Outlet) -> Option<usize> {
+        let s = self.shapes.get(&o)?;
+        if s.len() < 3 {
+            return None;
+        }
+        s[1].and_then(|c| usize::try_from(c).ok())
+    }
+
+    /// Gives `o` a new single-atom layout (pinned when `why` is set).
+    fn fresh(&mut self, o: Outlet, why: Option<String>) -> Option<Vec<AtomId>> {
+        let c = self.channels(o)?;
+        let l = vec![self.new_atom(c)];
+        if let Some(w) = why {
+            self.pin(&l, &w);
+        }
+        self.layouts.insert(o, l.clone());
+        Some(l)
+    }
+
+    // ---- ops ---------------------------------------------------------------
+
+    fn op(&mut self, m: &Model, n: NodeId) -> Result<()> {
+        let p = m.op(n).unwrap();
+        let name = crate::ir::op_name(p);
+        let op = p.op_type();
+        let known_domain = p.domain().is_empty() || p.domain() == "ai.onnx";
+        let out0 = Outlet { node: n, slot: 0 };
+        let ins: Vec<Option<Outlet>> = (0..m.n_inputs(n)).map(|i| m.input(n, i)).collect();
+        let lay = |a: &Analysis, i: usize| ins.get(i).copied().flatten().and_then(|o| a.layouts.get(&o).cloned());
+        if op == "BatchNormalization" && attr_i(p, "training_mode", 0) == 1 {
+            return Err(Error::at(name, "BatchNormalization has training_mode=1 (a training graph); export the model in eval mode"));
+        }
+        let handled = known_domain && match op {
+            "Conv" => self.conv(m, n, &name)?,
+            "ConvTranspose" => self.conv_transpose(m, n, &name)?,
+            "BatchNormalization" => {
+                let consts = (1..5).all(|i| m.input_const(n, i).is_some_and(|t| t.dims.len() == 1));
+                match (consts && p.output.len() == 1, lay(self, 0)) {
+                    (true, Some(l)) => {
+                        self.layouts.insert(out0, l);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            _ if CHANNELWISE.contains(&op) => {
+                let extra_ok = (1..ins.len()).all(|i| ins[i].is_none() || m.input_const(n, i).is_some_and(|t| tensor::numel(&t).unwrap_or(2) <= 1));
+                let outputs_ok = p.output.iter().skip(1).all(|o| o.is_empty()) || m.consumers(Outlet { node: n, slot: 1 }).is_empty();
+                match (extra_ok && outputs_ok, lay(self, 0)) {
+                    (true, Some(l)) if self.channels(out0) == Some(self.size(&l)) => {
+                        self.layouts.insert(out0, l);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Pow" | "Sum" | "PRelu" => self.elementwise(m, n)?,
+            "Concat" => self.concat(m, n),
+            "Split" => self.split(m, n),
+            "Slice" => self.slice(m, n),
+            "Resize" | "Upsample" => {
+                let ok = match shapes::resize_params(m, n) {
+                    Some((_, Some(sizes))) => lay(self, 0).is_some_and(|l| sizes.get(1) == Some(&(self.size(&l) as i64))),
+                    Some((Some(sc), None)) => sc.get(1) == Some(&1.0) && sc.first() == Some(&1.0),
+                    _ => false,
+                };
+                match (ok, lay(self, 0)) {
+                    (true, Some(l)) => {
+                        self.layouts.insert(out0, l);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            "Pad" => {
+                let pads = if m.opset() >= 11 { m.input_const(n, 1).and_then(|t| tensor::to_i64(&t).ok()) } else { Some(attr_ints(p, "pads")) };
+                let rank = self.shapes.get(&out0).map(|s| s.len()).unwrap_or(0);
+                let ok = pads.is_some_and(|v| rank >= 3 && v.len() == 2 * rank && v[0] == 0 && v[1] == 0 && v[rank] == 0 && v[rank + 1] == 0)
+                    && (m.opset() < 18 || m.input(n, 3).is_none())
+                    && (2..ins.len()).all(|i| ins[i].is_none() || m.input_const(n, i).is_some());
+                match (ok, lay(self, 0)) {
+                    (true, Some(l)) => {
+                        self.layouts.insert(out0, l);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            "Flatten" | "Reshape" => self.flatten(m, n),
+            "Gemm" | "MatMul" => self.dense(m, n),
+            _ => false,
+        };
+        if !handled {
+            let why = if known_domain { format!("{op} '{name}'") } else { format!("{}::{op} '{name}' (unknown op)", p.domain()) };
+            for o in ins.iter().flatten() {
+                self.pin_outlet(*o, &why);
+            }
+            for slot in 0..p.output.len() {
+                let o = Outlet { node: n, slot };
+                self.layouts.remove(&o);
+                self.fresh(o, Some(why.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    fn conv(&mut self, m: &Model, n: NodeId, name: &str) -> Result<bool> {
+        let p = m.op(n).unwrap();
+        let (Some(x), Some(w)) = (m.input(n, 0), m.input_const(n, 1)) else { return Ok(false) };
+        if m.input(n, 2).is_some() && m.input_const(n, 2).is_none() {
+            return Ok(false);
+        }
+        let Some(lin) = self.layouts.get(&x).cloned() else { return Ok(false) };
+        let g = attr_i(p, "group", 1).max(1) as usize;
+        let wd = tensor::dims(&w);
+        if wd.len() < 3 {
+            return Err(Error::at(name, format!("Conv weight has rank {}, expected at least 3", wd.len())));
+        }
+        let cin = self.size(&lin);
+        if wd[1] * g != cin {
+            return Err(Error::at(
+                name,
+                format!("Conv weight expects {} input channels ({} per group × group {g}) but {cin} are delivered", wd[1] * g, wd[1]),
+            ));
+        }
+        if wd[0] % g != 0 {
+            return Err(Error::at(name, format!("Conv has {} output channels, not divisible by group {g}", wd[0])));
+        }
+        let out = Outlet { node: n, slot: 0 };
+        if g == 1 {
+            self.fresh(out, None);
+        } else if g == cin && wd[0] == cin && wd[1] == 1 {
+            // Depthwise: output channel j reads input channel j only.
+            self.layouts.insert(out, lin);
+        } else {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn conv_transpose(&mut self, m: &Model, n: NodeId, name: &str) -> Result<bool> {
+        let p = m.op(n).unwrap();
+        let (Some(x), Some(w)) = (m.input(n, 0), m.input_const(n, 1)) else { return Ok(false) };
+        if m.input(n, 2).is_some() && m.input_const(n, 2).is_none() {
+            return Ok(false);
+        }
+        let Some(lin) = self.layouts.get(&x).cloned() else { return Ok(false) };
+        let wd = tensor::dims(&w);
+        let cin = self.size(&lin);
+        if wd.len() < 3 || wd[0] != cin {
+            return Err(Error::at(
+                name,
+                format!("ConvTranspose weight has {} input channels (axis 0) but {cin} are delivered", wd.first().copied().unwrap_or(0)),
+            ));
+        }
+        let g = attr_i(p, "group", 1).max(1) as usize;
+        if cin % g != 0 {
+            return Err(Error::at(name, format!("ConvTranspose input channels {cin} not divisible by group {g}")));
+        }
+        if g != 1 {
+            return Ok(false);
+        }
+        if !self.deconv {
+            let why = format!("ConvTranspose '{name}' (deconv pass not selected)");
+            self.pin(&lin, &why);
+            self.fresh(Outlet { node: n, slot: 0 }, Some(why));
+            return Ok(true);
+        }
+        self.fresh(Outlet { node: n, slot: 0 }, None);
+        Ok(true)
+    }
+
+    fn elementwise(&mut self, m: &Model, n: NodeId) -> Result<bool> {
+        let p = m.op(n).unwrap();
+        let op = p.op_type();
+        let out = Outlet { node: n, slot: 0 };
+        let Some(c) = self.channels(out) else { return Ok(false) };
+        let rank = self.shapes[&out].len();
+        let mut joined: Vec<Vec<AtomId>> = vec![];
+        for slot in 0..m.n_inputs(n) {
+            let Some(o) = m.input(n, slot) else { return Ok(false) };
+            let Some(sh) = self.shapes.get(&o).cloned() else { return Ok(false) };
+            let ch_axis = (sh.len() + 1).checked_sub(rank);
+            let ch = ch_axis.and_then(|i| sh.get(i).copied().flatten());
+            if let Some(l) = self.layouts.get(&o).cloned().filter(|_| sh.len() == rank && ch == Some(c as i64)) {
+                // An activation of this space.
+                let divisor = matches!((op, slot), ("Div", 1) | ("Pow", _) | ("PRelu", 1));
+                if divisor {
+                    return Ok(false);
+                }
+                joined.push(l);
+            } else if m.const_value(o).is_some() {
+                if ch == Some(c as i64) && c != 1 && neutral(op, slot).is_none() {
+                    return Ok(false);
+                }
+                if sh.len() > rank {
+                    return Ok(false);
+                }
+            } else if ch.is_none_or(|v| v != 1) || sh.len() > rank {
+                return Ok(false); // a non-constant that does not broadcast over channels
+            }
+        }
+        let Some(first) = joined.first().cloned() else { return Ok(false) };
+        if self.size(&first) != c {
+            return Ok(false);
+        }
+        for l in &joined[1..] {
+            self.join(&first, l);
+        }
+        self.layouts.insert(out, first);
+        Ok(true)
+    }
+
+    fn concat(&mut self, m: &Model, n: NodeId) -> bool {
+        let p = m.op(n).unwrap();
+        let out = Outlet { node: n, slot: 0 };
+        let Some(rank) = self.shapes.get(&out).map(|s| s.len()) else { return false };
+        let Some(ax) = shapes::axis(attr_i(p, "axis", 0), rank) else { return false };
+        let mut ls = vec![];
+        for slot in 0..m.n_inputs(n) {
+            match m.input(n, slot).and_then(|o| self.layouts.get(&o).cloned()) {
+                Some(l) => ls.push(l),
+                None => return false,
+            }
+        }
+        if ax == 1 {
+            self.layouts.insert(out, ls.concat());
+        } else {
+            if ls.iter().any(|l| self.size(l) != self.size(&ls[0])) {
+                return false;
+            }
+            for l in &ls[1..] {
+                self.join(&ls[0], l);
+            }
+            self.layouts.insert(out, ls[0].clone());
+        }
+        true
+    }
+
+    fn split(&mut self, m: &Model, n: NodeId) -> bool {
+        let p = m.op(n).unwrap();
+        let Some(x) = m.input(n, 0) else { return false };
+        let Some(l) = self.layouts.get(&x).cloned() else { return false };
+        let rank = self.shapes[&x].len();
+        let Some(ax) = shapes::axis(attr_i(p, "axis", 0), rank) else { return false };
+        if ax != 1 {
+            for slot in 0..p.output.len() {
+                self.layouts.insert(Outlet { node: n, slot }, l.clone());
+            }
+            return true;
+        }
+        let Some(sizes) = shapes::split_sizes(m, n, self.size(&l) as i64) else { return false };
+        let mut start = 0usize;
+        for &s in &sizes {
+            self.cut(&l, start);
+            start += s as usize;
+        }
+        let mut start = 0usize;
+        for (slot, &s) in sizes.iter().enumerate() {
+            let r = self.range(&l, start, start + s as usize);
+            self.layouts.insert(Outlet { node: n, slot }, r);
+            start += s as usize;
+        }
+        true
+    }
+
+    fn slice(&mut self, m: &Model, n: NodeId) -> bool {
+        let Some(x) = m.input(n, 0) else { return false };
+        let Some(l) = self.layouts.get(&x).cloned() else { return false };
+        let rank = self.shapes[&x].len();
+        let Some(params) = shapes::slice_params(m, n, rank) else { return false };
+        let out = Outlet { node: n, slot: 0 };
+        let mut result = l.clone();
+        for (ax, st, en, step) in params {
+            if ax == 0 {
+                continue;
+            }
+            if ax != 1 {
+                continue;
+            }
+            if step != 1 {
+                return false;
+            }
+            let c = self.size(&l) as i64;
+            let (a, b) = shapes::slice_range(c, st, en);
+            self.cut(&l, a as usize);
+            self.cut(&l, b as usize);
+            result = self.range(&l, a as usize, b as usize);
+        }
+        self.layouts.insert(out, result);
+        true
+    }
+
+    /// Flatten (or Reshape to [N, C·H·W]) of an activation feeding only a
+    /// Gemm / MatMul: the features are channel-major, so the dense layer's
+    /// weight absorbs the padded layout.
+    fn flatten(&mut self, m: &Model, n: NodeId) -> bool {
+        let p = m.op(n).unwrap();
+        let Some(x) = m.input(n, 0) else { return false };
+        let Some(l) = self.layouts.get(&x).cloned() else { return false };
+        let sh = &self.shapes[&x];
+        let out = Outlet { node: n, slot: 0 };
+        let Some(osh) = self.shapes.get(&out) else { return false };
+        let spatial: Option<i64> = sh[2..].iter().try_fold(1i64, |a, d| d.map(|d| a * d));
+        let Some(spatial) = spatial else { return false };
+        let ok = match p.op_type() {
+            "Flatten" => attr_i(p, "axis", 1) == 1,
+            _ => osh.len() == 2 && osh[1] == Some(self.size(&l) as i64 * spatial),
+        };
+        let consumers = m.consumers(out);
+        let dense_only = !consumers.is_empty()
+            && consumers.iter().all(|&(c, slot)| {
+                slot == 0
+                    && match m.op_type(c) {
+                        "Gemm" => attr_i(m.op(c).unwrap(), "transA", 0) == 0 && m.input_const(c, 1).is_some(),
+                        "MatMul" => m.input_const(c, 1).is_some_and(|t| t.dims.len() == 2),
+                        _ => false,
+                    }
+            });
+        if !ok || !dense_only {
+            return false;
+        }
+        self.flats.insert(out, Flat { layout: l, spatial: spatial as usize });
+        true
+    }
+
+    fn dense(&mut self, m: &Model, n: NodeId) -> bool {
+        // Absorbs a flattened layout on input A; its output is a plain
+        // rank-2 tensor with no layout.
+        let Some(a) = m.input(n, 0) else { return false };
+        self.flats.contains_key(&a) || !self.layouts.contains_key(&a)
+    }
+
+    // ---- results -----------------------------------------------------------
+
+    fn leaf_width(&self, l: AtomId) -> usize {
+        let s = self.atoms[l].size;
+        let root = self.find(l);
+        if self.atoms[root].pins.is_empty() {
+            s.div_ceil(self.multiple) * self.multiple
+        } else {
+            s
+        }
+    }
+
+    fn map_of(&self, layout: &[AtomId]) -> ChannelMap {
+        let mut map = vec![];
+        let mut len = 0;
+        for l in self.leaves(layout) {
+            let s = self.atoms[l].size;
+            map.extend(len..len + s);
+            len += self.leaf_width(l);
+        }
+        ChannelMap { map, len }
+    }
+
+    /// The logical → physical channel map of an activation tensor.
+    pub fn channel_map(&self, o: Outlet) -> Option<ChannelMap> {
+        self.layouts.get(&o).map(|l| self.map_of(l))
+    }
+
+    /// The map of a flattened tensor's features (for Gemm / MatMul rows).
+    pub fn flat_map(&self, o: Outlet) -> Option<ChannelMap> {
+        self.flats.get(&o).map(|f| self.map_of(&f.layout).expand(f.spatial))
+    }
+
+    /// Physical offsets of the leaf boundaries of `o`'s layout, as
+    /// (logical offset, physical offset) pairs, ending with the totals.
+    pub fn boundaries(&self, o: Outlet) -> Option<Vec<(usize, usize)>> {
+        let l = self.layouts.get(&o)?;
+        let mut out = vec![(0, 0)];
+        let (mut lo, mut ph) = (0, 0);
+        for leaf in self.leaves(l) {
+            lo += self.atoms[leaf].size;
+            ph += self.leaf_width(leaf);
+            out.push((lo, ph));
+        }
+        Some(out)
+    }
+
+    /// The channel dim of tensor `o` for reporting.
+    pub fn dim(&self, o: Outlet) -> Option<Dim> {
+        if let Some(l) = self.layouts.get(&o).or_else(|| self.flats.get(&o).map(|f| &f.layout)) {
+            let leaves = self.leaves(l);
+            let mut d = Dim { logical: 0, physical: 0, parts: vec![], free_unaligned: false, pinned_unaligned: false, pins: BTreeSet::new() };
+            for leaf in leaves {
+                let s = self.atoms[leaf].size;
+                let root = self.find(leaf);
+                let pins = &self.atoms[root].pins;
+                d.logical += s;
+                d.physical += self.leaf_width(leaf);
+                d.parts.push(s);
+                if s % self.multiple != 0 {
+                    if pins.is_empty() {
+                        d.free_unaligned = true;
+                    } else {
+                        d.pinned_unaligned = true;
+                    }
+                }
+                d.pins.extend(pins.iter().cloned());
+            }
+            return Some(d);
+        }
+        None
+    }
+
+    /// Every channel space: (size, padded width, pin reasons), one entry per
+    /// class of leaves.
+    pub fn spaces(&self) -> Vec<(usize, usize, BTreeSet<String>)> {
+        let mut seen = BTreeSet::new();
+        let mut out = vec![];
+        let all: Vec<AtomId> = self.layouts.values().chain(self.flats.values().map(|f| &f.layout)).flat_map(|l| self.leaves(l)).collect();
+        for leaf in all {
+            let r = self.find(leaf);
+            if seen.insert(r) {
+                out.push((self.atoms[leaf].size, self.leaf_width(leaf), self.atoms[r].pins.clone()));
+            }
+        }
+        out
+    }
+}

@@ -1,0 +1,310 @@
+//! Command-line interface: argument definitions (clap) and the three
+//! commands. `main.rs` only maps the outcome to an exit code.
+//!
+//! Exit codes: 0 success; 1 `check` found unaligned dims or verification
+//! failed; 2 usage or input error (one line on stderr naming the file, and
+//! the node where there is one).
+
+use align::ir::Model;
+use align::passes::{self, Options, Pass};
+use align::report;
+use align::verify::{self, Tolerance};
+use align::{Error, ErrorKind};
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// align: pad the channels of pruned ONNX CNNs to hardware-friendly
+/// multiples, proven output-equivalent.
+#[derive(Parser, Debug)]
+#[command(name = "align", version, args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    align: AlignArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Per-layer channels, params and MACs; what is pinned and why.
+    Report(CommonArgs),
+    /// CI gate: exit 1 when a free channel dim is not a multiple.
+    Check {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Fail on pinned unaligned dims too.
+        #[arg(long)]
+        strict: bool,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct CommonArgs {
+    /// The ONNX model.
+    model: PathBuf,
+    /// Channel multiple to align to.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    multiple: u32,
+    /// Shape of a graph input with symbolic dims, e.g. images=1x3x640x640 (repeatable).
+    #[arg(long = "input-shape", value_name = "NAME=DIMS")]
+    input_shape: Vec<String>,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args, Debug)]
+struct AlignArgs {
+    /// The ONNX model to align.
+    #[arg(required = true)]
+    model: Option<PathBuf>,
+    /// Output path (default: <stem>.aligned.onnx beside the input).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Channel multiple to align to.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    multiple: u32,
+    /// Passes to run: a comma-separated subset of fold-bn,deconv,pad, or none.
+    #[arg(long, default_value = "fold-bn,deconv,pad")]
+    passes: String,
+    /// Write without running the equivalence check.
+    #[arg(long)]
+    no_verify: bool,
+    /// Absolute tolerance of the equivalence check.
+    #[arg(long, default_value_t = 1e-4)]
+    atol: f64,
+    /// Relative tolerance of the equivalence check.
+    #[arg(long, default_value_t = 1e-4)]
+    rtol: f64,
+    /// Random input trials for the equivalence check.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    trials: u32,
+    /// Seed of the random inputs.
+    #[arg(long, default_value_t = 0x5EED)]
+    seed: u64,
+    /// Shape of a graph input with symbolic dims, e.g. images=1x3x640x640 (repeatable).
+    #[arg(long = "input-shape", value_name = "NAME=DIMS")]
+    input_shape: Vec<String>,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    json: bool,
+    /// No summary on stderr.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// A failure with the exit code it maps to.
+pub struct Failure {
+    /// 1 or 2.
+    pub code: u8,
+    /// One line.
+    pub msg: String,
+}
+
+fn fail(file: &Path, e: Error) -> Failure {
+    Failure { code: if e.kind == ErrorKind::Verify { 1 } else { 2 }, msg: format!("{}: {e}", file.display()) }
+}
+
+fn parse_shapes(v: &[String]) -> Result<HashMap<String, Vec<i64>>, Error> {
+    let mut out = HashMap::new();
+    for s in v {
+        let (name, dims) = s.rsplit_once('=').ok_or_else(|| Error::model(format!("--input-shape '{s}' is not NAME=DIMS (e.g. images=1x3x640x640)")))?;
+        let dims: Vec<i64> = dims
+            .split(['x', ','])
+            .map(|d| d.trim().parse::<i64>().ok().filter(|&d| d > 0))
+            .collect::<Option<_>>()
+            .ok_or_else(|| Error::model(format!("--input-shape '{s}': dims must be positive integers like 1x3x640x640")))?;
+        out.insert(name.to_string(), dims);
+    }
+    Ok(out)
+}
+
+fn load(path: &Path) -> Result<Model, Failure> {
+    let (proto, _) = align::onnx::load(path).map_err(|e| fail(path, e))?;
+    Model::import(proto).map_err(|e| fail(path, e))
+}
+
+/// Runs the parsed command line; Ok(exit code).
+pub fn run(cli: Cli) -> Result<u8, Failure> {
+    match cli.cmd {
+        Some(Cmd::Report(c)) => {
+            let (_, r) = report_of(&c)?;
+            if c.json {
+                println!("{}", serde_json::to_string_pretty(&r).expect("report serialises"));
+            } else {
+                print!("{}", r.text());
+            }
+            Ok(0)
+        }
+        Some(Cmd::Check { common, strict }) => {
+            let (_, r) = report_of(&common)?;
+            let c = report::check(&r, strict);
+            if common.json {
+                println!("{}", serde_json::to_string_pretty(&c).expect("check serialises"));
+            } else {
+                print!("{}", c.text());
+            }
+            Ok(if c.ok { 0 } else { 1 })
+        }
+        None => align(cli.align),
+    }
+}
+
+fn report_of(c: &CommonArgs) -> Result<(Model, report::Report), Failure> {
+    let shapes = parse_shapes(&c.input_shape).map_err(|e| fail(&c.model, e))?;
+    let m = load(&c.model)?;
+    let opts = Options { multiple: c.multiple as usize, input_shapes: shapes, deconv: true };
+    let r = report::build(&m, &opts).map_err(|e| fail(&c.model, e))?;
+    Ok((m, r))
+}
+
+/// The default output path: `<stem>.aligned.onnx` beside the input.
+pub fn default_output(input: &Path) -> PathBuf {
+    let stem = input.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_else(|| "model".into());
+    input.with_file_name(format!("{stem}.aligned.onnx"))
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    let canon = |p: &Path| -> Option<PathBuf> {
+        if let Ok(c) = p.canonicalize() {
+            return Some(c);
+        }
+        let parent = p.parent().filter(|x| !x.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        Some(parent.canonicalize().ok()?.join(p.file_name()?))
+    };
+    matches!((canon(a), canon(b)), (Some(x), Some(y)) if x == y)
+}
+
+#[derive(Serialize)]
+struct Summary {
+    input: String,
+    output: Option<String>,
+    multiple: usize,
+    passes: Vec<passes::PassReport>,
+    unaligned_free_dims_before: usize,
+    unaligned_free_dims_after: usize,
+    pinned: Vec<report::Pinned>,
+    params_before: u64,
+    params_after: u64,
+    macs_before: u64,
+    macs_after: u64,
+    verification: Option<verify::Verification>,
+    millis: HashMap<&'static str, f64>,
+}
+
+fn align(a: AlignArgs) -> Result<u8, Failure> {
+    let input = a.model.clone().expect("clap requires MODEL");
+    let bad = |e: Error| fail(&input, e);
+    let shapes = parse_shapes(&a.input_shape).map_err(bad)?;
+    let pass_list = Pass::parse_list(&a.passes).map_err(bad)?;
+    let output = a.output.clone().unwrap_or_else(|| default_output(&input));
+    if same_file(&input, &output) {
+        return Err(bad(Error::model(format!("output '{}' is the input file; align never overwrites its input", output.display()))));
+    }
+    let out_dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !out_dir.is_dir() {
+        return Err(bad(Error::model(format!("output folder '{}' does not exist", out_dir.display()))));
+    }
+    if output.is_dir() {
+        return Err(bad(Error::model(format!("output '{}' is a directory", output.display()))));
+    }
+    let mut ms = HashMap::new();
+    let t = Instant::now();
+    let (original, _) = align::onnx::load(&input).map_err(bad)?;
+    let mut m = Model::import(original.clone()).map_err(bad)?;
+    ms.insert("load", t.elapsed().as_secs_f64() * 1e3);
+    let opts = Options { multiple: a.multiple as usize, input_shapes: shapes.clone(), deconv: pass_list.contains(&Pass::Deconv) };
+    let before = report::build(&m, &opts).map_err(bad)?;
+    let t = Instant::now();
+    let pass_reports = passes::run(&mut m, &pass_list, &opts).map_err(bad)?;
+    let rewritten = m.export();
+    ms.insert("passes", t.elapsed().as_secs_f64() * 1e3);
+    let after = report::build(&Model::import(rewritten.clone()).map_err(bad)?, &opts).map_err(bad)?;
+    let verification = if a.no_verify {
+        None
+    } else {
+        let t = Instant::now();
+        let v = verify::verify(&original, &rewritten, &shapes, Tolerance { atol: a.atol, rtol: a.rtol }, a.trials as usize, a.seed).map_err(bad)?;
+        ms.insert("verify", t.elapsed().as_secs_f64() * 1e3);
+        Some(v)
+    };
+    let passed = verification.as_ref().is_none_or(|v| v.passed);
+    if passed {
+        let t = Instant::now();
+        align::onnx::save(&rewritten, &output, align::onnx::PROTOBUF_LIMIT).map_err(bad)?;
+        ms.insert("save", t.elapsed().as_secs_f64() * 1e3);
+    }
+    let summary = Summary {
+        input: input.display().to_string(),
+        output: passed.then(|| output.display().to_string()),
+        multiple: opts.multiple,
+        passes: pass_reports,
+        unaligned_free_dims_before: before.totals.free_unaligned,
+        unaligned_free_dims_after: after.totals.free_unaligned,
+        pinned: after.pinned.clone(),
+        params_before: before.totals.params,
+        params_after: after.totals.params,
+        macs_before: before.totals.macs,
+        macs_after: after.totals.macs,
+        verification,
+        millis: ms,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&summary).expect("summary serialises"));
+    } else if !a.quiet {
+        eprint!("{}", summary_text(&summary));
+    }
+    if !passed {
+        let v = summary.verification.as_ref().unwrap();
+        let worst = v.outputs.iter().max_by(|x, y| x.max_abs.total_cmp(&y.max_abs)).unwrap();
+        return Err(Failure {
+            code: 1,
+            msg: format!(
+                "{}: verification failed: output '{}' differs by up to {:.3e} ({} mismatching elements); nothing was written",
+                input.display(),
+                worst.name,
+                worst.max_abs,
+                worst.mismatches
+            ),
+        });
+    }
+    Ok(0)
+}
+
+fn summary_text(s: &Summary) -> String {
+    let pct = |a: u64, b: u64| if a == 0 { 0.0 } else { (b as f64 - a as f64) / a as f64 * 100.0 };
+    let mut t = String::new();
+    for p in &s.passes {
+        t += &format!("{:<8} {:>4} change(s) in {:.1} ms\n", p.pass, p.changed, p.millis);
+    }
+    t += &format!(
+        "unaligned free channel dims (multiple of {}): {} → {}\n",
+        s.multiple, s.unaligned_free_dims_before, s.unaligned_free_dims_after
+    );
+    let pinned_unaligned: Vec<_> = s.pinned.iter().filter(|p| !p.aligned).collect();
+    t += &format!("pinned channel spaces: {} ({} unaligned)\n", s.pinned.len(), pinned_unaligned.len());
+    for p in pinned_unaligned {
+        t += &format!("  {:>5} ch: {}\n", p.channels, p.reasons.join("; "));
+    }
+    t += &format!("params: {} → {} ({:+.1}%)\n", s.params_before, s.params_after, pct(s.params_before, s.params_after));
+    t += &format!("MACs:   {} → {} ({:+.1}%)\n", s.macs_before, s.macs_after, pct(s.macs_before, s.macs_after));
+    match &s.verification {
+        Some(v) => {
+            t += &format!("verification ({} trials, atol {:e}, rtol {:e}): {}\n", v.trials, v.tolerance.atol, v.tolerance.rtol, if v.passed { "passed" } else { "FAILED" });
+            for o in &v.outputs {
+                t += &format!("  {}: max abs {:.3e}, max rel {:.3e} (|values| up to {:.3e})\n", o.name, o.max_abs, o.max_rel, o.max_value);
+            }
+        }
+        None => t += "verification: skipped (--no-verify)\n",
+    }
+    let mut stages: Vec<_> = s.millis.iter().collect();
+    stages.sort_by(|a, b| a.0.cmp(b.0));
+    t += &format!("time: {}\n", stages.iter().map(|(k, v)| format!("{k} {v:.0} ms")).collect::<Vec<_>>().join(", "));
+    if let Some(o) = &s.output {
+        t += &format!("wrote {o}\n");
+    }
+    t
+}

@@ -1,0 +1,670 @@
+//! The graph align rewrites: ONNX nodes on a petgraph `StableGraph`.
+//!
+//! * Nodes are graph inputs, initializers ([`NodeKind::Const`]) and ONNX
+//!   operators whose `NodeProto` (attributes, name, domain, doc string) is kept
+//!   verbatim. Node ids are stable across removals.
+//! * Edges carry the producer's output slot and the consumer's input slot
+//!   ([`Edge`]); an absent optional input (`""`) is simply a slot without edge.
+//!   The tensor name belongs to the producer (its output name), so an edge can
+//!   never disagree with the name the consumer sees.
+//! * Graph outputs are explicit [`Outlet`]s with their `ValueInfoProto`.
+//!
+//! [`Model::import`] builds the graph and runs [`Model::check`];
+//! [`Model::export`] writes nodes in topological order, preferring the
+//! original order, so an untouched model round-trips node for node.
+
+pub mod shapes;
+
+use crate::error::{Error, Result};
+use crate::onnx::{self, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
+use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
+use petgraph::visit::{EdgeRef, IntoEdgeReferences};
+use petgraph::Direction::{Incoming, Outgoing};
+use std::borrow::Cow;
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
+
+/// Index of a node in the graph.
+pub type NodeId = NodeIndex;
+
+/// One output of a node: the tensor it produces at `slot`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Outlet {
+    /// Producing node.
+    pub node: NodeId,
+    /// Output slot of the producer.
+    pub slot: usize,
+}
+
+/// Producer output slot → consumer input slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Edge {
+    /// Output slot of the source node.
+    pub out_slot: usize,
+    /// Input slot of the target node.
+    pub in_slot: usize,
+}
+
+/// What a node is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeKind {
+    /// A graph input (or sparse initializer) supplied from outside.
+    Input(String),
+    /// An initializer.
+    Const(TensorProto),
+    /// An ONNX operator, kept verbatim (its `input` names are rebuilt from
+    /// edges on export).
+    Op(NodeProto),
+}
+
+/// A node and its position in the original file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// What the node is.
+    pub kind: NodeKind,
+    /// Sort key: original position ×1024, so inserted nodes can sit between.
+    pub order: u64,
+}
+
+/// A model: the graph plus every other part of the `ModelProto`, untouched.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// The model with the main graph's nodes, initializers, outputs and
+    /// value_info moved into the fields below (graph inputs stay here).
+    pub proto: ModelProto,
+    /// The graph.
+    pub g: StableDiGraph<Node, Edge>,
+    /// Graph outputs in order.
+    pub outputs: Vec<(Outlet, ValueInfoProto)>,
+    /// Intermediate value_info, kept (and updated when a channel dim changes).
+    pub value_info: Vec<ValueInfoProto>,
+    names: HashSet<String>,
+    next_order: u64,
+}
+
+/// A short name for an operator node: its name, else its first output.
+pub fn op_name(n: &NodeProto) -> String {
+    match n.name() {
+        "" => n.output.first().cloned().unwrap_or_else(|| n.op_type().to_string()),
+        s => s.to_string(),
+    }
+}
+
+impl Model {
+    /// Builds the graph from a model (with external data already resolved).
+    pub fn import(mut proto: ModelProto) -> Result<Model> {
+        let mut graph: GraphProto = proto.graph.take().ok_or_else(|| Error::model("the model has no graph"))?;
+        let mut g = StableDiGraph::new();
+        let mut producer: HashMap<String, Outlet> = HashMap::new();
+        let mut names = HashSet::new();
+        let define = |name: &str, o: Outlet, by: &str, producer: &mut HashMap<String, Outlet>| -> Result<()> {
+            if name.is_empty() {
+                return Ok(());
+            }
+            if producer.insert(name.to_string(), o).is_some() {
+                return Err(Error::at(by, format!("tensor '{name}' is produced more than once")));
+            }
+            Ok(())
+        };
+        let mut order = 0u64;
+        let mut bump = || {
+            order += 1024;
+            order
+        };
+        for t in std::mem::take(&mut graph.initializer) {
+            crate::tensor::check_len(&t)?;
+            let name = t.name().to_string();
+            let id = g.add_node(Node { kind: NodeKind::Const(t), order: bump() });
+            define(&name, Outlet { node: id, slot: 0 }, &name, &mut producer)?;
+            names.insert(name);
+        }
+        let sparse: Vec<String> = graph.sparse_initializer.iter().filter_map(|s| s.values.as_ref().map(|v| v.name().to_string())).collect();
+        for name in graph.input.iter().map(|vi| vi.name().to_string()).chain(sparse) {
+            if producer.contains_key(&name) {
+                continue; // an initializer also listed as input (IR < 4)
+            }
+            let id = g.add_node(Node { kind: NodeKind::Input(name.clone()), order: bump() });
+            define(&name, Outlet { node: id, slot: 0 }, &name, &mut producer)?;
+            names.insert(name);
+        }
+        let nodes = std::mem::take(&mut graph.node);
+        let mut ids = Vec::with_capacity(nodes.len());
+        for n in nodes {
+            let label = op_name(&n);
+            if !n.name().is_empty() {
+                names.insert(n.name().to_string());
+            }
+            let outs = n.output.clone();
+            let id = g.add_node(Node { kind: NodeKind::Op(n), order: bump() });
+            for (slot, o) in outs.iter().enumerate() {
+                define(o, Outlet { node: id, slot }, &label, &mut producer)?;
+                names.insert(o.clone());
+            }
+            ids.push(id);
+        }
+        for &id in &ids {
+            let NodeKind::Op(n) = &g[id].kind else { unreachable!() };
+            let label = op_name(n);
+            let ins = n.input.clone();
+            for (slot, name) in ins.iter().enumerate() {
+                if name.is_empty() {
+                    continue;
+                }
+                let o = *producer.get(name).ok_or_else(|| {
+                    Error::at(&label, format!("input '{name}' is not produced by any node, initializer or graph input"))
+                })?;
+                g.add_edge(o.node, id, Edge { out_slot: o.slot, in_slot: slot });
+            }
+        }
+        let mut outputs = Vec::new();
+        for vi in std::mem::take(&mut graph.output) {
+            let o = *producer
+                .get(vi.name())
+                .ok_or_else(|| Error::model(format!("graph output '{}' is not produced by any node", vi.name())))?;
+            outputs.push((o, vi));
+        }
+        let value_info = std::mem::take(&mut graph.value_info);
+        proto.graph = Some(graph);
+        let m = Model { proto, g, outputs, value_info, names, next_order: order + 1024 };
+        m.check()?;
+        Ok(m)
+    }
+
+    /// Writes the model back: nodes in topological order (original order
+    /// where possible), initializers in original order, names rebuilt from
+    /// edges.
+    pub fn export(&self) -> ModelProto {
+        let mut proto = self.proto.clone();
+        let mut graph = proto.graph.take().unwrap_or_default();
+        let mut consts: Vec<NodeId> = self.g.node_indices().filter(|&n| matches!(self.g[n].kind, NodeKind::Const(_))).collect();
+        consts.sort_by_key(|&n| self.g[n].order);
+        graph.initializer = consts
+            .iter()
+            .map(|&n| match &self.g[n].kind {
+                NodeKind::Const(t) => t.clone(),
+                _ => unreachable!(),
+            })
+            .collect();
+        let const_dims: HashMap<&str, &[i64]> = consts
+            .iter()
+            .filter_map(|&n| match &self.g[n].kind {
+                NodeKind::Const(t) => Some((t.name(), t.dims.as_slice())),
+                _ => None,
+            })
+            .collect();
+        for vi in &mut graph.input {
+            if let Some(dims) = const_dims.get(vi.name()) {
+                set_value_info_dims(vi, dims);
+            }
+        }
+        graph.node = self
+            .toposort()
+            .into_iter()
+            .filter_map(|id| match &self.g[id].kind {
+                NodeKind::Op(n) => {
+                    let mut n = n.clone();
+                    for e in self.g.edges_directed(id, Incoming) {
+                        let w = e.weight();
+                        if n.input.len() <= w.in_slot {
+                            n.input.resize(w.in_slot + 1, String::new());
+                        }
+                        n.input[w.in_slot] = self.tensor_name(Outlet { node: e.source(), slot: w.out_slot }).to_string();
+                    }
+                    Some(n)
+                }
+                _ => None,
+            })
+            .collect();
+        graph.output = self
+            .outputs
+            .iter()
+            .map(|(o, vi)| {
+                let mut vi = vi.clone();
+                vi.name = Some(self.tensor_name(*o).to_string());
+                vi
+            })
+            .collect();
+        let live: HashSet<&str> = self.g.node_indices().flat_map(|n| self.output_names(n)).collect();
+        graph.value_info = self.value_info.iter().filter(|vi| live.contains(vi.name())).cloned().collect();
+        for vi in &mut graph.value_info {
+            if let Some(dims) = const_dims.get(vi.name()) {
+                set_value_info_dims(vi, dims);
+            }
+        }
+        proto.graph = Some(graph);
+        proto
+    }
+
+    /// Node ids in a topological order that keeps the original order where
+    /// the edges allow it (Kahn's algorithm, smallest `order` first).
+    pub fn toposort(&self) -> Vec<NodeId> {
+        let mut indeg: HashMap<NodeId, usize> = self.g.node_indices().map(|n| (n, 0)).collect();
+        for e in self.g.edge_references() {
+            *indeg.get_mut(&e.target()).unwrap() += 1;
+        }
+        let mut ready: BinaryHeap<std::cmp::Reverse<(u64, NodeId)>> = indeg
+            .iter()
+            .filter(|(_, &d)| d == 0)
+            .map(|(&n, _)| std::cmp::Reverse((self.g[n].order, n)))
+            .collect();
+        let mut out = Vec::with_capacity(indeg.len());
+        while let Some(std::cmp::Reverse((_, n))) = ready.pop() {
+            out.push(n);
+            for e in self.g.edges_directed(n, Outgoing) {
+                let d = indeg.get_mut(&e.target()).unwrap();
+                *d -= 1;
+                if *d == 0 {
+                    ready.push(std::cmp::Reverse((self.g[e.target()].order, e.target())));
+                }
+            }
+        }
+        out
+    }
+
+    /// The invariants every pass must keep: acyclic; every input slot fed at
+    /// most once and within the node's input list; outputs referenced exist;
+    /// tensor names unique; constants' data matches their dims.
+    pub fn check(&self) -> Result<()> {
+        if let Some(cyc) = petgraph::algo::tarjan_scc(&self.g)
+            .into_iter()
+            .find(|c| c.len() > 1 || self.g.contains_edge(c[0], c[0]))
+        {
+            let mut names: Vec<String> = cyc.iter().map(|&n| self.label(n)).collect();
+            names.sort();
+            return Err(Error::at(names[0].clone(), format!("the graph has a cycle through {} node(s): {}", names.len(), names.join(", "))));
+        }
+        let mut seen = HashSet::new();
+        for n in self.g.node_indices() {
+            for name in self.output_names(n) {
+                if !name.is_empty() && !seen.insert(name) {
+                    return Err(Error::at(self.label(n), format!("tensor '{name}' is produced more than once")));
+                }
+            }
+            if let NodeKind::Const(t) = &self.g[n].kind {
+                crate::tensor::check_len(t)?;
+            }
+            let mut slots = HashSet::new();
+            for e in self.g.edges_directed(n, Incoming) {
+                let w = e.weight();
+                if !slots.insert(w.in_slot) {
+                    return Err(Error::at(self.label(n), format!("input slot {} is fed twice", w.in_slot)));
+                }
+                if w.out_slot >= self.output_names(e.source()).len() {
+                    return Err(Error::at(self.label(n), format!("reads output {} of '{}', which does not exist", w.out_slot, self.label(e.source()))));
+                }
+            }
+        }
+        for (o, vi) in &self.outputs {
+            if !self.g.contains_node(o.node) || o.slot >= self.output_names(o.node).len() {
+                return Err(Error::model(format!("graph output '{}' lost its producer", vi.name())));
+            }
+        }
+        Ok(())
+    }
+
+    /// The tensor names a node produces, by slot.
+    pub fn output_names(&self, n: NodeId) -> Vec<&str> {
+        match &self.g[n].kind {
+            NodeKind::Input(name) => vec![name.as_str()],
+            NodeKind::Const(t) => vec![t.name()],
+            NodeKind::Op(p) => p.output.iter().map(|s| s.as_str()).collect(),
+        }
+    }
+
+    /// The name of the tensor at an outlet.
+    pub fn tensor_name(&self, o: Outlet) -> &str {
+        self.output_names(o.node).get(o.slot).copied().unwrap_or("")
+    }
+
+    /// A name for messages: the op's name (or first output), or the tensor's.
+    pub fn label(&self, n: NodeId) -> String {
+        match &self.g[n].kind {
+            NodeKind::Op(p) => op_name(p),
+            _ => self.output_names(n)[0].to_string(),
+        }
+    }
+
+    /// The operator at `n`, if it is one.
+    pub fn op(&self, n: NodeId) -> Option<&NodeProto> {
+        match &self.g[n].kind {
+            NodeKind::Op(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Mutable operator at `n`.
+    pub fn op_mut(&mut self, n: NodeId) -> Option<&mut NodeProto> {
+        match &mut self.g[n].kind {
+            NodeKind::Op(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The op type at `n` ("" for inputs and initializers).
+    pub fn op_type(&self, n: NodeId) -> &str {
+        self.op(n).map(|p| p.op_type()).unwrap_or("")
+    }
+
+    /// Operator nodes in topological order.
+    pub fn ops(&self) -> Vec<NodeId> {
+        self.toposort().into_iter().filter(|&n| self.op(n).is_some()).collect()
+    }
+
+    /// Number of input slots of an op (its `input` list length).
+    pub fn n_inputs(&self, n: NodeId) -> usize {
+        let declared = self.op(n).map_or(0, |p| p.input.len());
+        let fed = self.g.edges_directed(n, Incoming).map(|e| e.weight().in_slot + 1).max().unwrap_or(0);
+        declared.max(fed)
+    }
+
+    fn input_edge(&self, n: NodeId, slot: usize) -> Option<EdgeIndex> {
+        self.g.edges_directed(n, Incoming).find(|e| e.weight().in_slot == slot).map(|e| e.id())
+    }
+
+    /// The outlet feeding input `slot` of `n` (None when absent).
+    pub fn input(&self, n: NodeId, slot: usize) -> Option<Outlet> {
+        let e = self.input_edge(n, slot)?;
+        let (src, _) = self.g.edge_endpoints(e)?;
+        Some(Outlet { node: src, slot: self.g[e].out_slot })
+    }
+
+    /// Every (consumer, input slot) reading the tensor at `o`.
+    pub fn consumers(&self, o: Outlet) -> Vec<(NodeId, usize)> {
+        let mut v: Vec<(NodeId, usize)> = self
+            .g
+            .edges_directed(o.node, Outgoing)
+            .filter(|e| e.weight().out_slot == o.slot)
+            .map(|e| (e.target(), e.weight().in_slot))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// True when the tensor at `o` is a graph output.
+    pub fn is_graph_output(&self, o: Outlet) -> bool {
+        self.outputs.iter().any(|(x, _)| *x == o)
+    }
+
+    /// Feeds input `slot` of `n` from `o`, replacing any previous edge.
+    pub fn set_input(&mut self, n: NodeId, slot: usize, o: Outlet) {
+        if let Some(e) = self.input_edge(n, slot) {
+            self.g.remove_edge(e);
+        }
+        self.g.add_edge(o.node, n, Edge { out_slot: o.slot, in_slot: slot });
+        if let NodeKind::Op(p) = &mut self.g[n].kind {
+            if p.input.len() <= slot {
+                p.input.resize(slot + 1, String::new());
+            }
+            p.input[slot] = "?".into(); // rebuilt from the edge on export
+        }
+    }
+
+    /// Moves every consumer of `from` (and graph outputs) to read `to`.
+    pub fn rewire(&mut self, from: Outlet, to: Outlet) {
+        for (c, slot) in self.consumers(from) {
+            self.set_input(c, slot, to);
+        }
+        for (o, _) in &mut self.outputs {
+            if *o == from {
+                *o = to;
+            }
+        }
+    }
+
+    /// A tensor name not used anywhere in the model, derived from `base`.
+    pub fn unique_name(&mut self, base: &str) -> String {
+        let mut name = base.to_string();
+        let mut i = 1;
+        while self.names.contains(&name) {
+            name = format!("{base}_{i}");
+            i += 1;
+        }
+        self.names.insert(name.clone());
+        name
+    }
+
+    /// Adds an initializer named after `t.name` (made unique), placed after
+    /// all existing ones.
+    pub fn add_const(&mut self, mut t: TensorProto) -> Outlet {
+        let name = self.unique_name(t.name());
+        t.name = Some(name);
+        self.next_order += 1024;
+        let id = self.g.add_node(Node { kind: NodeKind::Const(t), order: self.next_order });
+        Outlet { node: id, slot: 0 }
+    }
+
+    /// Replaces the constant read by input `slot` of `n` with `t`. An
+    /// initializer read only here is updated in place (keeping its name);
+    /// otherwise a new initializer is added for this consumer alone.
+    pub fn replace_input_const(&mut self, n: NodeId, slot: usize, mut t: TensorProto) {
+        if let Some(o) = self.input(n, slot) {
+            let sole = self.consumers(o).len() == 1 && !self.is_graph_output(o);
+            if let NodeKind::Const(old) = &mut self.g[o.node].kind {
+                if sole {
+                    t.name = old.name.clone();
+                    *old = t;
+                    return;
+                }
+            }
+        }
+        let base = self.input(n, slot).map(|o| self.tensor_name(o).to_string()).unwrap_or_else(|| format!("{}_in{slot}", self.label(n)));
+        t.name = Some(if base.is_empty() { "align_const".to_string() } else { base });
+        let o = self.add_const(t);
+        self.set_input(n, slot, o);
+    }
+
+    /// Removes a node and its edges.
+    pub fn remove(&mut self, n: NodeId) {
+        self.g.remove_node(n);
+    }
+
+    /// Removes initializers and pure constant-producing ops (Constant,
+    /// Identity, ConstantOfShape) that nothing reads any more. Initializers
+    /// listed as graph inputs stay. Returns how many nodes went.
+    pub fn cleanup(&mut self) -> usize {
+        let listed: HashSet<String> = self.proto.graph.as_ref().map(|g| g.input.iter().map(|v| v.name().to_string()).collect()).unwrap_or_default();
+        let mut removed = 0;
+        loop {
+            let dead: Vec<NodeId> = self
+                .g
+                .node_indices()
+                .filter(|&n| {
+                    let pure = match &self.g[n].kind {
+                        NodeKind::Const(t) => !listed.contains(t.name()),
+                        NodeKind::Op(p) => matches!(p.op_type(), "Constant" | "Identity" | "ConstantOfShape") && p.domain().is_empty(),
+                        NodeKind::Input(_) => false,
+                    };
+                    pure && self.g.edges_directed(n, Outgoing).next().is_none() && !self.outputs.iter().any(|(o, _)| o.node == n)
+                })
+                .collect();
+            if dead.is_empty() {
+                return removed;
+            }
+            for n in dead {
+                self.g.remove_node(n);
+                removed += 1;
+            }
+        }
+    }
+
+    /// The constant value of the tensor at `o`, if it is one: an
+    /// initializer, a Constant node, Identity of a constant, or
+    /// ConstantOfShape of a constant shape.
+    pub fn const_value(&self, o: Outlet) -> Option<Cow<'_, TensorProto>> {
+        match &self.g[o.node].kind {
+            NodeKind::Const(t) => Some(Cow::Borrowed(t)),
+            NodeKind::Input(_) => None,
+            NodeKind::Op(p) if !p.domain().is_empty() && p.domain() != "ai.onnx" => None,
+            NodeKind::Op(p) => match p.op_type() {
+                "Constant" => constant_attr(p).map(Cow::Owned),
+                "Identity" => self.const_value(self.input(o.node, 0)?),
+                "ConstantOfShape" => {
+                    let shape = crate::tensor::to_i64(&*self.const_value(self.input(o.node, 0)?)?).ok()?;
+                    let value = onnx::attr(p, "value").and_then(|a| a.t.clone());
+                    let (dt, v) = match value {
+                        Some(t) => (t.data_type(), *crate::tensor::to_f64(&t).ok()?.first()?),
+                        None => (1, 0.0),
+                    };
+                    let dims: Vec<usize> = shape.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<_>>()?;
+                    let n: usize = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
+                    if n > 1 << 24 {
+                        return None;
+                    }
+                    crate::tensor::from_f64(o_name(p), dt, &dims, &vec![v; n]).ok().map(Cow::Owned)
+                }
+                "Unsqueeze" | "Squeeze" | "Cast" | "Reshape" => {
+                    let t = self.const_value(self.input(o.node, 0)?)?;
+                    let v = crate::tensor::to_f64(&t).ok()?;
+                    let dt = if p.op_type() == "Cast" { onnx::attr_i(p, "to", 1) as i32 } else { t.data_type() };
+                    let mut dims = crate::tensor::dims(&t);
+                    let axes = || -> Option<Vec<i64>> {
+                        if self.opset() >= 13 {
+                            self.input(o.node, 1).and_then(|_| self.input_const(o.node, 1)).and_then(|a| crate::tensor::to_i64(&a).ok())
+                        } else {
+                            Some(onnx::attr_ints(p, "axes"))
+                        }
+                    };
+                    match p.op_type() {
+                        "Unsqueeze" => {
+                            let mut ax = axes()?;
+                            let r = (dims.len() + ax.len()) as i64;
+                            ax.iter_mut().for_each(|a| *a = if *a < 0 { *a + r } else { *a });
+                            ax.sort();
+                            for a in ax {
+                                dims.insert(usize::try_from(a).ok().filter(|&a| a <= dims.len())?, 1);
+                            }
+                        }
+                        "Squeeze" => {
+                            let ax = axes().filter(|a| !a.is_empty());
+                            let r = dims.len() as i64;
+                            dims = dims.iter().enumerate().filter(|(i, &d)| !(d == 1 && ax.as_ref().is_none_or(|a| a.iter().any(|&x| (x + r) % r == *i as i64)))).map(|(_, &d)| d).collect();
+                        }
+                        "Reshape" => {
+                            let shape = crate::tensor::to_i64(&*self.input_const(o.node, 1)?).ok()?;
+                            if shape.iter().any(|&d| d <= 0) {
+                                return None;
+                            }
+                            dims = shape.iter().map(|&d| d as usize).collect();
+                            if dims.iter().product::<usize>() != v.len() {
+                                return None;
+                            }
+                        }
+                        _ => {}
+                    }
+                    crate::tensor::from_f64(o_name(p), dt, &dims, &v).ok().map(Cow::Owned)
+                }
+                "Concat" => {
+                    let mut v = vec![];
+                    let mut dt = 7;
+                    for i in 0..self.n_inputs(o.node) {
+                        let t = self.input_const(o.node, i)?;
+                        if t.dims.len() != 1 {
+                            return None;
+                        }
+                        dt = t.data_type();
+                        v.extend(crate::tensor::to_f64(&t).ok()?);
+                    }
+                    crate::tensor::from_f64(o_name(p), dt, &[v.len()], &v).ok().map(Cow::Owned)
+                }
+                _ => None,
+            },
+        }
+    }
+
+    /// The constant at input `slot` of `n`.
+    pub fn input_const(&self, n: NodeId, slot: usize) -> Option<Cow<'_, TensorProto>> {
+        self.const_value(self.input(n, slot)?)
+    }
+
+    /// Updates the channel dim (axis 1) recorded for a tensor in value_info
+    /// and graph outputs.
+    pub fn set_channel_dim(&mut self, name: &str, c: usize) {
+        for vi in self.value_info.iter_mut().filter(|v| v.name() == name) {
+            set_dim(vi, 1, c as i64);
+        }
+    }
+
+    /// Fresh sort key just after `n`'s, for a node inserted behind it.
+    pub fn order_after(&mut self, n: NodeId) -> u64 {
+        self.g[n].order + 1
+    }
+
+    /// The opset of the default domain.
+    pub fn opset(&self) -> i64 {
+        onnx::opset(&self.proto)
+    }
+}
+
+fn o_name(p: &NodeProto) -> &str {
+    p.output.first().map(|s| s.as_str()).unwrap_or("")
+}
+
+/// The tensor a Constant node produces, from whichever value attribute it uses.
+fn constant_attr(p: &NodeProto) -> Option<TensorProto> {
+    let a = p.attribute.first()?;
+    let name = o_name(p);
+    match a.name() {
+        "value" => a.t.clone(),
+        "value_float" => crate::tensor::from_f64(name, 1, &[], &[a.f? as f64]).ok(),
+        "value_floats" => crate::tensor::from_f64(name, 1, &[a.floats.len()], &a.floats.iter().map(|&v| v as f64).collect::<Vec<_>>()).ok(),
+        "value_int" => crate::tensor::from_f64(name, 7, &[], &[a.i? as f64]).ok(),
+        "value_ints" => Some(TensorProto { name: Some(name.into()), data_type: Some(7), dims: vec![a.ints.len() as i64], int64_data: a.ints.clone(), ..Default::default() }),
+        _ => None,
+    }
+}
+
+fn set_dim(vi: &mut ValueInfoProto, axis: usize, v: i64) {
+    use crate::onnx::tensor_shape_proto::{dimension::Value, Dimension};
+    if let Some(crate::onnx::type_proto::Value::TensorType(tt)) = vi.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+        if let Some(d) = tt.shape.as_mut().and_then(|s| s.dim.get_mut(axis)) {
+            *d = Dimension { value: Some(Value::DimValue(v)), denotation: d.denotation.take() };
+        }
+    }
+}
+
+fn set_value_info_dims(vi: &mut ValueInfoProto, dims: &[i64]) {
+    if let Some(crate::onnx::type_proto::Value::TensorType(tt)) = vi.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+        if let Some(s) = tt.shape.as_mut() {
+            if s.dim.len() == dims.len() {
+                for (i, &d) in dims.iter().enumerate() {
+                    set_dim_raw(&mut s.dim[i], d);
+                }
+            }
+        }
+    }
+}
+
+fn set_dim_raw(d: &mut crate::onnx::tensor_shape_proto::Dimension, v: i64) {
+    d.value = Some(crate::onnx::tensor_shape_proto::dimension::Value::DimValue(v));
+}
+
+/// Shape of a `ValueInfoProto` with symbolic or unknown dims as `None`.
+pub fn value_info_shape(vi: &ValueInfoProto) -> Option<Vec<Option<i64>>> {
+    use crate::onnx::tensor_shape_proto::dimension::Value;
+    match vi.r#type.as_ref()?.value.as_ref()? {
+        crate::onnx::type_proto::Value::TensorType(tt) => Some(
+            tt.shape
+                .as_ref()?
+                .dim
+                .iter()
+                .map(|d| match d.value {
+                    Some(Value::DimValue(v)) if v > 0 => Some(v),
+                    _ => None,
+                })
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// Element type of a `ValueInfoProto`.
+pub fn value_info_elem(vi: &ValueInfoProto) -> Option<i32> {
+    match vi.r#type.as_ref()?.value.as_ref()? {
+        crate::onnx::type_proto::Value::TensorType(tt) => tt.elem_type,
+        _ => None,
+    }
+}
+
+/// Names of the ops in a set, sorted, for messages.
+pub fn sorted(set: &BTreeSet<String>) -> String {
+    set.iter().cloned().collect::<Vec<_>>().join(", ")
+}

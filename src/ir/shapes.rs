@@ -1,0 +1,403 @@
+//! Static shape inference for the operators pruned CNN exports use.
+//!
+//! Shapes are `Vec<Option<i64>>`: the rank is known, a dim may be symbolic
+//! (`None`). Tensors whose shape cannot be derived (unknown ops, data-dependent
+//! shapes) are absent from the map, and the channel analysis pins them.
+
+use super::{Model, NodeId, Outlet};
+use crate::onnx::{attr_f, attr_i, attr_ints, attr_s};
+use crate::tensor;
+use std::collections::HashMap;
+
+/// A shape with possibly unknown dims.
+pub type Shape = Vec<Option<i64>>;
+
+/// Ops whose output has the shape of their first input.
+pub const SAME_SHAPE: &[&str] = &[
+    "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Clip", "Elu", "Selu", "Softplus", "Softsign", "Mish",
+    "Gelu", "Celu", "ThresholdedRelu", "BatchNormalization", "InstanceNormalization", "Dropout", "Identity", "Cast", "Neg", "Abs",
+    "Exp", "Log", "Sqrt", "Reciprocal", "Softmax", "LogSoftmax", "LRN", "Erf", "Floor", "Ceil", "Round", "Sign", "Not",
+    "GroupNormalization", "LayerNormalization",
+];
+
+/// Element-wise ops with numpy broadcasting.
+pub const BROADCAST: &[&str] = &["Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu", "Sum", "Mean", "Equal", "Greater", "Less", "And", "Or", "Where"];
+
+/// Infers shapes for every tensor it can. `overrides` replaces graph input
+/// shapes (for symbolic dims).
+pub fn infer(m: &Model, overrides: &HashMap<String, Vec<i64>>) -> HashMap<Outlet, Shape> {
+    let mut s: HashMap<Outlet, Shape> = HashMap::new();
+    let inputs: HashMap<String, Shape> = m
+        .proto
+        .graph
+        .as_ref()
+        .map(|g| g.input.iter().filter_map(|vi| Some((vi.name().to_string(), super::value_info_shape(vi)?))).collect())
+        .unwrap_or_default();
+    for n in m.toposort() {
+        match &m.g[n].kind {
+            super::NodeKind::Input(name) => {
+                let shape = overrides.get(name).map(|v| v.iter().map(|&d| Some(d)).collect()).or_else(|| inputs.get(name).cloned());
+                if let Some(sh) = shape {
+                    s.insert(Outlet { node: n, slot: 0 }, sh);
+                }
+            }
+            super::NodeKind::Const(t) => {
+                s.insert(Outlet { node: n, slot: 0 }, t.dims.iter().map(|&d| Some(d)).collect());
+            }
+            super::NodeKind::Op(_) => {
+                for (slot, sh) in op_shapes(m, n, &s).into_iter().enumerate() {
+                    if let Some(sh) = sh {
+                        s.insert(Outlet { node: n, slot }, sh);
+                    }
+                }
+            }
+        }
+    }
+    s
+}
+
+fn ints(m: &Model, n: NodeId, slot: usize) -> Option<Vec<i64>> {
+    tensor::to_i64(&*m.input_const(n, slot)?).ok()
+}
+
+fn floats(m: &Model, n: NodeId, slot: usize) -> Option<Vec<f64>> {
+    tensor::to_f64(&*m.input_const(n, slot)?).ok()
+}
+
+/// Normalises a possibly negative axis.
+pub fn axis(a: i64, rank: usize) -> Option<usize> {
+    let r = rank as i64;
+    let a = if a < 0 { a + r } else { a };
+    (0..r).contains(&a).then_some(a as usize)
+}
+
+fn broadcast(shapes: &[&Shape]) -> Option<Shape> {
+    let rank = shapes.iter().map(|s| s.len()).max()?;
+    let mut out = vec![Some(1); rank];
+    for s in shapes {
+        for (i, d) in s.iter().enumerate() {
+            let o = &mut out[rank - s.len() + i];
+            *o = match (*o, *d) {
+                (Some(1), d) => d,
+                (o, Some(1)) => o,
+                (Some(a), Some(b)) if a == b => Some(a),
+                (Some(_), Some(_)) => return None,
+                (a, None) | (None, a) => a.filter(|&v| v != 1),
+            };
+        }
+    }
+    Some(out)
+}
+
+/// Spatial output of a conv / pool window.
+fn window(inp: &[Option<i64>], k: &[i64], p: &crate::onnx::NodeProto, dil_ok: bool) -> Option<Vec<Option<i64>>> {
+    let nd = k.len();
+    let strides = nonempty(attr_ints(p, "strides"), nd, 1);
+    let dil = if dil_ok { nonempty(attr_ints(p, "dilations"), nd, 1) } else { vec![1; nd] };
+    let pads = nonempty(attr_ints(p, "pads"), 2 * nd, 0);
+    let auto = attr_s(p, "auto_pad").unwrap_or(b"NOTSET");
+    let ceil = attr_i(p, "ceil_mode", 0) == 1;
+    if inp.len() != nd || strides.len() != nd || dil.len() != nd || pads.len() != 2 * nd || strides.contains(&0) {
+        return None;
+    }
+    Some(
+        (0..nd)
+            .map(|i| {
+                let x = inp[i]?;
+                let ek = (k[i] - 1) * dil[i] + 1;
+                match auto {
+                    b"SAME_UPPER" | b"SAME_LOWER" => Some((x + strides[i] - 1) / strides[i]),
+                    b"VALID" => Some((x - ek) / strides[i] + 1),
+                    _ => {
+                        let num = x + pads[i] + pads[i + nd] - ek;
+                        if num < 0 {
+                            return None;
+                        }
+                        Some(if ceil { (num + strides[i] - 1) / strides[i] + 1 } else { num / strides[i] + 1 })
+                    }
+                }
+            })
+            .collect(),
+    )
+}
+
+fn nonempty(v: Vec<i64>, n: usize, fill: i64) -> Vec<i64> {
+    if v.is_empty() {
+        vec![fill; n]
+    } else {
+        v
+    }
+}
+
+fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Shape>> {
+    let p = m.op(n).unwrap();
+    let nout = p.output.len();
+    let one = |x: Option<Shape>| {
+        let mut v = vec![None; nout];
+        if nout > 0 {
+            v[0] = x;
+        }
+        v
+    };
+    if !p.domain().is_empty() && p.domain() != "ai.onnx" {
+        return vec![None; nout];
+    }
+    let inp = |i: usize| m.input(n, i).and_then(|o| s.get(&o));
+    let op = p.op_type();
+    if SAME_SHAPE.contains(&op) && !(op == "Cast" && m.const_value(Outlet { node: n, slot: 0 }).is_some()) {
+        return one(inp(0).cloned());
+    }
+    if BROADCAST.contains(&op) {
+        let shapes: Option<Vec<&Shape>> = (0..m.n_inputs(n)).map(inp).collect();
+        return one(shapes.and_then(|v| broadcast(&v)));
+    }
+    let r = (|| -> Option<Vec<Option<Shape>>> {
+        Some(match op {
+            "Constant" | "ConstantOfShape" => one(Some(m.const_value(Outlet { node: n, slot: 0 })?.dims.iter().map(|&d| Some(d)).collect())),
+            "Conv" => {
+                let x = inp(0)?;
+                let w = inp(1)?;
+                let k: Vec<i64> = w[2..].iter().map(|d| *d).collect::<Option<_>>()?;
+                let k = nonempty(attr_ints(p, "kernel_shape"), k.len(), 1).into_iter().zip(k).map(|(_, b)| b).collect::<Vec<_>>();
+                let mut out = vec![x[0], w[0]];
+                out.extend(window(&x[2..], &k, p, true)?);
+                one(Some(out))
+            }
+            "ConvTranspose" => {
+                let x = inp(0)?;
+                let w = inp(1)?;
+                let nd = x.len().checked_sub(2)?;
+                let g = attr_i(p, "group", 1);
+                let k: Vec<i64> = w[2..].iter().map(|d| *d).collect::<Option<_>>()?;
+                let strides = nonempty(attr_ints(p, "strides"), nd, 1);
+                let dil = nonempty(attr_ints(p, "dilations"), nd, 1);
+                let pads = nonempty(attr_ints(p, "pads"), 2 * nd, 0);
+                let opad = nonempty(attr_ints(p, "output_padding"), nd, 0);
+                let oshape = attr_ints(p, "output_shape");
+                let auto = attr_s(p, "auto_pad").unwrap_or(b"NOTSET");
+                if k.len() != nd || strides.len() != nd || pads.len() != 2 * nd || opad.len() != nd || dil.len() != nd {
+                    return None;
+                }
+                let mut out = vec![x[0], w[1].map(|c| c * g)];
+                for i in 0..nd {
+                    out.push(if !oshape.is_empty() {
+                        Some(*oshape.get(oshape.len() - nd + i)?)
+                    } else if auto == b"SAME_UPPER" || auto == b"SAME_LOWER" {
+                        x[2 + i].map(|v| v * strides[i])
+                    } else {
+                        x[2 + i].map(|v| strides[i] * (v - 1) + opad[i] + (k[i] - 1) * dil[i] + 1 - pads[i] - pads[i + nd])
+                    });
+                }
+                one(Some(out))
+            }
+            "MaxPool" | "AveragePool" | "LpPool" => {
+                let x = inp(0)?;
+                let k = attr_ints(p, "kernel_shape");
+                let mut out = vec![x[0], x[1]];
+                out.extend(window(&x[2..], &k, p, op == "MaxPool")?);
+                let mut v = vec![Some(out.clone()); nout];
+                if nout > 1 {
+                    v[1] = Some(out);
+                }
+                v
+            }
+            "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
+                let x = inp(0)?;
+                let mut out = vec![x[0], *x.get(1)?];
+                out.extend(std::iter::repeat_n(Some(1), x.len() - 2));
+                one(Some(out))
+            }
+            "Concat" => {
+                let shapes: Vec<&Shape> = (0..m.n_inputs(n)).map(inp).collect::<Option<_>>()?;
+                let a = axis(attr_i(p, "axis", 0), shapes.first()?.len())?;
+                let mut out = shapes[0].clone();
+                out[a] = shapes.iter().map(|s| s.get(a).copied().flatten()).sum::<Option<i64>>();
+                one(Some(out))
+            }
+            "Split" => {
+                let x = inp(0)?;
+                let a = axis(attr_i(p, "axis", 0), x.len())?;
+                let sizes = split_sizes(m, n, x[a]?)?;
+                sizes
+                    .into_iter()
+                    .map(|sz| {
+                        let mut o = x.clone();
+                        o[a] = Some(sz);
+                        Some(o)
+                    })
+                    .collect()
+            }
+            "Slice" => {
+                let x = inp(0)?;
+                let sl = slice_params(m, n, x.len())?;
+                let mut out = x.clone();
+                for (a, st, en, step) in sl {
+                    out[a] = x[a].map(|d| slice_len(d, st, en, step));
+                }
+                one(Some(out))
+            }
+            "Resize" | "Upsample" => {
+                let x = inp(0)?;
+                let (scales, sizes) = resize_params(m, n)?;
+                let out = if let Some(sz) = sizes {
+                    sz.iter().map(|&d| Some(d)).collect()
+                } else {
+                    let sc = scales?;
+                    if sc.len() != x.len() {
+                        return None;
+                    }
+                    x.iter().zip(sc).map(|(d, f)| d.map(|d| (d as f64 * f).floor() as i64)).collect()
+                };
+                one(Some(out))
+            }
+            "Pad" => {
+                let x = inp(0)?;
+                let pads = if m.opset() >= 11 { ints(m, n, 1)? } else { attr_ints(p, "pads") };
+                let r = x.len();
+                if pads.len() != 2 * r {
+                    return None;
+                }
+                one(Some((0..r).map(|i| x[i].map(|d| d + pads[i] + pads[i + r])).collect()))
+            }
+            "Flatten" => {
+                let x = inp(0)?;
+                let a = axis(attr_i(p, "axis", 1), x.len() + 1)?;
+                let pr = |d: &[Option<i64>]| d.iter().try_fold(1i64, |acc, v| v.map(|v| acc * v));
+                one(Some(vec![pr(&x[..a]), pr(&x[a..])]))
+            }
+            "Reshape" => {
+                let x = inp(0)?;
+                let shape = ints(m, n, 1)?;
+                let allow_zero = attr_i(p, "allowzero", 0) == 1;
+                let mut out: Shape = shape.iter().enumerate().map(|(i, &d)| if d == 0 && !allow_zero { x.get(i).copied().flatten() } else if d < 0 { None } else { Some(d) }).collect();
+                if let Some(neg) = shape.iter().position(|&d| d == -1) {
+                    let total = x.iter().try_fold(1i64, |a, v| v.map(|v| a * v));
+                    let known = out.iter().enumerate().filter(|(i, _)| *i != neg).try_fold(1i64, |a, (_, v)| v.map(|v| a * v));
+                    out[neg] = match (total, known) {
+                        (Some(t), Some(k)) if k > 0 => Some(t / k),
+                        _ => None,
+                    };
+                }
+                one(Some(out))
+            }
+            "Transpose" => {
+                let x = inp(0)?;
+                let perm = attr_ints(p, "perm");
+                let perm: Vec<usize> = if perm.is_empty() { (0..x.len()).rev().collect() } else { perm.iter().map(|&a| a as usize).collect() };
+                one(Some(perm.iter().map(|&a| x.get(a).copied().flatten()).collect()))
+            }
+            "Gemm" => {
+                let a = inp(0)?;
+                let b = inp(1)?;
+                let ta = attr_i(p, "transA", 0) == 1;
+                let tb = attr_i(p, "transB", 0) == 1;
+                one(Some(vec![if ta { a[1] } else { a[0] }, if tb { b[0] } else { b[1] }]))
+            }
+            "MatMul" => {
+                let a = inp(0)?;
+                let b = inp(1)?;
+                if a.len() < 2 || b.len() < 2 {
+                    return None;
+                }
+                let mut out = broadcast(&[&a[..a.len() - 2].to_vec(), &b[..b.len() - 2].to_vec()])?;
+                out.push(a[a.len() - 2]);
+                out.push(b[b.len() - 1]);
+                one(Some(out))
+            }
+            "Shape" => one(Some(vec![Some(inp(0)?.len() as i64)])),
+            "Unsqueeze" | "Squeeze" | "Cast" if m.const_value(Outlet { node: n, slot: 0 }).is_some() => {
+                one(Some(m.const_value(Outlet { node: n, slot: 0 })?.dims.iter().map(|&d| Some(d)).collect()))
+            }
+            _ => return None,
+        })
+    })();
+    r.unwrap_or_else(|| vec![None; nout])
+}
+
+/// Sizes of a Split's outputs along its axis of length `len`.
+pub fn split_sizes(m: &Model, n: NodeId, len: i64) -> Option<Vec<i64>> {
+    let p = m.op(n)?;
+    let nout = p.output.len() as i64;
+    let explicit = if m.opset() >= 13 { m.input(n, 1).and_then(|_| ints(m, n, 1)) } else { Some(attr_ints(p, "split")).filter(|v| !v.is_empty()) };
+    if let Some(v) = explicit {
+        return (v.iter().sum::<i64>() == len).then_some(v);
+    }
+    if m.opset() >= 13 && m.input(n, 1).is_some() {
+        return None;
+    }
+    let num = if m.opset() >= 18 { attr_i(p, "num_outputs", nout) } else { nout };
+    if num <= 0 {
+        return None;
+    }
+    let chunk = (len + num - 1) / num;
+    Some((0..num).map(|i| (len - i * chunk).clamp(0, chunk)).collect())
+}
+
+/// Slice parameters as (axis, start, end, step), with constant inputs.
+pub fn slice_params(m: &Model, n: NodeId, rank: usize) -> Option<Vec<(usize, i64, i64, i64)>> {
+    let p = m.op(n)?;
+    let (starts, ends, axes, steps) = if m.opset() >= 10 {
+        let st = ints(m, n, 1)?;
+        let en = ints(m, n, 2)?;
+        let ax = if m.input(n, 3).is_some() { ints(m, n, 3)? } else { (0..st.len() as i64).collect() };
+        let sp = if m.input(n, 4).is_some() { ints(m, n, 4)? } else { vec![1; st.len()] };
+        (st, en, ax, sp)
+    } else {
+        let st = attr_ints(p, "starts");
+        let ax = attr_ints(p, "axes");
+        let ax = if ax.is_empty() { (0..st.len() as i64).collect() } else { ax };
+        let n = st.len();
+        (st, attr_ints(p, "ends"), ax, vec![1; n])
+    };
+    if starts.len() != ends.len() || starts.len() != axes.len() || steps.len() != starts.len() || steps.contains(&0) {
+        return None;
+    }
+    (0..starts.len()).map(|i| Some((axis(axes[i], rank)?, starts[i], ends[i], steps[i]))).collect()
+}
+
+/// Clamped [start, end) of a slice on a dim of length `d` (step > 0).
+pub fn slice_range(d: i64, st: i64, en: i64) -> (i64, i64) {
+    let norm = |v: i64| if v < 0 { (v + d).max(0) } else { v.min(d) };
+    (norm(st), norm(en).max(norm(st)))
+}
+
+fn slice_len(d: i64, st: i64, en: i64, step: i64) -> i64 {
+    if step > 0 {
+        let (a, b) = slice_range(d, st, en);
+        (b - a + step - 1) / step
+    } else {
+        let norm = |v: i64, hi: i64| if v < 0 { (v + d).max(-1) } else { v.min(hi) };
+        let a = norm(st, d - 1);
+        let b = norm(en, d - 1);
+        if a <= b {
+            0
+        } else {
+            (a - b + (-step) - 1) / (-step)
+        }
+    }
+}
+
+/// Resize/Upsample scales or sizes, from inputs (by opset) or attributes.
+pub fn resize_params(m: &Model, n: NodeId) -> Option<(Option<Vec<f64>>, Option<Vec<i64>>)> {
+    let p = m.op(n)?;
+    if p.op_type() == "Upsample" {
+        if m.opset() >= 9 {
+            return Some((Some(floats(m, n, 1)?), None));
+        }
+        let sc = crate::onnx::attr(p, "scales")?.floats.iter().map(|&v| v as f64).collect();
+        return Some((Some(sc), None));
+    }
+    // Resize: opset 10 (X, scales); 11+ (X, roi, scales, sizes).
+    if m.opset() < 11 {
+        return Some((Some(floats(m, n, 1)?), None));
+    }
+    let sizes = m.input(n, 3).and_then(|_| ints(m, n, 3)).filter(|v| !v.is_empty());
+    let scales = m.input(n, 2).and_then(|_| floats(m, n, 2)).filter(|v| !v.is_empty());
+    if sizes.is_none() && scales.is_none() {
+        return None;
+    }
+    if attr_f(p, "extrapolation_value", 0.0).is_nan() {
+        return None;
+    }
+    Some((scales, sizes))
+}

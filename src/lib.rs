@@ -1,0 +1,17 @@
+//! align: zero-pad the channel widths of pruned ONNX CNNs to multiples of 8
+//! (or 16, 32) without changing any output, proven with tract.
+//!
+//! Data flows `onnx::load` → [`ir::Model::import`] → [`analysis`] →
+//! [`passes`] → [`verify`] → `onnx::save`. See `docs/architecture.md`.
+#![warn(missing_docs)]
+
+pub mod analysis;
+pub mod error;
+pub mod ir;
+pub mod onnx;
+pub mod passes;
+pub mod report;
+pub mod tensor;
+pub mod verify;
+
+pub use error::{Error, ErrorKind, Result};

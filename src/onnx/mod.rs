@@ -1,0 +1,287 @@
+//! The ONNX schema as prost types, and reading / writing model files.
+//!
+//! Types are generated at build time from `proto/onnx.proto` (see `build.rs`).
+//! [`load`] resolves external data into memory, refusing locations outside the
+//! model's folder; [`save`] writes atomically, inline below 2 GiB and with an
+//! external data file above.
+
+#[allow(missing_docs, clippy::all)]
+mod generated {
+    include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
+}
+pub use generated::*;
+
+use crate::error::{Error, Result};
+use prost::Message;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+
+/// protobuf's hard limit for one message.
+pub const PROTOBUF_LIMIT: usize = 2 * 1024 * 1024 * 1024 - 1;
+
+/// Reads and decodes a model, resolving external data into `raw_data`.
+///
+/// Returns the model and whether any tensor was stored externally.
+pub fn load(path: &Path) -> Result<(ModelProto, bool)> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::model(format!("cannot read: {}", io_reason(&e))))?;
+    if meta.is_dir() {
+        return Err(Error::model("is a directory, not an ONNX model file"));
+    }
+    if meta.len() == 0 {
+        return Err(Error::model("empty file, not an ONNX model"));
+    }
+    let file = std::fs::File::open(path).map_err(|e| Error::model(format!("cannot open: {}", io_reason(&e))))?;
+    // SAFETY: the map is read-only and dropped before this function returns;
+    // a concurrent writer could only make decoding fail, which is an error.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::model(format!("cannot map: {e}")))?;
+    let mut model = ModelProto::decode(&map[..])
+        .map_err(|e| Error::model(format!("not an ONNX model (protobuf decoding failed: {e})")))?;
+    drop(map);
+    validate_header(&model)?;
+    let dir = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }).unwrap_or(Path::new("."));
+    let mut files = HashMap::new();
+    let mut external = false;
+    if let Some(g) = model.graph.as_mut() {
+        for_each_tensor(g, &mut |t| {
+            if t.data_location == Some(tensor_proto::DataLocation::External as i32) {
+                external = true;
+                resolve_external(t, dir, &mut files)
+            } else {
+                Ok(())
+            }
+        })?;
+    }
+    Ok((model, external))
+}
+
+fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => e.to_string(),
+    }
+}
+
+fn validate_header(m: &ModelProto) -> Result<()> {
+    let Some(g) = &m.graph else {
+        return Err(Error::model("not an ONNX model: it has no graph"));
+    };
+    if m.ir_version.unwrap_or(0) <= 0 {
+        return Err(Error::model("not an ONNX model: ir_version is missing"));
+    }
+    if m.opset_import.is_empty() {
+        return Err(Error::model("not an ONNX model: no opset_import"));
+    }
+    if g.node.is_empty() {
+        return Err(Error::model("the graph has no nodes"));
+    }
+    Ok(())
+}
+
+/// Calls `f` on every tensor of the graph: initializers, and tensors in node
+/// attributes (Constant values), recursing into subgraphs.
+pub fn for_each_tensor(g: &mut GraphProto, f: &mut dyn FnMut(&mut TensorProto) -> Result<()>) -> Result<()> {
+    for t in &mut g.initializer {
+        f(t)?;
+    }
+    for n in &mut g.node {
+        for a in &mut n.attribute {
+            if let Some(t) = a.t.as_mut() {
+                f(t)?;
+            }
+            for t in &mut a.tensors {
+                f(t)?;
+            }
+            if let Some(sg) = a.g.as_mut() {
+                for_each_tensor(sg, f)?;
+            }
+            for sg in &mut a.graphs {
+                for_each_tensor(sg, f)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks an external-data location: relative, no `..`, inside `dir` after
+/// resolving links. This is a security boundary: a model must not make align
+/// read files outside its own folder.
+pub fn resolve_location(dir: &Path, location: &str) -> Result<PathBuf> {
+    let rel = Path::new(location);
+    if location.is_empty() || rel.is_absolute() || location.starts_with('/') || location.starts_with('\\') {
+        return Err(Error::model(format!("external data location '{location}' is not a relative path inside the model's folder")));
+    }
+    if rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) || location.contains('\\') {
+        return Err(Error::model(format!("external data location '{location}' escapes the model's folder")));
+    }
+    let base = dir.canonicalize().map_err(|e| Error::model(format!("cannot resolve the model's folder: {e}")))?;
+    let full = base.join(rel);
+    let real = full
+        .canonicalize()
+        .map_err(|e| Error::model(format!("external data file '{location}': {}", io_reason(&e))))?;
+    if !real.starts_with(&base) {
+        return Err(Error::model(format!("external data location '{location}' escapes the model's folder")));
+    }
+    if !real.is_file() {
+        return Err(Error::model(format!("external data location '{location}' is not a file")));
+    }
+    Ok(real)
+}
+
+fn resolve_external(t: &mut TensorProto, dir: &Path, files: &mut HashMap<PathBuf, memmap2::Mmap>) -> Result<()> {
+    let name = t.name().to_string();
+    let mut location = None;
+    let mut offset = 0u64;
+    let mut length = None;
+    for kv in &t.external_data {
+        let v = kv.value();
+        let num = || v.parse::<u64>().map_err(|_| Error::model(format!("tensor '{name}': bad external data {} '{v}'", kv.key())));
+        match kv.key() {
+            "location" => location = Some(v.to_string()),
+            "offset" => offset = num()?,
+            "length" => length = Some(num()?),
+            _ => {}
+        }
+    }
+    let location = location.ok_or_else(|| Error::model(format!("tensor '{name}' is external but has no location")))?;
+    let path = resolve_location(dir, &location)?;
+    if !files.contains_key(&path) {
+        let f = std::fs::File::open(&path).map_err(|e| Error::model(format!("external data file '{location}': {}", io_reason(&e))))?;
+        // SAFETY: read-only map, copied out before load returns.
+        let m = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::model(format!("cannot map '{location}': {e}")))?;
+        files.insert(path.clone(), m);
+    }
+    let data = &files[&path];
+    let elem = crate::tensor::elem(t).map(|e| e.size()).unwrap_or(1) as u64;
+    let want = crate::tensor::numel(t)? as u64;
+    let len = length.unwrap_or_else(|| want.saturating_mul(elem));
+    let end = offset.checked_add(len).filter(|&e| e <= data.len() as u64).ok_or_else(|| {
+        Error::model(format!(
+            "tensor '{name}': external data [{offset}, +{len}) is beyond the end of '{location}' ({} bytes)",
+            data.len()
+        ))
+    })?;
+    t.raw_data = Some(data[offset as usize..end as usize].to_vec());
+    t.data_location = None;
+    t.external_data.clear();
+    Ok(())
+}
+
+/// Total bytes of `raw_data` in the graph's tensors.
+fn raw_bytes(g: &GraphProto) -> usize {
+    g.initializer.iter().map(|t| t.raw_data.as_ref().map_or(0, |r| r.len())).sum()
+}
+
+/// Writes `model` to `path` atomically: a temporary file in the target folder,
+/// flushed, then renamed. Models whose encoding would exceed `inline_limit`
+/// bytes (normally [`PROTOBUF_LIMIT`]) keep initializers of 1 KiB or more in
+/// `<file name>.data` beside it, also written atomically.
+pub fn save(model: &ModelProto, path: &Path, inline_limit: usize) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::model(format!("output folder '{}' does not exist", dir.display())));
+    }
+    if model.encoded_len() <= inline_limit {
+        return write_atomic(dir, path, &model.encode_to_vec());
+    }
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| Error::model("output path has no file name"))?
+        .to_string_lossy()
+        .to_string();
+    let data_name = format!("{file_name}.data");
+    let mut m = model.clone();
+    let g = m.graph.as_mut().expect("validated model has a graph");
+    let mut data = Vec::with_capacity(raw_bytes(g));
+    for t in &mut g.initializer {
+        let Some(raw) = t.raw_data.take_if(|r| r.len() >= 1024) else { continue };
+        while data.len() % 4096 != 0 {
+            data.push(0);
+        }
+        let kv = |k: &str, v: String| StringStringEntryProto { key: Some(k.into()), value: Some(v) };
+        t.external_data = vec![
+            kv("location", data_name.clone()),
+            kv("offset", data.len().to_string()),
+            kv("length", raw.len().to_string()),
+        ];
+        t.data_location = Some(tensor_proto::DataLocation::External as i32);
+        data.extend_from_slice(&raw);
+    }
+    let data_path = dir.join(&data_name);
+    write_atomic(dir, &data_path, &data)?;
+    write_atomic(dir, path, &m.encode_to_vec()).inspect_err(|_| {
+        let _ = std::fs::remove_file(&data_path);
+    })
+}
+
+fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| Error::model(format!("cannot write '{}': {what}: {e}", path.display()));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".align-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .map_err(|e| fail("creating a temporary file", &e))?;
+    tmp.write_all(bytes).map_err(|e| fail("writing", &e))?;
+    tmp.as_file().sync_all().map_err(|e| fail("flushing", &e))?;
+    tmp.persist(path).map_err(|e| fail("renaming", &e.error))?;
+    Ok(())
+}
+
+/// Reads the attribute `name` of a node.
+pub fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
+    n.attribute.iter().find(|a| a.name() == name)
+}
+
+/// Integer attribute, or `default`.
+pub fn attr_i(n: &NodeProto, name: &str, default: i64) -> i64 {
+    attr(n, name).and_then(|a| a.i).unwrap_or(default)
+}
+
+/// Float attribute, or `default`.
+pub fn attr_f(n: &NodeProto, name: &str, default: f32) -> f32 {
+    attr(n, name).and_then(|a| a.f).unwrap_or(default)
+}
+
+/// Integer-list attribute (empty when absent).
+pub fn attr_ints(n: &NodeProto, name: &str) -> Vec<i64> {
+    attr(n, name).map(|a| a.ints.clone()).unwrap_or_default()
+}
+
+/// String attribute.
+pub fn attr_s<'a>(n: &'a NodeProto, name: &str) -> Option<&'a [u8]> {
+    attr(n, name).and_then(|a| a.s.as_deref())
+}
+
+/// Sets (or adds) an integer attribute.
+pub fn set_attr_i(n: &mut NodeProto, name: &str, v: i64) {
+    if let Some(a) = n.attribute.iter_mut().find(|a| a.name() == name) {
+        a.i = Some(v);
+    } else {
+        n.attribute.push(AttributeProto {
+            name: Some(name.into()),
+            i: Some(v),
+            r#type: Some(attribute_proto::AttributeType::Int as i32),
+            ..Default::default()
+        });
+    }
+}
+
+/// Sets an existing integer-list attribute.
+pub fn set_attr_ints(n: &mut NodeProto, name: &str, v: Vec<i64>) {
+    if let Some(a) = n.attribute.iter_mut().find(|a| a.name() == name) {
+        a.ints = v;
+    }
+}
+
+/// The default-domain opset a model imports.
+pub fn opset(m: &ModelProto) -> i64 {
+    m.opset_import
+        .iter()
+        .find(|o| o.domain().is_empty() || o.domain() == "ai.onnx")
+        .and_then(|o| o.version)
+        .unwrap_or(1)
+}

@@ -1,0 +1,209 @@
+//! fold-bn: fold BatchNormalization into the convolutions that feed it.
+//!
+//! Before: `Y = BN(Conv(X, W, b))` (or ConvTranspose, or
+//! `BN(Concat(Conv₁(…), Conv₂(…), …))` on the channel axis — YOLOv5 v3's
+//! BottleneckCSP).
+//! After: `Y = Conv(X, W', b')`; the BN is gone and its output name is kept
+//! (the conv now produces it), so consumers and graph outputs are untouched.
+//!
+//! Conditions: the BN is in the default domain, not `training_mode=1`
+//! (refused with an error), has one used output and constant 1-D parameters;
+//! each folded conv has constant weights (and bias, if any), group-compatible
+//! shapes, and its output is read by nothing but the BN (or the Concat);
+//! the Concat, if any, is on the channel axis and read only by the BN.
+//!
+//! Formula, per output channel `o`: `s = γ/√(σ²+ε)`, `W'[o] = s·W[o]`,
+//! `b' = s·(b − μ) + β` (a conv without bias gets one). For ConvTranspose
+//! the weight is `(C_in, C_out/group, k…)`: output channel
+//! `o = g·(C_out/group) + j` scales `W[i, j]` for the inputs `i` of group `g`.
+//! Arithmetic is in f64; results are written in each tensor's own type.
+
+use crate::error::{Error, Result};
+use crate::ir::{op_name, Model, NodeId, Outlet};
+use crate::onnx::{attr_f, attr_i};
+use crate::tensor;
+
+/// Folds every foldable BatchNormalization. Returns (count, notes).
+pub fn run(m: &mut Model) -> Result<(usize, Vec<String>)> {
+    let mut notes = vec![];
+    for n in m.ops() {
+        if m.op_type(n) != "BatchNormalization" || !m.op(n).unwrap().domain().is_empty() {
+            continue;
+        }
+        let p = m.op(n).unwrap();
+        let name = op_name(p);
+        if attr_i(p, "training_mode", 0) == 1 {
+            return Err(Error::at(name, "BatchNormalization has training_mode=1 (a training graph); export the model in eval mode"));
+        }
+        if let Some(note) = try_fold(m, n)? {
+            notes.push(note);
+        }
+    }
+    Ok((notes.len(), notes))
+}
+
+/// BN parameters as per-channel (scale s, shift t): y = s·x + t.
+fn bn_affine(m: &Model, n: NodeId) -> Option<(Vec<f64>, Vec<f64>)> {
+    let p = m.op(n)?;
+    let eps = attr_f(p, "epsilon", 1e-5) as f64;
+    let get = |i| m.input_const(n, i).filter(|t| t.dims.len() == 1).and_then(|t| tensor::to_f64(&t).ok());
+    let (g, b, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
+    let c = g.len();
+    if b.len() != c || mean.len() != c || var.len() != c {
+        return None;
+    }
+    let s: Vec<f64> = (0..c).map(|i| g[i] / (var[i] + eps).sqrt()).collect();
+    if s.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let t = (0..c).map(|i| b[i] - mean[i] * s[i]).collect();
+    Some((s, t))
+}
+
+/// True when `o` is read only by `reader` (once) and is not a graph output.
+fn sole_reader(m: &Model, o: Outlet, reader: NodeId) -> bool {
+    let c = m.consumers(o);
+    c.len() == 1 && c[0].0 == reader && !m.is_graph_output(o)
+}
+
+/// A conv (or ConvTranspose) that can absorb an affine on its outputs:
+/// returns its output channel count.
+fn foldable_conv(m: &Model, o: Outlet, reader: NodeId) -> Option<usize> {
+    let p = m.op(o.node)?;
+    if !p.domain().is_empty() || o.slot != 0 || !sole_reader(m, o, reader) {
+        return None;
+    }
+    let w = m.input_const(o.node, 1)?;
+    let e = tensor::elem(&w)?;
+    if !e.is_float() || w.dims.len() < 3 {
+        return None;
+    }
+    if m.input(o.node, 2).is_some() && m.input_const(o.node, 2).is_none() {
+        return None;
+    }
+    let g = attr_i(p, "group", 1).max(1) as usize;
+    match p.op_type() {
+        "Conv" => Some(w.dims[0] as usize),
+        "ConvTranspose" => Some(w.dims[1] as usize * g),
+        _ => None,
+    }
+}
+
+/// Applies y = s·x + t to the outputs of conv `c` (channels `s.len()`).
+fn fold_into(m: &mut Model, c: NodeId, s: &[f64], t: &[f64]) -> Result<()> {
+    let p = m.op(c).unwrap().clone();
+    let w = m.input_const(c, 1).unwrap().into_owned();
+    let wd = tensor::dims(&w);
+    let mut wv = tensor::to_f64(&w).map_err(|e| e.in_node(&op_name(&p)))?;
+    let g = attr_i(&p, "group", 1).max(1) as usize;
+    let inner: usize = wd[2..].iter().product();
+    if p.op_type() == "Conv" {
+        let per = wd[1] * inner;
+        for (o, chunk) in wv.chunks_mut(per).enumerate() {
+            chunk.iter_mut().for_each(|v| *v *= s[o]);
+        }
+    } else {
+        let (cin, cout_g) = (wd[0], wd[1]);
+        let cin_g = cin / g;
+        for i in 0..cin {
+            for j in 0..cout_g {
+                let o = (i / cin_g) * cout_g + j;
+                let base = (i * cout_g + j) * inner;
+                wv[base..base + inner].iter_mut().for_each(|v| *v *= s[o]);
+            }
+        }
+    }
+    let bias = match m.input_const(c, 2) {
+        Some(b) => tensor::to_f64(&b)?,
+        None => vec![0.0; s.len()],
+    };
+    if bias.len() != s.len() {
+        return Err(Error::at(op_name(&p), format!("bias has {} values for {} output channels", bias.len(), s.len())));
+    }
+    let nb: Vec<f64> = (0..s.len()).map(|o| bias[o] * s[o] + t[o]).collect();
+    let new_w = tensor::rewrite(&w, &wd, &wv)?;
+    m.replace_input_const(c, 1, new_w);
+    match m.input_const(c, 2).map(|b| b.into_owned()) {
+        Some(b) => {
+            let nbt = tensor::rewrite(&b, &[s.len()], &nb)?;
+            m.replace_input_const(c, 2, nbt);
+        }
+        None => {
+            let name = format!("{}_bias", op_name(&p));
+            let bt = tensor::from_f64(&name, w.data_type(), &[s.len()], &nb)?;
+            let o = m.add_const(bt);
+            m.set_input(c, 2, o);
+        }
+    }
+    Ok(())
+}
+
+/// Removes BN `n`, letting `x` (its input) take over its output name.
+fn bypass(m: &mut Model, n: NodeId, x: Outlet) {
+    let out = Outlet { node: n, slot: 0 };
+    let bn_name = m.tensor_name(out).to_string();
+    let consumers = m.consumers(out);
+    let outputs: Vec<usize> = m.outputs.iter().enumerate().filter(|(_, (o, _))| *o == out).map(|(i, _)| i).collect();
+    m.remove(n);
+    if let Some(p) = m.op_mut(x.node) {
+        p.output[x.slot] = bn_name;
+    }
+    for (c, slot) in consumers {
+        m.set_input(c, slot, x);
+    }
+    for i in outputs {
+        m.outputs[i].0 = x;
+    }
+}
+
+fn try_fold(m: &mut Model, n: NodeId) -> Result<Option<String>> {
+    let p = m.op(n).unwrap();
+    let name = op_name(p);
+    let extra_used = (1..p.output.len()).any(|s| !p.output[s].is_empty() && !m.consumers(Outlet { node: n, slot: s }).is_empty());
+    let Some(x) = m.input(n, 0) else { return Ok(None) };
+    let Some((s, t)) = bn_affine(m, n) else { return Ok(None) };
+    if extra_used {
+        return Ok(None);
+    }
+    let c = s.len();
+    // Conv / ConvTranspose → BN
+    if let Some(cout) = foldable_conv(m, x, n) {
+        if cout != c {
+            return Err(Error::at(name, format!("BatchNormalization has {c} channels but '{}' produces {cout}", m.label(x.node))));
+        }
+        let conv = m.label(x.node);
+        fold_into(m, x.node, &s, &t)?;
+        bypass(m, n, x);
+        return Ok(Some(format!("{name} → {conv}")));
+    }
+    // Concat(conv…) → BN
+    let Some(cp) = m.op(x.node) else { return Ok(None) };
+    if cp.op_type() != "Concat" || !cp.domain().is_empty() || x.slot != 0 || !sole_reader(m, x, n) {
+        return Ok(None);
+    }
+    let ax = attr_i(cp, "axis", 0);
+    let k = m.n_inputs(x.node);
+    let parts: Option<Vec<(Outlet, usize)>> = (0..k)
+        .map(|i| {
+            let o = m.input(x.node, i)?;
+            let nc = foldable_conv(m, o, x.node)?;
+            // a conv feeding the Concat twice is read twice: not foldable
+            Some((o, nc))
+        })
+        .collect();
+    let Some(parts) = parts else { return Ok(None) };
+    let rank = parts.first().and_then(|(o, _)| m.input_const(o.node, 1)).map(|w| w.dims.len() as i64).unwrap_or(0);
+    if !(ax == 1 || ax == 1 - rank) || parts.iter().map(|(_, c)| c).sum::<usize>() != c {
+        return Ok(None);
+    }
+    let mut start = 0;
+    let mut names = vec![];
+    for (o, nc) in parts {
+        fold_into(m, o.node, &s[start..start + nc], &t[start..start + nc])?;
+        names.push(m.label(o.node));
+        start += nc;
+    }
+    let cat = m.label(x.node);
+    bypass(m, n, x);
+    Ok(Some(format!("{name} → {cat} ({})", names.join(", "))))
+}

@@ -1,0 +1,419 @@
+//! `align report` and `align check`: per-layer channels, params and MACs,
+//! and which channel dims are unaligned, free or pinned (and why).
+
+use crate::analysis::{Analysis, Dim};
+use crate::error::Result;
+use crate::ir::{Model, Outlet};
+use crate::onnx::{attr_i, attr_ints};
+use crate::passes::Options;
+use crate::tensor;
+use serde::Serialize;
+use std::collections::BTreeSet;
+
+/// One channel dim of a layer.
+#[derive(Debug, Clone, Serialize)]
+pub struct DimReport {
+    /// Channels in the model.
+    pub channels: usize,
+    /// Channels after alignment.
+    pub aligned_to: usize,
+    /// The channel spaces it is made of (several after a Concat).
+    pub parts: Vec<usize>,
+    /// Every part is a multiple (or the dim is pinned).
+    pub aligned: bool,
+    /// Reasons parts of it are pinned (empty: free).
+    pub pinned: Vec<String>,
+}
+
+impl DimReport {
+    fn from(d: &Dim) -> DimReport {
+        DimReport {
+            channels: d.logical,
+            aligned_to: d.physical,
+            parts: d.parts.clone(),
+            aligned: !d.free_unaligned && !d.pinned_unaligned,
+            pinned: d.pins.iter().cloned().collect(),
+        }
+    }
+}
+
+/// One row: a Conv, ConvTranspose, Gemm/MatMul or BatchNormalization.
+#[derive(Debug, Clone, Serialize)]
+pub struct Layer {
+    /// ONNX node name (or its first output's name).
+    pub node: String,
+    /// Op type.
+    pub op: String,
+    /// Kernel size.
+    pub kernel: Vec<i64>,
+    /// Strides.
+    pub stride: Vec<i64>,
+    /// Groups.
+    pub groups: i64,
+    /// Input channels (features for Gemm).
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Both channel dims are multiples of the multiple.
+    pub aligned: bool,
+    /// Weight and bias elements.
+    pub params: u64,
+    /// Multiply-accumulates at the model's input shape (None if unknown).
+    pub macs: Option<u64>,
+    /// Params after alignment.
+    pub params_aligned: u64,
+    /// MACs after alignment.
+    pub macs_aligned: Option<u64>,
+    /// Input channel dim details.
+    #[serde(rename = "in")]
+    pub in_dim: Option<DimReport>,
+    /// Output channel dim details.
+    #[serde(rename = "out")]
+    pub out_dim: Option<DimReport>,
+}
+
+/// A pinned channel space.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pinned {
+    /// Its width.
+    pub channels: usize,
+    /// Whether it is a multiple anyway.
+    pub aligned: bool,
+    /// Why it keeps its width.
+    pub reasons: Vec<String>,
+}
+
+/// Whole-model totals.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Totals {
+    /// Params of the listed layers.
+    pub params: u64,
+    /// MACs of the listed layers.
+    pub macs: u64,
+    /// Params after alignment.
+    pub params_aligned: u64,
+    /// MACs after alignment.
+    pub macs_aligned: u64,
+    /// Channel spaces.
+    pub spaces: usize,
+    /// Free spaces that are not multiples (what `align` would pad).
+    pub free_unaligned: usize,
+    /// Pinned spaces.
+    pub pinned: usize,
+    /// Pinned spaces that are not multiples.
+    pub pinned_unaligned: usize,
+}
+
+/// The report of a model.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The multiple used.
+    pub multiple: usize,
+    /// Rows.
+    pub layers: Vec<Layer>,
+    /// Totals.
+    pub totals: Totals,
+    /// Pinned channel spaces, each with its reasons.
+    pub pinned: Vec<Pinned>,
+}
+
+fn mul(a: Option<u64>, b: u64) -> Option<u64> {
+    a.and_then(|a| a.checked_mul(b))
+}
+
+/// Params and MACs of a conv-like layer for given channel counts.
+fn conv_cost(op: &str, cin: usize, cout: usize, g: usize, k: u64, out_spatial: Option<u64>, in_spatial: Option<u64>, bias: bool) -> (u64, Option<u64>) {
+    let g = g.max(1) as u64;
+    let (cin, cout) = (cin as u64, cout as u64);
+    let params = cout * (cin / g) * k + if bias { cout } else { 0 };
+    let macs = if op == "ConvTranspose" { mul(in_spatial, cin * (cout / g) * k) } else { mul(out_spatial, cout * (cin / g) * k) };
+    (params, macs)
+}
+
+/// Builds the report of `m`.
+pub fn build(m: &Model, opts: &Options) -> Result<Report> {
+    let a = Analysis::run(m, opts)?;
+    let mut layers = vec![];
+    let mut totals = Totals::default();
+    let spatial = |o: Option<Outlet>| -> Option<u64> {
+        let s = a.shapes.get(&o?)?;
+        s.get(2..)?.iter().try_fold(1u64, |acc, d| d.map(|d| acc * d as u64))
+    };
+    for n in m.ops() {
+        let p = m.op(n).unwrap();
+        if !p.domain().is_empty() {
+            continue;
+        }
+        let op = p.op_type();
+        let x = m.input(n, 0);
+        let out = Outlet { node: n, slot: 0 };
+        let in_dim = x.and_then(|x| a.dim(x));
+        let out_dim = a.dim(out);
+        let mut row = Layer {
+            node: crate::ir::op_name(p),
+            op: op.to_string(),
+            kernel: vec![],
+            stride: vec![],
+            groups: 1,
+            in_channels: 0,
+            out_channels: 0,
+            aligned: true,
+            params: 0,
+            macs: None,
+            params_aligned: 0,
+            macs_aligned: None,
+            in_dim: in_dim.as_ref().map(DimReport::from),
+            out_dim: out_dim.as_ref().map(DimReport::from),
+        };
+        match op {
+            "Conv" | "ConvTranspose" => {
+                let Some(w) = m.input_const(n, 1) else { continue };
+                let wd = tensor::dims(&w);
+                if wd.len() < 3 {
+                    continue;
+                }
+                let g = attr_i(p, "group", 1).max(1) as usize;
+                let (cin, cout) = if op == "Conv" { (wd[1] * g, wd[0]) } else { (wd[0], wd[1] * g) };
+                let k: u64 = wd[2..].iter().map(|&d| d as u64).product();
+                row.kernel = wd[2..].iter().map(|&d| d as i64).collect();
+                row.stride = attr_ints(p, "strides");
+                if row.stride.is_empty() {
+                    row.stride = vec![1; wd.len() - 2];
+                }
+                row.groups = g as i64;
+                row.in_channels = cin;
+                row.out_channels = cout;
+                let bias = m.input(n, 2).is_some();
+                let (os, is) = (spatial(Some(out)), spatial(x));
+                (row.params, row.macs) = conv_cost(op, cin, cout, g, k, os, is, bias);
+                let pin = in_dim.as_ref().map_or(cin, |d| d.physical);
+                let pout = out_dim.as_ref().map_or(cout, |d| d.physical);
+                let pg = if g > 1 && g == cin { pin } else { g };
+                (row.params_aligned, row.macs_aligned) = conv_cost(op, pin, pout, pg, k, os, is, bias);
+            }
+            "Gemm" | "MatMul" => {
+                let Some(w) = m.input_const(n, 1) else { continue };
+                let wd = tensor::dims(&w);
+                if wd.len() != 2 {
+                    continue;
+                }
+                let tb = op == "Gemm" && attr_i(p, "transB", 0) == 1;
+                let (k, nout) = if tb { (wd[1], wd[0]) } else { (wd[0], wd[1]) };
+                row.in_channels = k;
+                row.out_channels = nout;
+                let rows: Option<u64> = x.and_then(|x| a.shapes.get(&x)).and_then(|s| s.first().copied().flatten()).map(|v| v as u64);
+                let bias = if m.input(n, 2).is_some() { nout as u64 } else { 0 };
+                row.params = (k * nout) as u64 + bias;
+                row.macs = mul(rows, (k * nout) as u64);
+                let pk = x.and_then(|x| a.flat_map(x)).map_or(k, |f| f.len);
+                row.params_aligned = (pk * nout) as u64 + bias;
+                row.macs_aligned = mul(rows, (pk * nout) as u64);
+                row.out_dim = None;
+            }
+            "BatchNormalization" => {
+                let Some(d) = &in_dim else { continue };
+                row.in_channels = d.logical;
+                row.out_channels = d.logical;
+                row.params = 4 * d.logical as u64;
+                row.params_aligned = 4 * d.physical as u64;
+                let sp = spatial(Some(out));
+                row.macs = mul(sp, d.logical as u64);
+                row.macs_aligned = mul(sp, d.physical as u64);
+            }
+            _ => continue,
+        }
+        row.aligned = [&row.in_dim, &row.out_dim].iter().all(|d| d.as_ref().is_none_or(|d| d.aligned));
+        if row.in_dim.is_none() && op != "BatchNormalization" {
+            row.aligned &= row.in_channels % opts.multiple == 0;
+        }
+        if row.out_dim.is_none() && op != "Gemm" && op != "MatMul" {
+            row.aligned &= row.out_channels % opts.multiple == 0;
+        }
+        totals.params += row.params;
+        totals.params_aligned += row.params_aligned;
+        totals.macs += row.macs.unwrap_or(0);
+        totals.macs_aligned += row.macs_aligned.unwrap_or(0);
+        layers.push(row);
+    }
+    let mut pinned_map: std::collections::BTreeMap<Vec<String>, Vec<usize>> = Default::default();
+    for (size, width, pins) in a.spaces() {
+        totals.spaces += 1;
+        if pins.is_empty() {
+            if width != size {
+                totals.free_unaligned += 1;
+            }
+        } else {
+            totals.pinned += 1;
+            if size % opts.multiple != 0 {
+                totals.pinned_unaligned += 1;
+            }
+            pinned_map.entry(pins.iter().cloned().collect()).or_default().push(size);
+        }
+    }
+    let mut pinned: Vec<Pinned> = pinned_map
+        .into_iter()
+        .flat_map(|(reasons, sizes)| sizes.into_iter().map(move |s| (s, reasons.clone())))
+        .map(|(s, reasons)| Pinned { channels: s, aligned: s % opts.multiple == 0, reasons })
+        .collect();
+    pinned.sort_by(|a, b| a.aligned.cmp(&b.aligned).then(a.reasons.cmp(&b.reasons)));
+    Ok(Report { multiple: opts.multiple, layers, totals, pinned })
+}
+
+fn fmt_num(v: u64) -> String {
+    let s = v.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn fmt_dim(d: &Option<DimReport>, fallback: usize) -> String {
+    match d {
+        Some(d) if d.channels != d.aligned_to => format!("{}→{}", d.channels, d.aligned_to),
+        Some(d) => d.channels.to_string(),
+        None => fallback.to_string(),
+    }
+}
+
+impl Report {
+    /// Human-readable table.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        let w = self.layers.iter().map(|l| l.node.len()).max().unwrap_or(4).clamp(4, 48);
+        s += &format!(
+            "{:<w$}  {:<18}  {:>7}  {:>6}  {:>3}  {:>9}  {:>9}  {:<7}  {:>11}  {:>15}\n",
+            "node", "op", "kernel", "stride", "grp", "in", "out", "aligned", "params", "MACs"
+        );
+        for l in &self.layers {
+            let k = l.kernel.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("x");
+            let st = l.stride.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("x");
+            let pinned = [&l.in_dim, &l.out_dim].iter().any(|d| d.as_ref().is_some_and(|d| !d.pinned.is_empty() && !d.aligned));
+            let al = if l.aligned { "yes" } else if pinned { "pinned" } else { "no" };
+            s += &format!(
+                "{:<w$}  {:<18}  {:>7}  {:>6}  {:>3}  {:>9}  {:>9}  {:<7}  {:>11}  {:>15}\n",
+                truncate(&l.node, w),
+                l.op,
+                k,
+                st,
+                l.groups,
+                fmt_dim(&l.in_dim, l.in_channels),
+                fmt_dim(&l.out_dim, l.out_channels),
+                al,
+                fmt_num(l.params),
+                l.macs.map(fmt_num).unwrap_or_else(|| "?".into())
+            );
+        }
+        let t = &self.totals;
+        let pct = |a: u64, b: u64| if a == 0 { 0.0 } else { (b as f64 - a as f64) / a as f64 * 100.0 };
+        s += &format!(
+            "\ntotal: {} layers, {} params, {} MACs; aligned to {}: {} params ({:+.1}%), {} MACs ({:+.1}%)\n",
+            self.layers.len(),
+            fmt_num(t.params),
+            fmt_num(t.macs),
+            self.multiple,
+            fmt_num(t.params_aligned),
+            pct(t.params, t.params_aligned),
+            fmt_num(t.macs_aligned),
+            pct(t.macs, t.macs_aligned)
+        );
+        s += &format!(
+            "channel spaces: {} ({} free and unaligned, {} pinned of which {} unaligned)\n",
+            t.spaces, t.free_unaligned, t.pinned, t.pinned_unaligned
+        );
+        if !self.pinned.is_empty() {
+            s += "pinned:\n";
+            for p in &self.pinned {
+                let mark = if p.aligned { "" } else { " (unaligned)" };
+                s += &format!("  {:>5} ch{mark}: {}\n", p.channels, p.reasons.join("; "));
+            }
+        }
+        s
+    }
+}
+
+fn truncate(s: &str, w: usize) -> String {
+    if s.chars().count() <= w {
+        s.to_string()
+    } else {
+        let t: String = s.chars().take(w - 1).collect();
+        format!("{t}…")
+    }
+}
+
+/// One failing dim for `align check`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Offender {
+    /// Node name.
+    pub node: String,
+    /// Op type.
+    pub op: String,
+    /// "in" or "out".
+    pub side: &'static str,
+    /// Channels now.
+    pub channels: usize,
+    /// Channels align would pad it to.
+    pub padded_to: usize,
+    /// Pin reasons (for pinned dims).
+    pub pinned: Vec<String>,
+}
+
+/// The result of `align check`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// The multiple.
+    pub multiple: usize,
+    /// Whether the check passed.
+    pub ok: bool,
+    /// Free dims that are not multiples.
+    pub offenders: Vec<Offender>,
+    /// Pinned dims that are not multiples (fail only with --strict).
+    pub pinned: Vec<Offender>,
+}
+
+/// Runs the check on a report.
+pub fn check(r: &Report, strict: bool) -> Check {
+    let mut offenders = vec![];
+    let mut pinned = vec![];
+    let mut seen = BTreeSet::new();
+    for l in &r.layers {
+        for (side, d) in [("in", &l.in_dim), ("out", &l.out_dim)] {
+            let Some(d) = d else { continue };
+            if d.aligned || !seen.insert((l.node.clone(), side)) {
+                continue;
+            }
+            let o = Offender { node: l.node.clone(), op: l.op.clone(), side, channels: d.channels, padded_to: d.aligned_to, pinned: d.pinned.clone() };
+            if d.aligned_to != d.channels || d.parts.iter().any(|p| p % r.multiple != 0) && d.pinned.is_empty() {
+                offenders.push(o);
+            } else {
+                pinned.push(o);
+            }
+        }
+    }
+    let ok = offenders.is_empty() && (!strict || pinned.is_empty());
+    Check { multiple: r.multiple, ok, offenders, pinned }
+}
+
+impl Check {
+    /// Human-readable result.
+    pub fn text(&self) -> String {
+        let mut s = String::new();
+        for o in &self.offenders {
+            s += &format!("unaligned: {} ({}) {} {} channels → {}\n", o.node, o.op, o.side, o.channels, o.padded_to);
+        }
+        for o in &self.pinned {
+            s += &format!("pinned:    {} ({}) {} {} channels: {}\n", o.node, o.op, o.side, o.channels, o.pinned.join("; "));
+        }
+        s += &format!(
+            "{}: {} unaligned free channel dim(s), {} pinned unaligned (multiple of {})\n",
+            if self.ok { "ok" } else { "FAIL" },
+            self.offenders.len(),
+            self.pinned.len(),
+            self.multiple
+        );
+        s
+    }
+}
