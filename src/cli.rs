@@ -285,9 +285,9 @@ fn summary_text(s: &Summary) -> String {
         s.multiple, s.unaligned_free_dims_before, s.unaligned_free_dims_after
     );
     let pinned_unaligned: Vec<_> = s.pinned.iter().filter(|p| !p.aligned).collect();
-    t += &format!("pinned channel spaces: {} ({} unaligned)\n", s.pinned.len(), pinned_unaligned.len());
+    t += &format!("pinned layer channel dims: {} ({} unaligned)\n", s.pinned.len(), pinned_unaligned.len());
     for p in pinned_unaligned {
-        t += &format!("  {:>5} ch: {}\n", p.channels, p.reasons.join("; "));
+        t += &format!("  {} {} {} ch: {}\n", p.node, p.side, p.channels, p.reasons.join("; "));
     }
     t += &format!("params: {} → {} ({:+.1}%)\n", s.params_before, s.params_after, pct(s.params_before, s.params_after));
     t += &format!("MACs:   {} → {} ({:+.1}%)\n", s.macs_before, s.macs_after, pct(s.macs_before, s.macs_after));

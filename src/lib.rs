@@ -12,6 +12,8 @@ pub mod onnx;
 pub mod passes;
 pub mod report;
 pub mod tensor;
+#[cfg(test)]
+pub(crate) mod testutil;
 pub mod verify;
 
 pub use error::{Error, ErrorKind, Result};

@@ -72,9 +72,13 @@ pub struct Layer {
     pub out_dim: Option<DimReport>,
 }
 
-/// A pinned channel space.
+/// A pinned channel dim of a layer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Pinned {
+    /// The layer.
+    pub node: String,
+    /// "in" or "out".
+    pub side: &'static str,
     /// Its width.
     pub channels: usize,
     /// Whether it is a multiple anyway.
@@ -94,13 +98,13 @@ pub struct Totals {
     pub params_aligned: u64,
     /// MACs after alignment.
     pub macs_aligned: u64,
-    /// Channel spaces.
-    pub spaces: usize,
-    /// Free spaces that are not multiples (what `align` would pad).
+    /// Channel dims of the listed layers (in and out).
+    pub dims: usize,
+    /// Dims with a free part that is not a multiple (what `align` pads).
     pub free_unaligned: usize,
-    /// Pinned spaces.
+    /// Dims with a pinned part.
     pub pinned: usize,
-    /// Pinned spaces that are not multiples.
+    /// Pinned dims that are not multiples (and stay so).
     pub pinned_unaligned: usize,
 }
 
@@ -235,27 +239,23 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
         totals.macs_aligned += row.macs_aligned.unwrap_or(0);
         layers.push(row);
     }
-    let mut pinned_map: std::collections::BTreeMap<Vec<String>, Vec<usize>> = Default::default();
-    for (size, width, pins) in a.spaces() {
-        totals.spaces += 1;
-        if pins.is_empty() {
-            if width != size {
+    let mut pinned = vec![];
+    for l in &layers {
+        for (side, d) in [("in", &l.in_dim), ("out", &l.out_dim)] {
+            let Some(d) = d else { continue };
+            totals.dims += 1;
+            if d.aligned_to != d.channels {
                 totals.free_unaligned += 1;
             }
-        } else {
-            totals.pinned += 1;
-            if size % opts.multiple != 0 {
-                totals.pinned_unaligned += 1;
+            if !d.pinned.is_empty() {
+                totals.pinned += 1;
+                if !d.aligned && d.aligned_to == d.channels {
+                    totals.pinned_unaligned += 1;
+                }
+                pinned.push(Pinned { node: l.node.clone(), side, channels: d.channels, aligned: d.aligned, reasons: d.pinned.clone() });
             }
-            pinned_map.entry(pins.iter().cloned().collect()).or_default().push(size);
         }
     }
-    let mut pinned: Vec<Pinned> = pinned_map
-        .into_iter()
-        .flat_map(|(reasons, sizes)| sizes.into_iter().map(move |s| (s, reasons.clone())))
-        .map(|(s, reasons)| Pinned { channels: s, aligned: s % opts.multiple == 0, reasons })
-        .collect();
-    pinned.sort_by(|a, b| a.aligned.cmp(&b.aligned).then(a.reasons.cmp(&b.reasons)));
     Ok(Report { multiple: opts.multiple, layers, totals, pinned })
 }
 
@@ -291,8 +291,8 @@ impl Report {
         for l in &self.layers {
             let k = l.kernel.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("x");
             let st = l.stride.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("x");
-            let pinned = [&l.in_dim, &l.out_dim].iter().any(|d| d.as_ref().is_some_and(|d| !d.pinned.is_empty() && !d.aligned));
-            let al = if l.aligned { "yes" } else if pinned { "pinned" } else { "no" };
+            let free_unaligned = [&l.in_dim, &l.out_dim].iter().any(|d| d.as_ref().is_some_and(|d| d.aligned_to != d.channels));
+            let al = if l.aligned { "yes" } else if free_unaligned { "no" } else { "pinned" };
             s += &format!(
                 "{:<w$}  {:<18}  {:>7}  {:>6}  {:>3}  {:>9}  {:>9}  {:<7}  {:>11}  {:>15}\n",
                 truncate(&l.node, w),
@@ -321,14 +321,14 @@ impl Report {
             pct(t.macs, t.macs_aligned)
         );
         s += &format!(
-            "channel spaces: {} ({} free and unaligned, {} pinned of which {} unaligned)\n",
-            t.spaces, t.free_unaligned, t.pinned, t.pinned_unaligned
+            "channel dims: {} ({} free and unaligned, {} pinned of which {} unaligned)\n",
+            t.dims, t.free_unaligned, t.pinned, t.pinned_unaligned
         );
         if !self.pinned.is_empty() {
             s += "pinned:\n";
             for p in &self.pinned {
                 let mark = if p.aligned { "" } else { " (unaligned)" };
-                s += &format!("  {:>5} ch{mark}: {}\n", p.channels, p.reasons.join("; "));
+                s += &format!("  {} {} {} ch{mark}: {}\n", p.node, p.side, p.channels, p.reasons.join("; "));
             }
         }
         s
@@ -386,7 +386,7 @@ pub fn check(r: &Report, strict: bool) -> Check {
                 continue;
             }
             let o = Offender { node: l.node.clone(), op: l.op.clone(), side, channels: d.channels, padded_to: d.aligned_to, pinned: d.pinned.clone() };
-            if d.aligned_to != d.channels || d.parts.iter().any(|p| p % r.multiple != 0) && d.pinned.is_empty() {
+            if d.aligned_to != d.channels {
                 offenders.push(o);
             } else {
                 pinned.push(o);

@@ -248,9 +248,9 @@ mod tests {
 
     #[test]
     fn f16_round_trips_in_its_own_type() {
-        let t = from_f64("w", DataType::Float16 as i32, &[3], &[1.5, -2.0, 0.099975586]).unwrap();
+        let t = from_f64("w", DataType::Float16 as i32, &[3], &[1.5, -2.0, 0.0999755859375]).unwrap();
         assert_eq!(t.raw_data.as_ref().unwrap().len(), 6);
-        assert_eq!(to_f64(&t).unwrap(), vec![1.5, -2.0, 0.099975586]);
+        assert_eq!(to_f64(&t).unwrap(), vec![1.5, -2.0, 0.0999755859375]);
     }
 
     #[test]

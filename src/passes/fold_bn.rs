@@ -207,3 +207,132 @@ fn try_fold(m: &mut Model, n: NodeId) -> Result<Option<String>> {
     bypass(m, n, x);
     Ok(Some(format!("{name} → {cat} ({})", names.join(", "))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{int_attr, Builder};
+    use crate::verify::verify;
+
+    fn folded(b: &Builder) -> (usize, crate::onnx::ModelProto) {
+        let mut m = Model::import(b.model()).unwrap();
+        let (n, _) = run(&mut m).unwrap();
+        m.cleanup();
+        m.check().unwrap();
+        (n, m.export())
+    }
+
+    fn count(m: &crate::onnx::ModelProto, op: &str) -> usize {
+        m.graph.as_ref().unwrap().node.iter().filter(|n| n.op_type() == op).count()
+    }
+
+    fn agrees(a: &crate::onnx::ModelProto, b: &crate::onnx::ModelProto) -> bool {
+        verify(a, b, &Default::default(), Default::default(), 2, 1).unwrap().passed
+    }
+
+    #[test]
+    fn conv_bn_folds_and_gets_a_bias() {
+        let mut b = Builder::new(&[1, 5, 8, 8]);
+        let c = b.conv("x", 5, 7, 3, 1, false);
+        let y = b.bn(&c, 7);
+        let r = b.unary("Relu", &y);
+        b.output(&r, &[1, 7, 8, 8]);
+        let (n, out) = folded(&b);
+        assert_eq!(n, 1);
+        assert_eq!(count(&out, "BatchNormalization"), 0);
+        assert_eq!(out.graph.as_ref().unwrap().node[0].input.len(), 3);
+        assert!(agrees(&b.model(), &out));
+    }
+
+    #[test]
+    fn conv_bn_no_fuse_when_conv_output_is_read_twice() {
+        let mut b = Builder::new(&[1, 5, 8, 8]);
+        let c = b.conv("x", 5, 7, 3, 1, true);
+        let y = b.bn(&c, 7);
+        let r = b.unary("Relu", &c);
+        b.output(&y, &[1, 7, 8, 8]);
+        b.output(&r, &[1, 7, 8, 8]);
+        let (n, out) = folded(&b);
+        assert_eq!(n, 0);
+        assert_eq!(count(&out, "BatchNormalization"), 1);
+    }
+
+    #[test]
+    fn bn_that_is_a_graph_output_keeps_its_name() {
+        let mut b = Builder::new(&[1, 5, 8, 8]);
+        let c = b.conv("x", 5, 7, 3, 1, true);
+        let y = b.bn(&c, 7);
+        b.output(&y, &[1, 7, 8, 8]);
+        let (n, out) = folded(&b);
+        assert_eq!(n, 1);
+        assert_eq!(out.graph.as_ref().unwrap().output[0].name(), y);
+        assert!(agrees(&b.model(), &out));
+    }
+
+    #[test]
+    fn concat_bn_folds_slice_by_slice() {
+        let mut b = Builder::new(&[1, 5, 8, 8]);
+        let c1 = b.conv("x", 5, 3, 1, 1, false);
+        let c2 = b.conv("x", 5, 4, 3, 1, true);
+        let cat = b.node("Concat", &[&c1, &c2], 1, vec![int_attr("axis", 1)]).remove(0);
+        let y = b.bn(&cat, 7);
+        let r = b.unary("LeakyRelu", &y);
+        b.output(&r, &[1, 7, 8, 8]);
+        let (n, out) = folded(&b);
+        assert_eq!(n, 1);
+        assert_eq!(count(&out, "BatchNormalization"), 0);
+        assert!(agrees(&b.model(), &out));
+    }
+
+    #[test]
+    fn concat_bn_no_fuse_when_an_input_is_not_a_conv() {
+        let mut b = Builder::new(&[1, 5, 8, 8]);
+        let c1 = b.conv("x", 5, 3, 1, 1, false);
+        let cat = b.node("Concat", &["x", &c1], 1, vec![int_attr("axis", 1)]).remove(0);
+        let y = b.bn(&cat, 8);
+        b.output(&y, &[1, 8, 8, 8]);
+        let (n, _) = folded(&b);
+        assert_eq!(n, 0);
+    }
+
+    #[test]
+    fn conv_transpose_bn_folds_on_weight_axis_1() {
+        let mut b = Builder::new(&[1, 5, 4, 4]);
+        let d = b.deconv("x", 5, 6);
+        let y = b.bn(&d, 6);
+        b.output(&y, &[1, 6, 8, 8]);
+        let (n, out) = folded(&b);
+        assert_eq!(n, 1);
+        assert!(agrees(&b.model(), &out));
+    }
+
+    #[test]
+    fn training_mode_is_refused() {
+        let mut b = Builder::new(&[1, 5, 8, 8]);
+        let c = b.conv("x", 5, 7, 3, 1, true);
+        let y = b.bn(&c, 7);
+        b.g.node.last_mut().unwrap().attribute.push(int_attr("training_mode", 1));
+        b.opset = 15;
+        b.output(&y, &[1, 7, 8, 8]);
+        let mut m = Model::import(b.model()).unwrap();
+        let e = run(&mut m).unwrap_err();
+        assert!(e.msg.contains("training_mode=1"), "{e}");
+        assert!(e.node.is_some());
+    }
+
+    #[test]
+    fn a_wrong_fold_is_caught_by_verification() {
+        // Negative control: the same fold with one weight off must fail.
+        let mut b = Builder::new(&[1, 5, 8, 8]);
+        let c = b.conv("x", 5, 7, 3, 1, true);
+        let y = b.bn(&c, 7);
+        b.output(&y, &[1, 7, 8, 8]);
+        let (_, mut out) = folded(&b);
+        let g = out.graph.as_mut().unwrap();
+        let w = g.initializer.iter_mut().find(|t| t.dims.len() == 4).unwrap();
+        let mut v = tensor::to_f64(w).unwrap();
+        v[10] += 0.05;
+        *w = tensor::rewrite(w, &tensor::dims(w), &v).unwrap();
+        assert!(!agrees(&b.model(), &out));
+    }
+}

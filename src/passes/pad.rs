@@ -248,3 +248,155 @@ fn set_split(m: &mut Model, n: NodeId, sizes: Vec<i64>) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::onnx::ModelProto;
+    use crate::testutil::{align_and_verify, free_unaligned, int_attr, ints_attr, Builder};
+    use crate::tensor;
+
+    fn init_dims(m: &ModelProto, name_prefix: &str) -> Vec<Vec<i64>> {
+        m.graph.as_ref().unwrap().initializer.iter().filter(|t| t.name().starts_with(name_prefix)).map(|t| t.dims.clone()).collect()
+    }
+
+    fn check(b: &Builder, multiple: usize) -> ModelProto {
+        let (out, _, v) = align_and_verify(&b.model(), multiple);
+        assert!(v.passed, "verification failed: {:?}", v.outputs);
+        assert_eq!(free_unaligned(&out, multiple), 0);
+        out
+    }
+
+    #[test]
+    fn conv_chain_pads_to_the_next_multiple_only() {
+        let mut b = Builder::new(&[1, 3, 8, 8]);
+        let c1 = b.conv("x", 3, 13, 3, 1, true);
+        let r = b.unary("Relu", &c1);
+        let c2 = b.conv(&r, 13, 19, 3, 1, true);
+        let s = b.unary("Sigmoid", &c2);
+        let m = b.node("Mul", &[&c2, &s], 1, vec![]).remove(0);
+        let c3 = b.conv(&m, 19, 4, 1, 1, true);
+        b.output(&c3, &[1, 4, 8, 8]);
+        let out = check(&b, 8);
+        assert_eq!(init_dims(&out, "w"), vec![vec![16, 3, 3, 3], vec![24, 16, 3, 3], vec![4, 24, 1, 1]]);
+        let out = check(&b, 32);
+        assert_eq!(init_dims(&out, "w"), vec![vec![32, 3, 3, 3], vec![32, 32, 3, 3], vec![4, 32, 1, 1]]);
+    }
+
+    #[test]
+    fn split_halves_are_padded_each_in_the_producer() {
+        // C2f: a conv feeding a channel Split pads each half.
+        let mut b = Builder::new(&[1, 3, 8, 8]);
+        let c1 = b.conv("x", 3, 26, 1, 1, true);
+        let sizes = b.ints("split", &[13, 13]);
+        let parts = b.node("Split", &[&c1, &sizes], 2, vec![int_attr("axis", 1)]);
+        let c2 = b.conv(&parts[1], 13, 11, 3, 1, true);
+        let cat = b.node("Concat", &[&parts[0], &parts[1], &c2], 1, vec![int_attr("axis", 1)]).remove(0);
+        let c3 = b.conv(&cat, 37, 5, 1, 1, true);
+        b.output(&c3, &[1, 5, 8, 8]);
+        let out = check(&b, 8);
+        assert_eq!(init_dims(&out, "w"), vec![vec![32, 3, 1, 1], vec![16, 16, 3, 3], vec![5, 48, 1, 1]]);
+        let split = out.graph.as_ref().unwrap().initializer.iter().find(|t| t.name().starts_with("split")).unwrap();
+        assert_eq!(tensor::to_i64(split).unwrap(), vec![16, 16]);
+    }
+
+    #[test]
+    fn depthwise_conv_pads_its_group() {
+        let mut b = Builder::new(&[1, 3, 8, 8]);
+        let c1 = b.conv("x", 3, 13, 1, 1, true);
+        let dw = b.conv(&c1, 13, 13, 3, 13, true);
+        let r = b.node("Clip", &[&dw], 1, vec![]).remove(0);
+        let c3 = b.conv(&r, 13, 4, 1, 1, true);
+        b.output(&c3, &[1, 4, 8, 8]);
+        let out = check(&b, 8);
+        let dwn = &out.graph.as_ref().unwrap().node[1];
+        assert_eq!(crate::onnx::attr_i(dwn, "group", 0), 16);
+    }
+
+    #[test]
+    fn deconv_input_and_output_align_independently() {
+        let mut b = Builder::new(&[1, 3, 4, 4]);
+        let c1 = b.conv("x", 3, 117, 1, 1, true);
+        let d = b.deconv(&c1, 117, 128);
+        let c3 = b.conv(&d, 128, 4, 1, 1, true);
+        b.output(&c3, &[1, 4, 8, 8]);
+        let out = check(&b, 8);
+        assert_eq!(init_dims(&out, "w")[1], vec![120, 128, 2, 2]);
+    }
+
+    #[test]
+    fn residual_add_and_unfoldable_bn_join_one_space() {
+        let mut b = Builder::new(&[1, 3, 8, 8]);
+        let c1 = b.conv("x", 3, 13, 3, 1, true);
+        let r1 = b.unary("Relu", &c1);
+        let c2 = b.conv(&r1, 13, 13, 3, 1, true);
+        let add = b.node("Add", &[&r1, &c2], 1, vec![]).remove(0);
+        let bn = b.bn(&add, 13);
+        let k = b.init("k", &[1, 13, 1, 1], (0..13).map(|i| 0.5 + i as f32 / 10.0).collect());
+        let div = b.node("Div", &[&bn, &k], 1, vec![]).remove(0);
+        let c3 = b.conv(&div, 13, 4, 1, 1, true);
+        b.output(&c3, &[1, 4, 8, 8]);
+        let out = check(&b, 8);
+        assert_eq!(init_dims(&out, "k"), vec![vec![1, 16, 1, 1]]);
+        assert_eq!(init_dims(&out, "var"), vec![vec![16]]);
+        let var = out.graph.as_ref().unwrap().initializer.iter().find(|t| t.name().starts_with("var")).unwrap();
+        assert_eq!(tensor::to_f64(var).unwrap()[13..], [1.0, 1.0, 1.0]);
+    }
+
+    #[test]
+    fn reshape_pins_the_conv_before_it() {
+        let mut b = Builder::new(&[1, 3, 8, 8]);
+        let c1 = b.conv("x", 3, 13, 3, 1, true);
+        let shape = b.ints("shape", &[1, 13, 64]);
+        let r = b.node("Reshape", &[&c1, &shape], 1, vec![]).remove(0);
+        b.output(&r, &[1, 13, 64]);
+        let out = check(&b, 8);
+        assert_eq!(init_dims(&out, "w"), vec![vec![13, 3, 3, 3]]);
+    }
+
+    #[test]
+    fn flatten_gemm_head_absorbs_padding() {
+        let mut b = Builder::new(&[1, 3, 8, 8]);
+        let c1 = b.conv("x", 3, 13, 3, 1, true);
+        let p = b.unary("GlobalAveragePool", &c1);
+        let f = b.node("Flatten", &[&p], 1, vec![int_attr("axis", 1)]).remove(0);
+        let w = b.rand_init("fc", &[5, 13], -0.5, 0.5);
+        let bias = b.rand_init("fcb", &[5], -0.5, 0.5);
+        let g = b.node("Gemm", &[&f, &w, &bias], 1, vec![int_attr("transB", 1)]).remove(0);
+        b.output(&g, &[1, 5]);
+        let out = check(&b, 8);
+        assert_eq!(init_dims(&out, "fc")[0], vec![5, 16]);
+    }
+
+    #[test]
+    fn channel_slice_is_rewritten_to_physical_offsets() {
+        let mut b = Builder::new(&[1, 3, 8, 8]);
+        let c1 = b.conv("x", 3, 22, 1, 1, true);
+        let (st, en, ax) = (b.ints("st", &[9]), b.ints("en", &[22]), b.ints("ax", &[1]));
+        let s = b.node("Slice", &[&c1, &st, &en, &ax], 1, vec![]).remove(0);
+        let c2 = b.conv(&s, 13, 4, 1, 1, true);
+        b.output(&c2, &[1, 4, 8, 8]);
+        let out = check(&b, 8);
+        assert_eq!(init_dims(&out, "w")[0], vec![32, 3, 1, 1]);
+        let _ = ints_attr;
+    }
+
+    #[test]
+    fn a_wrong_padding_weight_is_caught_by_verification() {
+        // Negative control: a nonzero weight in a padded column reads the
+        // padded channels (Sigmoid makes them 0.5), so it must fail.
+        let mut b = Builder::new(&[1, 3, 8, 8]);
+        let c1 = b.conv("x", 3, 13, 3, 1, true);
+        let s = b.unary("Sigmoid", &c1);
+        let c2 = b.conv(&s, 13, 4, 1, 1, true);
+        b.output(&c2, &[1, 4, 8, 8]);
+        let (mut out, _, v) = align_and_verify(&b.model(), 8);
+        assert!(v.passed);
+        let g = out.graph.as_mut().unwrap();
+        let w = g.initializer.iter_mut().find(|t| t.dims == vec![4, 16, 1, 1]).unwrap();
+        let mut vals = tensor::to_f64(w).unwrap();
+        vals[14] = 0.3; // row 0, padded column 14
+        *w = tensor::rewrite(w, &tensor::dims(w), &vals).unwrap();
+        let v = crate::verify::verify(&b.model(), &out, &Default::default(), Default::default(), 2, 7).unwrap();
+        assert!(!v.passed);
+    }
+}

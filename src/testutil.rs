@@ -1,0 +1,165 @@
+//! Small ONNX graphs built in code for unit tests of the passes.
+
+use crate::onnx::{
+    attribute_proto::AttributeType, tensor_shape_proto, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
+    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+
+/// A float32 value info of a fixed shape.
+pub fn vi(name: &str, shape: &[i64]) -> ValueInfoProto {
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(1),
+                shape: Some(TensorShapeProto {
+                    dim: shape.iter().map(|&d| tensor_shape_proto::Dimension { value: Some(tensor_shape_proto::dimension::Value::DimValue(d)), denotation: None }).collect(),
+                }),
+            })),
+            denotation: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// Builds a graph node by node, with deterministic pseudo-random weights.
+pub struct Builder {
+    /// The graph so far.
+    pub g: GraphProto,
+    seed: u64,
+    count: usize,
+    /// Opset to declare.
+    pub opset: i64,
+}
+
+impl Builder {
+    /// A graph with one input `x` of `shape`.
+    pub fn new(shape: &[i64]) -> Builder {
+        let g = GraphProto { name: Some("test".into()), input: vec![vi("x", shape)], ..Default::default() };
+        Builder { g, seed: 42, count: 0, opset: 13 }
+    }
+
+    fn rand(&mut self) -> f32 {
+        self.seed = self.seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+    }
+
+    fn name(&mut self, base: &str) -> String {
+        self.count += 1;
+        format!("{base}{}", self.count)
+    }
+
+    /// Adds an f32 initializer.
+    pub fn init(&mut self, base: &str, dims: &[i64], values: Vec<f32>) -> String {
+        let name = self.name(base);
+        self.g.initializer.push(TensorProto { name: Some(name.clone()), data_type: Some(1), dims: dims.to_vec(), float_data: values, ..Default::default() });
+        name
+    }
+
+    /// Adds a random f32 initializer (values in [lo, hi)).
+    pub fn rand_init(&mut self, base: &str, dims: &[i64], lo: f32, hi: f32) -> String {
+        let n: i64 = dims.iter().product();
+        let v = (0..n).map(|_| lo + (self.rand() + 1.0) / 2.0 * (hi - lo)).collect();
+        self.init(base, dims, v)
+    }
+
+    /// Adds an int64 initializer.
+    pub fn ints(&mut self, base: &str, values: &[i64]) -> String {
+        let name = self.name(base);
+        self.g.initializer.push(TensorProto { name: Some(name.clone()), data_type: Some(7), dims: vec![values.len() as i64], int64_data: values.to_vec(), ..Default::default() });
+        name
+    }
+
+    /// Adds a node; returns its output names.
+    pub fn node(&mut self, op: &str, inputs: &[&str], n_out: usize, attrs: Vec<AttributeProto>) -> Vec<String> {
+        let name = self.name(op);
+        let outputs: Vec<String> = (0..n_out).map(|i| format!("{name}_o{i}")).collect();
+        self.g.node.push(NodeProto {
+            name: Some(name),
+            op_type: Some(op.into()),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.clone(),
+            attribute: attrs,
+            ..Default::default()
+        });
+        outputs
+    }
+
+    /// Conv with random weights (and bias when `bias`).
+    pub fn conv(&mut self, x: &str, cin: i64, cout: i64, k: i64, group: i64, bias: bool) -> String {
+        let w = self.rand_init("w", &[cout, cin / group, k, k], -0.5, 0.5);
+        let mut ins = vec![x.to_string(), w];
+        if bias {
+            ins.push(self.rand_init("b", &[cout], -0.2, 0.2));
+        }
+        let ins: Vec<&str> = ins.iter().map(|s| s.as_str()).collect();
+        let pad = k / 2;
+        self.node("Conv", &ins, 1, vec![ints_attr("pads", &[pad, pad, pad, pad]), int_attr("group", group), ints_attr("kernel_shape", &[k, k])]).remove(0)
+    }
+
+    /// ConvTranspose 2x2 stride 2 with random weights and bias.
+    pub fn deconv(&mut self, x: &str, cin: i64, cout: i64) -> String {
+        let w = self.rand_init("w", &[cin, cout, 2, 2], -0.5, 0.5);
+        let b = self.rand_init("b", &[cout], -0.2, 0.2);
+        self.node("ConvTranspose", &[x, &w, &b], 1, vec![ints_attr("strides", &[2, 2])]).remove(0)
+    }
+
+    /// BatchNormalization with random statistics.
+    pub fn bn(&mut self, x: &str, c: i64) -> String {
+        let s = self.rand_init("gamma", &[c], 0.5, 1.5);
+        let b = self.rand_init("beta", &[c], -0.3, 0.3);
+        let m = self.rand_init("mean", &[c], -0.3, 0.3);
+        let v = self.rand_init("var", &[c], 0.5, 2.0);
+        self.node("BatchNormalization", &[x, &s, &b, &m, &v], 1, vec![]).remove(0)
+    }
+
+    /// A one-input, one-output op.
+    pub fn unary(&mut self, op: &str, x: &str) -> String {
+        self.node(op, &[x], 1, vec![]).remove(0)
+    }
+
+    /// Declares a graph output.
+    pub fn output(&mut self, name: &str, shape: &[i64]) {
+        self.g.output.push(vi(name, shape));
+    }
+
+    /// The finished model.
+    pub fn model(&self) -> ModelProto {
+        ModelProto {
+            ir_version: Some(8),
+            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(self.opset) }],
+            producer_name: Some("align-tests".into()),
+            graph: Some(self.g.clone()),
+            ..Default::default()
+        }
+    }
+}
+
+/// An int attribute.
+pub fn int_attr(name: &str, v: i64) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), i: Some(v), r#type: Some(AttributeType::Int as i32), ..Default::default() }
+}
+
+/// An ints attribute.
+pub fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
+    AttributeProto { name: Some(name.into()), ints: v.to_vec(), r#type: Some(AttributeType::Ints as i32), ..Default::default() }
+}
+
+/// Runs the passes on `model` and verifies with tract; returns the rewritten
+/// model, the pass reports and whether verification passed.
+pub fn align_and_verify(model: &ModelProto, multiple: usize) -> (ModelProto, Vec<crate::passes::PassReport>, crate::verify::Verification) {
+    let mut m = crate::ir::Model::import(model.clone()).expect("import");
+    let opts = crate::passes::Options { multiple, ..Default::default() };
+    let reports = crate::passes::run(&mut m, &crate::passes::Pass::all(), &opts).expect("passes");
+    let out = m.export();
+    let v = crate::verify::verify(model, &out, &Default::default(), Default::default(), 2, 7).expect("verify runs");
+    (out, reports, v)
+}
+
+/// Channel count (axis 1) of every value_info / output, by name, from a
+/// report of the aligned model: number of free dims not a multiple.
+pub fn free_unaligned(model: &ModelProto, multiple: usize) -> usize {
+    let m = crate::ir::Model::import(model.clone()).unwrap();
+    let opts = crate::passes::Options { multiple, ..Default::default() };
+    crate::report::build(&m, &opts).unwrap().totals.free_unaligned
+}
