@@ -402,6 +402,7 @@ impl Analysis {
         }
         let Some(lin) = self.layouts.get(&x).cloned() else { return Ok(false) };
         let g = attr_i(p, "group", 1).max(1) as usize;
+        float_weight(&w, name)?;
         let wd = tensor::dims(&w);
         if wd.len() < 3 {
             return Err(Error::at(name, format!("Conv weight has rank {}, expected at least 3", wd.len())));
@@ -435,6 +436,7 @@ impl Analysis {
             return Ok(false);
         }
         let Some(lin) = self.layouts.get(&x).cloned() else { return Ok(false) };
+        float_weight(&w, name)?;
         let wd = tensor::dims(&w);
         let cin = self.size(&lin);
         if wd.len() < 3 || wd[0] != cin {
@@ -707,5 +709,16 @@ impl Analysis {
             }
         }
         out
+    }
+}
+
+/// Refuses weights align cannot do arithmetic on.
+fn float_weight(w: &crate::onnx::TensorProto, node: &str) -> Result<()> {
+    match tensor::elem(w) {
+        Some(e) if e.is_float() => Ok(()),
+        _ => Err(Error::at(
+            node,
+            format!("weight '{}' has type {}; align handles float16, bfloat16, float and double weights", w.name(), tensor::dtype_name(w.data_type())),
+        )),
     }
 }

@@ -252,7 +252,7 @@ def perturb_first_conv(model: onnx.ModelProto):
         if not reaches_output(model.graph, node.output):
             continue
         w = numpy_helper.to_array(inits[node.input[1]]).copy()
-        idx = np.unravel_index(int(np.argmax(np.abs(w))), w.shape)
+        idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(np.abs(w))), w.shape))
         old = float(w[idx])
         w[idx] += PERTURBATION
         bad = onnx.ModelProto()
@@ -367,10 +367,13 @@ def check_model(align: str, model_path: Path, multiple: int) -> Result:
             res.add("report: free dims aligned", False, f"align report exit {p.returncode}: {p.stderr.strip()[:300]}")
         else:
             rep = json.loads(p.stdout)
-            bad, dims = [], 0
+            bad, dims, untracked = [], 0, []
             for layer in rep.get("layers", []):
                 for side in ("in", "out"):
-                    d = layer[side]
+                    d = layer.get(side)
+                    if d is None:  # e.g. Gemm "out": no channel dim tracked
+                        untracked.append(f"{layer['node']}({layer['op']}).{side}")
+                        continue
                     if d.get("pinned"):
                         continue
                     dims += 1
@@ -380,6 +383,7 @@ def check_model(align: str, model_path: Path, multiple: int) -> Result:
                 "report: free dims aligned",
                 not bad,
                 f"{len(rep.get('layers', []))} layers, {dims} free dims"
+                + (f", {len(untracked)} null (untracked): {', '.join(untracked[:5])}" if untracked else "")
                 + (f"; unaligned: {', '.join(bad[:10])}" if bad else ""),
             )
 

@@ -1,0 +1,177 @@
+//! End-to-end tests of the `align` binary on the shipped fixtures.
+
+mod util;
+
+use align::onnx;
+use std::fs;
+use util::*;
+
+#[test]
+fn round_trip_without_passes_is_faithful_on_every_fixture() {
+    let tmp = tempfile::tempdir().unwrap();
+    for f in all_fixtures() {
+        let out = tmp.path().join("rt.onnx");
+        let o = align_p(&[f.as_os_str(), "--passes".as_ref(), "none".as_ref(), "--no-verify".as_ref(), "-q".as_ref(), "-o".as_ref(), out.as_os_str()]);
+        assert!(o.status.success(), "{}: {}", f.display(), stderr(&o));
+        let (a, _) = onnx::load(&f).unwrap();
+        let (b, _) = onnx::load(&out).unwrap();
+        assert!(a == b, "{}: round trip changed the model", f.display());
+        if !f.to_string_lossy().contains("dynamo") {
+            assert_eq!(fs::read(&f).unwrap(), fs::read(&out).unwrap(), "{}: bytes differ", f.display());
+        }
+    }
+}
+
+#[test]
+fn align_every_generated_fixture_leaves_no_free_unaligned_dim() {
+    let tmp = tempfile::tempdir().unwrap();
+    for f in generated_fixtures() {
+        let out = tmp.path().join("a.onnx");
+        let before = fs::read(&f).unwrap();
+        let o = align_p(&[f.as_os_str(), "--json".as_ref(), "-o".as_ref(), out.as_os_str()]);
+        assert!(o.status.success(), "{}: {}", f.display(), stderr(&o));
+        assert_eq!(fs::read(&f).unwrap(), before, "input modified");
+        let j = json(&o);
+        let v = &j["verification"];
+        assert_eq!(v["passed"], true, "{}", f.display());
+        for out in v["outputs"].as_array().unwrap() {
+            assert!(out["max_abs"].as_f64().unwrap() <= 1e-4, "{}: {out}", f.display());
+            assert!(out["max_value"].as_f64().unwrap() > 0.0, "{}: output is all zero", f.display());
+        }
+        assert_eq!(j["unaligned_free_dims_after"], 0, "{}", f.display());
+        // the written model passes the gate and no BN is left to fold
+        let c = align_p(&["check".as_ref(), out.as_os_str()]);
+        assert_eq!(c.status.code(), Some(0), "{}: {}", f.display(), stdout(&c));
+        let (m, _) = onnx::load(&out).unwrap();
+        let mut ir = align::ir::Model::import(m).unwrap();
+        assert_eq!(align::passes::fold_bn::run(&mut ir).unwrap().0, 0, "{}: foldable BN left", f.display());
+        fs::remove_file(&out).unwrap();
+    }
+}
+
+#[test]
+fn pruned_fixtures_really_get_padded() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["v4_c3_deconv_bn_op13.onnx", "v3_csp_leaky_hswish_op11.onnx", "dynamo_op18/model.onnx"] {
+        let f = fixtures().join(name);
+        let out = tmp.path().join("a.onnx");
+        let j = json(&align_p(&[f.as_os_str(), "--json".as_ref(), "-o".as_ref(), out.as_os_str()]));
+        assert!(j["unaligned_free_dims_before"].as_u64().unwrap() > 10, "{name}: {j}");
+        assert!(j["params_after"].as_u64().unwrap() > j["params_before"].as_u64().unwrap());
+    }
+}
+
+#[test]
+fn bn_is_folded_including_after_concat() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("a.onnx");
+    let f = fixtures().join("v3_csp_leaky_hswish_op11.onnx");
+    let j = json(&align_p(&[f.as_os_str(), "--json".as_ref(), "-o".as_ref(), out.as_os_str()]));
+    let fold = &j["passes"][0];
+    assert_eq!(fold["pass"], "fold-bn");
+    assert_eq!(fold["changed"], 4, "{fold}");
+    let (m, _) = onnx::load(&out).unwrap();
+    assert!(m.graph.unwrap().node.iter().all(|n| n.op_type() != "BatchNormalization"));
+}
+
+#[test]
+fn default_output_sits_beside_the_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("net.onnx");
+    fs::copy(fixtures().join("v4_c3_deconv_fused_op12.onnx"), &f).unwrap();
+    let o = align_p(&[f.as_os_str(), "-q".as_ref()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(tmp.path().join("net.aligned.onnx").is_file());
+    let names: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 2, "no temporary files left: {names:?}");
+}
+
+#[test]
+fn multiples_of_16_and_32() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures().join("v4_c3_deconv_bn_op13.onnx");
+    for m in ["16", "32"] {
+        let out = tmp.path().join(format!("a{m}.onnx"));
+        let o = align_p(&[f.as_os_str(), "--multiple".as_ref(), m.as_ref(), "-q".as_ref(), "-o".as_ref(), out.as_os_str()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let c = align_p(&["check".as_ref(), out.as_os_str(), "--multiple".as_ref(), m.as_ref()]);
+        assert_eq!(c.status.code(), Some(0), "{}", stdout(&c));
+    }
+}
+
+#[test]
+fn check_fails_on_pruned_and_passes_on_aligned() {
+    let f = fixtures().join("v4_c3_deconv_fused_op12.onnx");
+    let o = align_p(&["check".as_ref(), f.as_os_str(), "--json".as_ref()]);
+    assert_eq!(o.status.code(), Some(1));
+    let j = json(&o);
+    assert_eq!(j["ok"], false);
+    let off = j["offenders"].as_array().unwrap();
+    assert!(!off.is_empty());
+    for x in off {
+        let (c, p) = (x["channels"].as_u64().unwrap(), x["padded_to"].as_u64().unwrap());
+        assert!(p > c && p % 8 == 0, "{x}");
+        assert!(x["side"] == "in" || x["side"] == "out");
+    }
+    let text = stdout(&align_p(&["check".as_ref(), f.as_os_str()]));
+    assert!(text.contains("unaligned:") && text.contains("FAIL"), "{text}");
+
+    let a = fixtures().join("aligned_op13.onnx");
+    assert_eq!(align_p(&["check".as_ref(), a.as_os_str()]).status.code(), Some(0));
+    // the graph input (12 channels after Focus) is pinned and unaligned: --strict fails
+    let s = align_p(&["check".as_ref(), a.as_os_str(), "--strict".as_ref()]);
+    assert_eq!(s.status.code(), Some(1), "{}", stdout(&s));
+    assert!(stdout(&s).contains("graph input 'images'"));
+}
+
+#[test]
+fn report_lists_layers_with_required_fields() {
+    let f = fixtures().join("v4_c3_deconv_bn_op13.onnx");
+    let o = align_p(&["report".as_ref(), f.as_os_str(), "--json".as_ref()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j = json(&o);
+    let layers = j["layers"].as_array().unwrap();
+    assert!(layers.len() >= 29);
+    for l in layers {
+        for k in ["node", "op", "in_channels", "out_channels", "groups", "params", "macs", "aligned"] {
+            assert!(l.get(k).is_some(), "missing {k} in {l}");
+        }
+    }
+    let deconv = layers.iter().find(|l| l["op"] == "ConvTranspose").expect("a ConvTranspose row");
+    assert_eq!(deconv["in_channels"], 37);
+    assert_eq!(deconv["out_channels"], 32);
+    assert_eq!(deconv["in"]["aligned_to"], 40);
+    assert_eq!(deconv["out"]["aligned_to"], 32);
+    // a 1x1 conv's MACs = out·in·H·W
+    let conv = layers.iter().find(|l| l["op"] == "Conv" && l["kernel"] == serde_json::json!([1, 1])).unwrap();
+    assert!(conv["macs"].as_u64().unwrap() > 0);
+    let pinned = j["pinned"].as_array().unwrap();
+    assert!(pinned.iter().any(|p| p["reasons"].to_string().contains("Reshape")), "{pinned:?}");
+    let text = stdout(&align_p(&["report".as_ref(), f.as_os_str()]));
+    assert!(text.contains("ConvTranspose") && text.contains("37→40") && text.contains("pinned:"), "{text}");
+}
+
+#[test]
+fn deconv_dims_are_pinned_without_the_deconv_pass() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures().join("v4_c3_deconv_bn_op13.onnx");
+    let out = tmp.path().join("a.onnx");
+    let o = align_p(&[f.as_os_str(), "--passes".as_ref(), "fold-bn,pad".as_ref(), "--json".as_ref(), "-o".as_ref(), out.as_os_str()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j = json(&o);
+    assert!(j["pinned"].to_string().contains("deconv pass not selected"), "{j}");
+}
+
+#[test]
+fn failed_verification_exits_1_and_writes_nothing() {
+    // Folding BN moves outputs by ~1e-6: with zero tolerance the check must fail.
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures().join("v4_c3_deconv_bn_op13.onnx");
+    let out = tmp.path().join("a.onnx");
+    let o = align_p(&[f.as_os_str(), "--atol".as_ref(), "0".as_ref(), "--rtol".as_ref(), "0".as_ref(), "-q".as_ref(), "-o".as_ref(), out.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("verification failed") && err.contains("v4_c3_deconv_bn_op13.onnx"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0, "nothing written");
+}

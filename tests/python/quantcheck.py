@@ -1,0 +1,337 @@
+#!/usr/bin/env python3
+"""Quantization survival check of `align`.
+
+What this proves
+----------------
+Users quantize what align writes. For each model this script runs
+`align MODEL -o aligned.onnx --json -q`, then quantizes BOTH the original and
+the aligned model identically with onnxruntime's static quantizer:
+
+    quant_pre_process (shape inference + basic ORT optimization), then
+    quantize_static(QuantFormat.QDQ, per_channel=True, weight QInt8,
+                    activation QUInt8, CalibrationMethod.MinMax)
+
+with the same 8 seeded uniform [-1, 1) calibration inputs for both, and checks:
+
+1. scales: every scale initializer (input 1 of each QuantizeLinear /
+   DequantizeLinear) of the quantized ALIGNED model is finite and > 0. The
+   all-zero filters that padding adds are the known trap for per-channel
+   weight scales (max|w| = 0 -> scale 0, or NaN/Inf). Bad tensors are named.
+   The number of all-zero int8 weight channels found is printed for context.
+2. outputs: on 4 further seeded inputs (not the calibration ones),
+       q_err = max |quant(original) - float(original)|
+       d     = max |quant(aligned)  - quant(original)|
+   must satisfy d <= 0.1 * q_err + 1e-4, i.e. padding may not change the
+   quantized model by more than a tenth of what quantization itself costs.
+   Measured with onnxruntime at its default optimization level (QDQ fused
+   into integer kernels, as users run it) and with optimizations disabled
+   (QDQ evaluated as float fake-quant). Both are asserted; the numbers are
+   always printed, never loosened.
+
+Run on the generated fixtures only (fixtures/*.onnx and
+fixtures/dynamo_op18/model.onnx); the third-party "light" models have
+ConstantOfShape weights that the quantizer cannot see.
+
+How CI calls it
+---------------
+    python -m venv venv && venv/bin/pip install -r tests/python/requirements.txt
+    cargo build
+    venv/bin/python tests/python/quantcheck.py --align target/debug/align
+
+With no MODEL arguments it checks the generated fixtures, located relative to
+this file. Exit status is non-zero if any check fails. The last line printed
+is exactly `quantcheck: N passed, M failed` (N, M = models).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "fixtures"
+
+SEED = 24301
+CALIBRATION_INPUTS = 8
+EVAL_INPUTS = 4
+D_FACTOR = 0.1
+D_SLACK = 1e-4
+
+OPT_LEVELS = [
+    ("opt=default", ort.GraphOptimizationLevel.ORT_ENABLE_ALL),
+    ("opt=off", ort.GraphOptimizationLevel.ORT_DISABLE_ALL),
+]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def default_models() -> list[Path]:
+    return sorted(FIXTURES.glob("*.onnx")) + [FIXTURES / "dynamo_op18" / "model.onnx"]
+
+
+def display_name(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(FIXTURES).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def feed_specs(model_path: Path):
+    """(name, numpy dtype, concrete shape) of every graph input that is not an
+    initializer; symbolic dims -> 1."""
+    model = onnx.load(str(model_path), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    specs = []
+    for v in model.graph.input:
+        if v.name in inits:
+            continue
+        t = v.type.tensor_type
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)
+        if not np.issubdtype(dtype, np.floating):
+            raise ValueError(f"input '{v.name}' has non-float type {dtype}; not supported")
+        shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else 1 for d in t.shape.dim)
+        specs.append((v.name, dtype, shape))
+    return specs
+
+
+def make_inputs(specs, count: int, stream: int):
+    """count seeded feeds; stream separates calibration from evaluation data."""
+    feeds = []
+    for k in range(count):
+        rng = np.random.default_rng([SEED, stream, k])
+        feeds.append({n: rng.uniform(-1.0, 1.0, size=s).astype(dt) for n, dt, s in specs})
+    return feeds
+
+
+class ListReader(CalibrationDataReader):
+    def __init__(self, feeds):
+        self._it = iter(feeds)
+
+    def get_next(self):
+        return next(self._it, None)
+
+
+def quantize(src: Path, workdir: Path, tag: str, calib) -> Path:
+    pre = workdir / f"{tag}.pre.onnx"
+    out = workdir / f"{tag}.qdq.onnx"
+    quant_pre_process(str(src), str(pre))
+    quantize_static(
+        str(pre),
+        str(out),
+        ListReader(calib),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        activation_type=QuantType.QUInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+    return out
+
+
+def run(path: Path, level, feeds):
+    so = ort.SessionOptions()
+    so.graph_optimization_level = level
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    return [dict(zip(names, sess.run(names, f))) for f in feeds]
+
+
+def max_abs_diff(runs_a, runs_b) -> float:
+    worst = 0.0
+    for ra, rb in zip(runs_a, runs_b):
+        for name, a in ra.items():
+            diff = np.abs(np.asarray(a, np.float64) - np.asarray(rb[name], np.float64))
+            worst = max(worst, float(np.nanmax(diff)) if not np.isnan(diff).all() else float("inf"))
+            if np.isnan(diff).any():
+                worst = float("inf")
+    return worst
+
+
+def scale_audit(qmodel_path: Path):
+    """Scales of all Q/DQ nodes: (tensors checked, values checked, bad list,
+    all-zero int8 weight channels)."""
+    m = onnx.load(str(qmodel_path))
+    inits = {i.name: i for i in m.graph.initializer}
+    checked, values, bad, zero_channels = set(), 0, [], 0
+    for node in m.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 2:
+            continue
+        sname = node.input[1]
+        if sname not in inits:
+            bad.append(f"{sname} (scale of {node.name or node.op_type} is not an initializer)")
+            continue
+        if sname not in checked:
+            checked.add(sname)
+            s = numpy_helper.to_array(inits[sname]).astype(np.float64)
+            values += s.size
+            nonfinite = int(np.count_nonzero(~np.isfinite(s)))
+            nonpos = int(np.count_nonzero(np.isfinite(s) & (s <= 0)))
+            if nonfinite or nonpos:
+                bad.append(f"{sname}: {nonfinite} non-finite, {nonpos} <= 0 of {s.size} (min {np.nanmin(s):.3g})")
+        # count all-zero channels of per-channel int8 weights (context only)
+        if node.op_type == "DequantizeLinear" and node.input[0] in inits:
+            s = numpy_helper.to_array(inits[sname])
+            w = numpy_helper.to_array(inits[node.input[0]])
+            if s.ndim == 1 and s.size > 1 and w.ndim >= 2:
+                axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+                wt = np.moveaxis(w, axis, 0).reshape(w.shape[axis], -1)
+                zero_channels += int(np.count_nonzero(~wt.any(axis=1)))
+    return len(checked), values, bad, zero_channels
+
+
+# --------------------------------------------------------------------------- per model
+
+
+class Result:
+    def __init__(self, model: str):
+        self.model = model
+        self.checks = []  # (check, PASS/FAIL, detail)
+        self.seconds = 0.0
+
+    def add(self, check, ok, detail=""):
+        self.checks.append((check, "PASS" if ok else "FAIL", detail))
+        return ok
+
+    @property
+    def passed(self):
+        return bool(self.checks) and all(s == "PASS" for _, s, _ in self.checks)
+
+
+def check_model(align: str, model_path: Path, multiple: int) -> Result:
+    res = Result(display_name(model_path))
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="quantcheck-") as tmp:
+        tmp = Path(tmp)
+        aligned = tmp / "aligned.onnx"
+        p = subprocess.run(
+            [align, str(model_path), "-o", str(aligned), "--json", "-q", "--multiple", str(multiple)],
+            capture_output=True, text=True, timeout=600,
+        )
+        detail = f"exit {p.returncode}"
+        if p.returncode == 0:
+            s = json.loads(p.stdout)
+            detail += f"; free unaligned dims {s.get('unaligned_free_dims_before')} -> {s.get('unaligned_free_dims_after')}"
+        else:
+            detail += ": " + (p.stderr.strip().splitlines() or ["(no stderr)"])[-1]
+        if not res.add("align exit 0", p.returncode == 0, detail):
+            res.seconds = time.monotonic() - t0
+            return res
+
+        specs = feed_specs(model_path)
+        calib = make_inputs(specs, CALIBRATION_INPUTS, stream=1)
+        evals = make_inputs(specs, EVAL_INPUTS, stream=2)
+
+        try:
+            q_orig = quantize(model_path, tmp, "original", calib)
+            q_al = quantize(aligned, tmp, "aligned", calib)
+        except Exception as e:  # noqa: BLE001
+            res.add("quantize_static", False, f"{type(e).__name__}: {str(e)[:300]}")
+            res.seconds = time.monotonic() - t0
+            return res
+        res.add("quantize_static", True, "original and aligned quantized (QDQ, per-channel, w=QInt8, a=QUInt8)")
+
+        # 1. scales
+        n_t, n_v, bad, zc = scale_audit(q_al)
+        n_t_o, n_v_o, bad_o, zc_o = scale_audit(q_orig)
+        res.add(
+            "scales finite and > 0 (aligned)",
+            not bad and n_t > 0,
+            f"{n_t} scale tensors / {n_v} values checked; all-zero int8 weight channels: {zc} "
+            f"(original: {n_t_o} / {n_v_o}, {zc_o} zero channels, {len(bad_o)} bad)"
+            + (f"; BAD: {'; '.join(bad[:10])}" if bad else ""),
+        )
+
+        # 2. outputs
+        float_ref = run(model_path, ort.GraphOptimizationLevel.ORT_DISABLE_ALL, evals)
+        for label, level in OPT_LEVELS:
+            qo = run(q_orig, level, evals)
+            qa = run(q_al, level, evals)
+            q_err = max_abs_diff(qo, float_ref)
+            d = max_abs_diff(qa, qo)
+            d_float = max_abs_diff(qa, float_ref)
+            bound = D_FACTOR * q_err + D_SLACK
+            res.add(
+                f"d <= 0.1*q_err+1e-4 ({label})",
+                d <= bound,
+                f"q_err={q_err:.4e} d={d:.4e} bound={bound:.4e} d/q_err={d / q_err if q_err else float('nan'):.3f} "
+                f"(max|quant(aligned)-float(original)|={d_float:.4e})",
+            )
+    res.seconds = time.monotonic() - t0
+    return res
+
+
+# --------------------------------------------------------------------------- main
+
+
+def print_table(results):
+    w_model = max([len("model")] + [len(r.model) for r in results])
+    w_check = max([len("check")] + [len(c) for r in results for c, _, _ in r.checks])
+    header = f"{'model':<{w_model}}  {'check':<{w_check}}  result  detail"
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        for check, status, detail in r.checks:
+            print(f"{r.model:<{w_model}}  {check:<{w_check}}  {status:<6}  {detail}")
+        print(f"{r.model:<{w_model}}  {'=> model':<{w_check}}  {'PASS' if r.passed else 'FAIL':<6}  {r.seconds:.1f} s")
+        print()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--align", required=True, help="path to the align binary")
+    ap.add_argument("--multiple", type=int, default=8)
+    ap.add_argument("models", nargs="*", type=Path, help="default: fixtures/*.onnx and dynamo_op18/model.onnx")
+    args = ap.parse_args(argv)
+    logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs per-node info at WARNING/INFO
+
+    align = str(Path(args.align).resolve())
+    models = args.models or default_models()
+    print(f"quantcheck: align={align} multiple={args.multiple} onnx={onnx.__version__} "
+          f"onnxruntime={ort.__version__} numpy={np.__version__} seed={SEED} "
+          f"calibration={CALIBRATION_INPUTS} eval={EVAL_INPUTS}")
+    print()
+    results = []
+    t0 = time.monotonic()
+    for m in models:
+        if not m.exists():
+            r = Result(display_name(m))
+            r.add("model exists", False, str(m))
+            results.append(r)
+            continue
+        try:
+            results.append(check_model(align, m, args.multiple))
+        except Exception as e:  # noqa: BLE001 - one broken model must not hide the others
+            r = Result(display_name(m))
+            r.add("quantcheck ran", False, f"{type(e).__name__}: {e}")
+            results.append(r)
+    print_table(results)
+    passed = sum(r.passed for r in results)
+    failed = len(results) - passed
+    print(f"total time {time.monotonic() - t0:.1f} s")
+    print(f"quantcheck: {passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
