@@ -105,8 +105,28 @@ pub struct Analysis {
 /// Activations (and friends) that map each channel to itself and keep
 /// finite values finite: they pass a layout through.
 const CHANNELWISE: &[&str] = &[
-    "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Clip", "Elu", "Selu", "Softsign", "Celu", "ThresholdedRelu",
-    "Identity", "Dropout", "MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool", "Neg", "Abs",
+    "Relu",
+    "LeakyRelu",
+    "Sigmoid",
+    "Tanh",
+    "HardSigmoid",
+    "HardSwish",
+    "Clip",
+    "Elu",
+    "Selu",
+    "Softsign",
+    "Celu",
+    "ThresholdedRelu",
+    "Identity",
+    "Dropout",
+    "MaxPool",
+    "AveragePool",
+    "LpPool",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "GlobalLpPool",
+    "Neg",
+    "Abs",
 ];
 
 /// Element-wise binary ops that can carry padded channels, with the value
@@ -131,7 +151,14 @@ impl Analysis {
             return Err(Error::model("--multiple must be at least 1"));
         }
         let shapes = shapes::infer(m, overrides);
-        let mut a = Analysis { shapes, multiple, deconv: opts.deconv, atoms: vec![], layouts: HashMap::new(), flats: HashMap::new() };
+        let mut a = Analysis {
+            shapes,
+            multiple,
+            deconv: opts.deconv,
+            atoms: vec![],
+            layouts: HashMap::new(),
+            flats: HashMap::new(),
+        };
         for n in m.toposort() {
             match &m.g[n].kind {
                 crate::ir::NodeKind::Input(name) => {
@@ -233,7 +260,8 @@ impl Analysis {
         if ra == rb {
             return;
         }
-        let (big, small) = if self.atoms[ra].members.len() >= self.atoms[rb].members.len() { (ra, rb) } else { (rb, ra) };
+        let (big, small) =
+            if self.atoms[ra].members.len() >= self.atoms[rb].members.len() { (ra, rb) } else { (rb, ra) };
         self.atoms[small].parent = big;
         let mem = std::mem::take(&mut self.atoms[small].members);
         self.atoms[big].members.extend(mem);
@@ -318,70 +346,88 @@ impl Analysis {
         let ins: Vec<Option<Outlet>> = (0..m.n_inputs(n)).map(|i| m.input(n, i)).collect();
         let lay = |a: &Analysis, i: usize| ins.get(i).copied().flatten().and_then(|o| a.layouts.get(&o).cloned());
         if op == "BatchNormalization" && attr_i(p, "training_mode", 0) == 1 {
-            return Err(Error::at(name, "BatchNormalization has training_mode=1 (a training graph); export the model in eval mode"));
+            return Err(Error::at(
+                name,
+                "BatchNormalization has training_mode=1 (a training graph); export the model in eval mode",
+            ));
         }
-        let handled = known_domain && match op {
-            "Conv" => self.conv(m, n, &name)?,
-            "ConvTranspose" => self.conv_transpose(m, n, &name)?,
-            "BatchNormalization" => {
-                let consts = (1..5).all(|i| m.input_const(n, i).is_some_and(|t| t.dims.len() == 1));
-                match (consts && p.output.len() == 1, lay(self, 0)) {
-                    (true, Some(l)) => {
-                        self.layouts.insert(out0, l);
-                        true
+        let handled = known_domain
+            && match op {
+                "Conv" => self.conv(m, n, &name)?,
+                "ConvTranspose" => self.conv_transpose(m, n, &name)?,
+                "BatchNormalization" => {
+                    let consts = (1..5).all(|i| m.input_const(n, i).is_some_and(|t| t.dims.len() == 1));
+                    match (consts && p.output.len() == 1, lay(self, 0)) {
+                        (true, Some(l)) => {
+                            self.layouts.insert(out0, l);
+                            true
+                        }
+                        _ => false,
                     }
-                    _ => false,
                 }
-            }
-            _ if CHANNELWISE.contains(&op) => {
-                let extra_ok = (1..ins.len()).all(|i| ins[i].is_none() || m.input_const(n, i).is_some_and(|t| tensor::numel(&t).unwrap_or(2) <= 1));
-                let outputs_ok = p.output.iter().skip(1).all(|o| o.is_empty()) || m.consumers(Outlet { node: n, slot: 1 }).is_empty();
-                match (extra_ok && outputs_ok, lay(self, 0)) {
-                    (true, Some(l)) if self.channels(out0) == Some(self.size(&l)) => {
-                        self.layouts.insert(out0, l);
-                        true
+                _ if CHANNELWISE.contains(&op) => {
+                    let extra_ok = (1..ins.len()).all(|i| {
+                        ins[i].is_none() || m.input_const(n, i).is_some_and(|t| tensor::numel(&t).unwrap_or(2) <= 1)
+                    });
+                    let outputs_ok = p.output.iter().skip(1).all(|o| o.is_empty())
+                        || m.consumers(Outlet { node: n, slot: 1 }).is_empty();
+                    match (extra_ok && outputs_ok, lay(self, 0)) {
+                        (true, Some(l)) if self.channels(out0) == Some(self.size(&l)) => {
+                            self.layouts.insert(out0, l);
+                            true
+                        }
+                        _ => false,
                     }
-                    _ => false,
                 }
-            }
-            "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Pow" | "Sum" | "PRelu" => self.elementwise(m, n)?,
-            "Concat" => self.concat(m, n),
-            "Split" => self.split(m, n),
-            "Slice" => self.slice(m, n),
-            "Resize" | "Upsample" => {
-                let ok = match shapes::resize_params(m, n) {
-                    Some((_, Some(sizes))) => lay(self, 0).is_some_and(|l| sizes.get(1) == Some(&(self.size(&l) as i64))),
-                    Some((Some(sc), None)) => sc.get(1) == Some(&1.0) && sc.first() == Some(&1.0),
-                    _ => false,
-                };
-                match (ok, lay(self, 0)) {
-                    (true, Some(l)) => {
-                        self.layouts.insert(out0, l);
-                        true
+                "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Pow" | "Sum" | "PRelu" => self.elementwise(m, n)?,
+                "Concat" => self.concat(m, n),
+                "Split" => self.split(m, n),
+                "Slice" => self.slice(m, n),
+                "Resize" | "Upsample" => {
+                    let ok = match shapes::resize_params(m, n) {
+                        Some((_, Some(sizes))) => {
+                            lay(self, 0).is_some_and(|l| sizes.get(1) == Some(&(self.size(&l) as i64)))
+                        }
+                        Some((Some(sc), None)) => sc.get(1) == Some(&1.0) && sc.first() == Some(&1.0),
+                        _ => false,
+                    };
+                    match (ok, lay(self, 0)) {
+                        (true, Some(l)) => {
+                            self.layouts.insert(out0, l);
+                            true
+                        }
+                        _ => false,
                     }
-                    _ => false,
                 }
-            }
-            "Pad" => {
-                let pads = if m.opset() >= 11 { m.input_const(n, 1).and_then(|t| tensor::to_i64(&t).ok()) } else { Some(attr_ints(p, "pads")) };
-                let rank = self.shapes.get(&out0).map(|s| s.len()).unwrap_or(0);
-                let ok = pads.is_some_and(|v| rank >= 3 && v.len() == 2 * rank && v[0] == 0 && v[1] == 0 && v[rank] == 0 && v[rank + 1] == 0)
-                    && (m.opset() < 18 || m.input(n, 3).is_none())
-                    && (2..ins.len()).all(|i| ins[i].is_none() || m.input_const(n, i).is_some());
-                match (ok, lay(self, 0)) {
-                    (true, Some(l)) => {
-                        self.layouts.insert(out0, l);
-                        true
+                "Pad" => {
+                    let pads = if m.opset() >= 11 {
+                        m.input_const(n, 1).and_then(|t| tensor::to_i64(&t).ok())
+                    } else {
+                        Some(attr_ints(p, "pads"))
+                    };
+                    let rank = self.shapes.get(&out0).map(|s| s.len()).unwrap_or(0);
+                    let ok = pads.is_some_and(|v| {
+                        rank >= 3 && v.len() == 2 * rank && v[0] == 0 && v[1] == 0 && v[rank] == 0 && v[rank + 1] == 0
+                    }) && (m.opset() < 18 || m.input(n, 3).is_none())
+                        && (2..ins.len()).all(|i| ins[i].is_none() || m.input_const(n, i).is_some());
+                    match (ok, lay(self, 0)) {
+                        (true, Some(l)) => {
+                            self.layouts.insert(out0, l);
+                            true
+                        }
+                        _ => false,
                     }
-                    _ => false,
                 }
-            }
-            "Flatten" | "Reshape" => self.flatten(m, n),
-            "Gemm" | "MatMul" => self.dense(m, n),
-            _ => false,
-        };
+                "Flatten" | "Reshape" => self.flatten(m, n),
+                "Gemm" | "MatMul" => self.dense(m, n),
+                _ => false,
+            };
         if !handled {
-            let why = if known_domain { format!("{op} '{name}'") } else { format!("{}::{op} '{name}' (unknown op)", p.domain()) };
+            let why = if known_domain {
+                format!("{op} '{name}'")
+            } else {
+                format!("{}::{op} '{name}' (unknown op)", p.domain())
+            };
             for o in ins.iter().flatten() {
                 self.pin_outlet(*o, &why);
             }
@@ -396,11 +442,15 @@ impl Analysis {
 
     fn conv(&mut self, m: &Model, n: NodeId, name: &str) -> Result<bool> {
         let p = m.op(n).unwrap();
-        let (Some(x), Some(w)) = (m.input(n, 0), m.input_const(n, 1)) else { return Ok(false) };
+        let (Some(x), Some(w)) = (m.input(n, 0), m.input_const(n, 1)) else {
+            return Ok(false);
+        };
         if m.input(n, 2).is_some() && m.input_const(n, 2).is_none() {
             return Ok(false);
         }
-        let Some(lin) = self.layouts.get(&x).cloned() else { return Ok(false) };
+        let Some(lin) = self.layouts.get(&x).cloned() else {
+            return Ok(false);
+        };
         let g = attr_i(p, "group", 1).max(1) as usize;
         float_weight(&w, name)?;
         let wd = tensor::dims(&w);
@@ -411,10 +461,14 @@ impl Analysis {
         if wd[1] * g != cin {
             return Err(Error::at(
                 name,
-                format!("Conv weight expects {} input channels ({} per group × group {g}) but {cin} are delivered", wd[1] * g, wd[1]),
+                format!(
+                    "Conv weight expects {} input channels ({} per group × group {g}) but {cin} are delivered",
+                    wd[1] * g,
+                    wd[1]
+                ),
             ));
         }
-        if wd[0] % g != 0 {
+        if !wd[0].is_multiple_of(g) {
             return Err(Error::at(name, format!("Conv has {} output channels, not divisible by group {g}", wd[0])));
         }
         let out = Outlet { node: n, slot: 0 };
@@ -431,22 +485,29 @@ impl Analysis {
 
     fn conv_transpose(&mut self, m: &Model, n: NodeId, name: &str) -> Result<bool> {
         let p = m.op(n).unwrap();
-        let (Some(x), Some(w)) = (m.input(n, 0), m.input_const(n, 1)) else { return Ok(false) };
+        let (Some(x), Some(w)) = (m.input(n, 0), m.input_const(n, 1)) else {
+            return Ok(false);
+        };
         if m.input(n, 2).is_some() && m.input_const(n, 2).is_none() {
             return Ok(false);
         }
-        let Some(lin) = self.layouts.get(&x).cloned() else { return Ok(false) };
+        let Some(lin) = self.layouts.get(&x).cloned() else {
+            return Ok(false);
+        };
         float_weight(&w, name)?;
         let wd = tensor::dims(&w);
         let cin = self.size(&lin);
         if wd.len() < 3 || wd[0] != cin {
             return Err(Error::at(
                 name,
-                format!("ConvTranspose weight has {} input channels (axis 0) but {cin} are delivered", wd.first().copied().unwrap_or(0)),
+                format!(
+                    "ConvTranspose weight has {} input channels (axis 0) but {cin} are delivered",
+                    wd.first().copied().unwrap_or(0)
+                ),
             ));
         }
         let g = attr_i(p, "group", 1).max(1) as usize;
-        if cin % g != 0 {
+        if !cin.is_multiple_of(g) {
             return Err(Error::at(name, format!("ConvTranspose input channels {cin} not divisible by group {g}")));
         }
         if g != 1 {
@@ -466,12 +527,18 @@ impl Analysis {
         let p = m.op(n).unwrap();
         let op = p.op_type();
         let out = Outlet { node: n, slot: 0 };
-        let Some(c) = self.channels(out) else { return Ok(false) };
+        let Some(c) = self.channels(out) else {
+            return Ok(false);
+        };
         let rank = self.shapes[&out].len();
         let mut joined: Vec<Vec<AtomId>> = vec![];
         for slot in 0..m.n_inputs(n) {
-            let Some(o) = m.input(n, slot) else { return Ok(false) };
-            let Some(sh) = self.shapes.get(&o).cloned() else { return Ok(false) };
+            let Some(o) = m.input(n, slot) else {
+                return Ok(false);
+            };
+            let Some(sh) = self.shapes.get(&o).cloned() else {
+                return Ok(false);
+            };
             let ch_axis = (sh.len() + 1).checked_sub(rank);
             let ch = ch_axis.and_then(|i| sh.get(i).copied().flatten());
             if let Some(l) = self.layouts.get(&o).cloned().filter(|_| sh.len() == rank && ch == Some(c as i64)) {
@@ -492,7 +559,9 @@ impl Analysis {
                 return Ok(false); // a non-constant that does not broadcast over channels
             }
         }
-        let Some(first) = joined.first().cloned() else { return Ok(false) };
+        let Some(first) = joined.first().cloned() else {
+            return Ok(false);
+        };
         if self.size(&first) != c {
             return Ok(false);
         }
@@ -506,8 +575,12 @@ impl Analysis {
     fn concat(&mut self, m: &Model, n: NodeId) -> bool {
         let p = m.op(n).unwrap();
         let out = Outlet { node: n, slot: 0 };
-        let Some(rank) = self.shapes.get(&out).map(|s| s.len()) else { return false };
-        let Some(ax) = shapes::axis(attr_i(p, "axis", 0), rank) else { return false };
+        let Some(rank) = self.shapes.get(&out).map(|s| s.len()) else {
+            return false;
+        };
+        let Some(ax) = shapes::axis(attr_i(p, "axis", 0), rank) else {
+            return false;
+        };
         let mut ls = vec![];
         for slot in 0..m.n_inputs(n) {
             match m.input(n, slot).and_then(|o| self.layouts.get(&o).cloned()) {
@@ -532,16 +605,22 @@ impl Analysis {
     fn split(&mut self, m: &Model, n: NodeId) -> bool {
         let p = m.op(n).unwrap();
         let Some(x) = m.input(n, 0) else { return false };
-        let Some(l) = self.layouts.get(&x).cloned() else { return false };
+        let Some(l) = self.layouts.get(&x).cloned() else {
+            return false;
+        };
         let rank = self.shapes[&x].len();
-        let Some(ax) = shapes::axis(attr_i(p, "axis", 0), rank) else { return false };
+        let Some(ax) = shapes::axis(attr_i(p, "axis", 0), rank) else {
+            return false;
+        };
         if ax != 1 {
             for slot in 0..p.output.len() {
                 self.layouts.insert(Outlet { node: n, slot }, l.clone());
             }
             return true;
         }
-        let Some(sizes) = shapes::split_sizes(m, n, self.size(&l) as i64) else { return false };
+        let Some(sizes) = shapes::split_sizes(m, n, self.size(&l) as i64) else {
+            return false;
+        };
         let mut start = 0usize;
         for &s in &sizes {
             self.cut(&l, start);
@@ -558,9 +637,13 @@ impl Analysis {
 
     fn slice(&mut self, m: &Model, n: NodeId) -> bool {
         let Some(x) = m.input(n, 0) else { return false };
-        let Some(l) = self.layouts.get(&x).cloned() else { return false };
+        let Some(l) = self.layouts.get(&x).cloned() else {
+            return false;
+        };
         let rank = self.shapes[&x].len();
-        let Some(params) = shapes::slice_params(m, n, rank) else { return false };
+        let Some(params) = shapes::slice_params(m, n, rank) else {
+            return false;
+        };
         let out = Outlet { node: n, slot: 0 };
         let mut result = l.clone();
         for (ax, st, en, step) in params {
@@ -589,10 +672,14 @@ impl Analysis {
     fn flatten(&mut self, m: &Model, n: NodeId) -> bool {
         let p = m.op(n).unwrap();
         let Some(x) = m.input(n, 0) else { return false };
-        let Some(l) = self.layouts.get(&x).cloned() else { return false };
+        let Some(l) = self.layouts.get(&x).cloned() else {
+            return false;
+        };
         let sh = &self.shapes[&x];
         let out = Outlet { node: n, slot: 0 };
-        let Some(osh) = self.shapes.get(&out) else { return false };
+        let Some(osh) = self.shapes.get(&out) else {
+            return false;
+        };
         let spatial: Option<i64> = sh[2..].iter().try_fold(1i64, |a, d| d.map(|d| a * d));
         let Some(spatial) = spatial else { return false };
         let ok = match p.op_type() {
@@ -674,7 +761,14 @@ impl Analysis {
     pub fn dim(&self, o: Outlet) -> Option<Dim> {
         if let Some(l) = self.layouts.get(&o).or_else(|| self.flats.get(&o).map(|f| &f.layout)) {
             let leaves = self.leaves(l);
-            let mut d = Dim { logical: 0, physical: 0, parts: vec![], free_unaligned: false, pinned_unaligned: false, pins: BTreeSet::new() };
+            let mut d = Dim {
+                logical: 0,
+                physical: 0,
+                parts: vec![],
+                free_unaligned: false,
+                pinned_unaligned: false,
+                pins: BTreeSet::new(),
+            };
             for leaf in leaves {
                 let s = self.atoms[leaf].size;
                 let root = self.find(leaf);
@@ -682,7 +776,7 @@ impl Analysis {
                 d.logical += s;
                 d.physical += self.leaf_width(leaf);
                 d.parts.push(s);
-                if s % self.multiple != 0 {
+                if !s.is_multiple_of(self.multiple) {
                     if pins.is_empty() {
                         d.free_unaligned = true;
                     } else {
@@ -701,7 +795,8 @@ impl Analysis {
     pub fn spaces(&self) -> Vec<(usize, usize, BTreeSet<String>)> {
         let mut seen = BTreeSet::new();
         let mut out = vec![];
-        let all: Vec<AtomId> = self.layouts.values().chain(self.flats.values().map(|f| &f.layout)).flat_map(|l| self.leaves(l)).collect();
+        let all: Vec<AtomId> =
+            self.layouts.values().chain(self.flats.values().map(|f| &f.layout)).flat_map(|l| self.leaves(l)).collect();
         for leaf in all {
             let r = self.find(leaf);
             if seen.insert(r) {
@@ -718,7 +813,11 @@ fn float_weight(w: &crate::onnx::TensorProto, node: &str) -> Result<()> {
         Some(e) if e.is_float() => Ok(()),
         _ => Err(Error::at(
             node,
-            format!("weight '{}' has type {}; align handles float16, bfloat16, float and double weights", w.name(), tensor::dtype_name(w.data_type())),
+            format!(
+                "weight '{}' has type {}; align handles float16, bfloat16, float and double weights",
+                w.name(),
+                tensor::dtype_name(w.data_type())
+            ),
         )),
     }
 }

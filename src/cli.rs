@@ -111,12 +111,16 @@ fn fail(file: &Path, e: Error) -> Failure {
 fn parse_shapes(v: &[String]) -> Result<HashMap<String, Vec<i64>>, Error> {
     let mut out = HashMap::new();
     for s in v {
-        let (name, dims) = s.rsplit_once('=').ok_or_else(|| Error::model(format!("--input-shape '{s}' is not NAME=DIMS (e.g. images=1x3x640x640)")))?;
+        let (name, dims) = s
+            .rsplit_once('=')
+            .ok_or_else(|| Error::model(format!("--input-shape '{s}' is not NAME=DIMS (e.g. images=1x3x640x640)")))?;
         let dims: Vec<i64> = dims
             .split(['x', ','])
             .map(|d| d.trim().parse::<i64>().ok().filter(|&d| d > 0))
             .collect::<Option<_>>()
-            .ok_or_else(|| Error::model(format!("--input-shape '{s}': dims must be positive integers like 1x3x640x640")))?;
+            .ok_or_else(|| {
+                Error::model(format!("--input-shape '{s}': dims must be positive integers like 1x3x640x640"))
+            })?;
         out.insert(name.to_string(), dims);
     }
     Ok(out)
@@ -202,7 +206,10 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
     let pass_list = Pass::parse_list(&a.passes).map_err(bad)?;
     let output = a.output.clone().unwrap_or_else(|| default_output(&input));
     if same_file(&input, &output) {
-        return Err(bad(Error::model(format!("output '{}' is the input file; align never overwrites its input", output.display()))));
+        return Err(bad(Error::model(format!(
+            "output '{}' is the input file; align never overwrites its input",
+            output.display()
+        ))));
     }
     let out_dir = output.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if !out_dir.is_dir() {
@@ -216,7 +223,11 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
     let (original, _) = align::onnx::load(&input).map_err(bad)?;
     let mut m = Model::import(original.clone()).map_err(bad)?;
     ms.insert("load", t.elapsed().as_secs_f64() * 1e3);
-    let opts = Options { multiple: a.multiple as usize, input_shapes: shapes.clone(), deconv: pass_list.contains(&Pass::Deconv) };
+    let opts = Options {
+        multiple: a.multiple as usize,
+        input_shapes: shapes.clone(),
+        deconv: pass_list.contains(&Pass::Deconv),
+    };
     let before = report::build(&m, &opts).map_err(bad)?;
     let t = Instant::now();
     let pass_reports = passes::run(&mut m, &pass_list, &opts).map_err(bad)?;
@@ -227,7 +238,15 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
         None
     } else {
         let t = Instant::now();
-        let v = verify::verify(&original, &rewritten, &shapes, Tolerance { atol: a.atol, rtol: a.rtol }, a.trials as usize, a.seed).map_err(bad)?;
+        let v = verify::verify(
+            &original,
+            &rewritten,
+            &shapes,
+            Tolerance { atol: a.atol, rtol: a.rtol },
+            a.trials as usize,
+            a.seed,
+        )
+        .map_err(bad)?;
         ms.insert("verify", t.elapsed().as_secs_f64() * 1e3);
         Some(v)
     };
@@ -275,7 +294,13 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
 }
 
 fn summary_text(s: &Summary) -> String {
-    let pct = |a: u64, b: u64| if a == 0 { 0.0 } else { (b as f64 - a as f64) / a as f64 * 100.0 };
+    let pct = |a: u64, b: u64| {
+        if a == 0 {
+            0.0
+        } else {
+            (b as f64 - a as f64) / a as f64 * 100.0
+        }
+    };
     let mut t = String::new();
     for p in &s.passes {
         t += &format!("{:<8} {:>4} change(s) in {:.1} ms\n", p.pass, p.changed, p.millis);
@@ -293,9 +318,18 @@ fn summary_text(s: &Summary) -> String {
     t += &format!("MACs:   {} → {} ({:+.1}%)\n", s.macs_before, s.macs_after, pct(s.macs_before, s.macs_after));
     match &s.verification {
         Some(v) => {
-            t += &format!("verification ({} trials, atol {:e}, rtol {:e}): {}\n", v.trials, v.tolerance.atol, v.tolerance.rtol, if v.passed { "passed" } else { "FAILED" });
+            t += &format!(
+                "verification ({} trials, atol {:e}, rtol {:e}): {}\n",
+                v.trials,
+                v.tolerance.atol,
+                v.tolerance.rtol,
+                if v.passed { "passed" } else { "FAILED" }
+            );
             for o in &v.outputs {
-                t += &format!("  {}: max abs {:.3e}, max rel {:.3e} (|values| up to {:.3e})\n", o.name, o.max_abs, o.max_rel, o.max_value);
+                t += &format!(
+                    "  {}: max abs {:.3e}, max rel {:.3e} (|values| up to {:.3e})\n",
+                    o.name, o.max_abs, o.max_rel, o.max_value
+                );
             }
         }
         None => t += "verification: skipped (--no-verify)\n",

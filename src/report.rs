@@ -125,12 +125,25 @@ fn mul(a: Option<u64>, b: u64) -> Option<u64> {
     a.and_then(|a| a.checked_mul(b))
 }
 
+/// What a conv-like layer's cost depends on besides its channel counts.
+struct Geometry {
+    op_transpose: bool,
+    kernel: u64,
+    out_spatial: Option<u64>,
+    in_spatial: Option<u64>,
+    bias: bool,
+}
+
 /// Params and MACs of a conv-like layer for given channel counts.
-fn conv_cost(op: &str, cin: usize, cout: usize, g: usize, k: u64, out_spatial: Option<u64>, in_spatial: Option<u64>, bias: bool) -> (u64, Option<u64>) {
+fn conv_cost(geo: &Geometry, cin: usize, cout: usize, g: usize) -> (u64, Option<u64>) {
     let g = g.max(1) as u64;
     let (cin, cout) = (cin as u64, cout as u64);
-    let params = cout * (cin / g) * k + if bias { cout } else { 0 };
-    let macs = if op == "ConvTranspose" { mul(in_spatial, cin * (cout / g) * k) } else { mul(out_spatial, cout * (cin / g) * k) };
+    let params = cout * (cin / g) * geo.kernel + if geo.bias { cout } else { 0 };
+    let macs = if geo.op_transpose {
+        mul(geo.in_spatial, cin * (cout / g) * geo.kernel)
+    } else {
+        mul(geo.out_spatial, cout * (cin / g) * geo.kernel)
+    };
     (params, macs)
 }
 
@@ -171,7 +184,9 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
         };
         match op {
             "Conv" | "ConvTranspose" => {
-                let Some(w) = m.input_const(n, 1) else { continue };
+                let Some(w) = m.input_const(n, 1) else {
+                    continue;
+                };
                 let wd = tensor::dims(&w);
                 if wd.len() < 3 {
                     continue;
@@ -187,16 +202,23 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
                 row.groups = g as i64;
                 row.in_channels = cin;
                 row.out_channels = cout;
-                let bias = m.input(n, 2).is_some();
-                let (os, is) = (spatial(Some(out)), spatial(x));
-                (row.params, row.macs) = conv_cost(op, cin, cout, g, k, os, is, bias);
+                let geo = Geometry {
+                    op_transpose: op == "ConvTranspose",
+                    kernel: k,
+                    out_spatial: spatial(Some(out)),
+                    in_spatial: spatial(x),
+                    bias: m.input(n, 2).is_some(),
+                };
+                (row.params, row.macs) = conv_cost(&geo, cin, cout, g);
                 let pin = in_dim.as_ref().map_or(cin, |d| d.physical);
                 let pout = out_dim.as_ref().map_or(cout, |d| d.physical);
                 let pg = if g > 1 && g == cin { pin } else { g };
-                (row.params_aligned, row.macs_aligned) = conv_cost(op, pin, pout, pg, k, os, is, bias);
+                (row.params_aligned, row.macs_aligned) = conv_cost(&geo, pin, pout, pg);
             }
             "Gemm" | "MatMul" => {
-                let Some(w) = m.input_const(n, 1) else { continue };
+                let Some(w) = m.input_const(n, 1) else {
+                    continue;
+                };
                 let wd = tensor::dims(&w);
                 if wd.len() != 2 {
                     continue;
@@ -205,7 +227,8 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
                 let (k, nout) = if tb { (wd[1], wd[0]) } else { (wd[0], wd[1]) };
                 row.in_channels = k;
                 row.out_channels = nout;
-                let rows: Option<u64> = x.and_then(|x| a.shapes.get(&x)).and_then(|s| s.first().copied().flatten()).map(|v| v as u64);
+                let rows: Option<u64> =
+                    x.and_then(|x| a.shapes.get(&x)).and_then(|s| s.first().copied().flatten()).map(|v| v as u64);
                 let bias = if m.input(n, 2).is_some() { nout as u64 } else { 0 };
                 row.params = (k * nout) as u64 + bias;
                 row.macs = mul(rows, (k * nout) as u64);
@@ -228,10 +251,10 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
         }
         row.aligned = [&row.in_dim, &row.out_dim].iter().all(|d| d.as_ref().is_none_or(|d| d.aligned));
         if row.in_dim.is_none() && op != "BatchNormalization" {
-            row.aligned &= row.in_channels % opts.multiple == 0;
+            row.aligned &= row.in_channels.is_multiple_of(opts.multiple);
         }
         if row.out_dim.is_none() && op != "Gemm" && op != "MatMul" {
-            row.aligned &= row.out_channels % opts.multiple == 0;
+            row.aligned &= row.out_channels.is_multiple_of(opts.multiple);
         }
         totals.params += row.params;
         totals.params_aligned += row.params_aligned;
@@ -252,7 +275,13 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
                 if !d.aligned && d.aligned_to == d.channels {
                     totals.pinned_unaligned += 1;
                 }
-                pinned.push(Pinned { node: l.node.clone(), side, channels: d.channels, aligned: d.aligned, reasons: d.pinned.clone() });
+                pinned.push(Pinned {
+                    node: l.node.clone(),
+                    side,
+                    channels: d.channels,
+                    aligned: d.aligned,
+                    reasons: d.pinned.clone(),
+                });
             }
         }
     }
@@ -263,7 +292,7 @@ fn fmt_num(v: u64) -> String {
     let s = v.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -291,8 +320,15 @@ impl Report {
         for l in &self.layers {
             let k = l.kernel.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("x");
             let st = l.stride.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("x");
-            let free_unaligned = [&l.in_dim, &l.out_dim].iter().any(|d| d.as_ref().is_some_and(|d| d.aligned_to != d.channels));
-            let al = if l.aligned { "yes" } else if free_unaligned { "no" } else { "pinned" };
+            let free_unaligned =
+                [&l.in_dim, &l.out_dim].iter().any(|d| d.as_ref().is_some_and(|d| d.aligned_to != d.channels));
+            let al = if l.aligned {
+                "yes"
+            } else if free_unaligned {
+                "no"
+            } else {
+                "pinned"
+            };
             s += &format!(
                 "{:<w$}  {:<18}  {:>7}  {:>6}  {:>3}  {:>9}  {:>9}  {:<7}  {:>11}  {:>15}\n",
                 truncate(&l.node, w),
@@ -308,7 +344,13 @@ impl Report {
             );
         }
         let t = &self.totals;
-        let pct = |a: u64, b: u64| if a == 0 { 0.0 } else { (b as f64 - a as f64) / a as f64 * 100.0 };
+        let pct = |a: u64, b: u64| {
+            if a == 0 {
+                0.0
+            } else {
+                (b as f64 - a as f64) / a as f64 * 100.0
+            }
+        };
         s += &format!(
             "\ntotal: {} layers, {} params, {} MACs; aligned to {}: {} params ({:+.1}%), {} MACs ({:+.1}%)\n",
             self.layers.len(),
@@ -385,7 +427,14 @@ pub fn check(r: &Report, strict: bool) -> Check {
             if d.aligned || !seen.insert((l.node.clone(), side)) {
                 continue;
             }
-            let o = Offender { node: l.node.clone(), op: l.op.clone(), side, channels: d.channels, padded_to: d.aligned_to, pinned: d.pinned.clone() };
+            let o = Offender {
+                node: l.node.clone(),
+                op: l.op.clone(),
+                side,
+                channels: d.channels,
+                padded_to: d.aligned_to,
+                pinned: d.pinned.clone(),
+            };
             if d.aligned_to != d.channels {
                 offenders.push(o);
             } else {
@@ -405,7 +454,14 @@ impl Check {
             s += &format!("unaligned: {} ({}) {} {} channels → {}\n", o.node, o.op, o.side, o.channels, o.padded_to);
         }
         for o in &self.pinned {
-            s += &format!("pinned:    {} ({}) {} {} channels: {}\n", o.node, o.op, o.side, o.channels, o.pinned.join("; "));
+            s += &format!(
+                "pinned:    {} ({}) {} {} channels: {}\n",
+                o.node,
+                o.op,
+                o.side,
+                o.channels,
+                o.pinned.join("; ")
+            );
         }
         s += &format!(
             "{}: {} unaligned free channel dim(s), {} pinned unaligned (multiple of {})\n",

@@ -67,9 +67,8 @@ pub fn dtype_name(code: i32) -> String {
 pub fn numel(t: &TensorProto) -> Result<usize, Error> {
     let mut n: usize = 1;
     for &d in &t.dims {
-        let d = usize::try_from(d).map_err(|_| {
-            Error::model(format!("tensor '{}' has a negative dim {d}", t.name()))
-        })?;
+        let d =
+            usize::try_from(d).map_err(|_| Error::model(format!("tensor '{}' has a negative dim {d}", t.name())))?;
         n = n.checked_mul(d).ok_or_else(|| {
             Error::model(format!("tensor '{}': element count of dims {:?} overflows", t.name(), t.dims))
         })?;
@@ -106,7 +105,10 @@ pub fn check_len(t: &TensorProto) -> Result<(), Error> {
     if have != n {
         return Err(Error::model(format!(
             "tensor '{}' declares {} elements (dims {:?}) but holds {}",
-            t.name(), n, t.dims, have
+            t.name(),
+            n,
+            t.dims,
+            have
         )));
     }
     Ok(())
@@ -114,7 +116,12 @@ pub fn check_len(t: &TensorProto) -> Result<(), Error> {
 
 fn stored_len(t: &TensorProto, e: Elem) -> usize {
     if let Some(raw) = &t.raw_data {
-        if !raw.is_empty() || (t.float_data.is_empty() && t.int32_data.is_empty() && t.int64_data.is_empty() && t.double_data.is_empty()) {
+        if !raw.is_empty()
+            || (t.float_data.is_empty()
+                && t.int32_data.is_empty()
+                && t.int64_data.is_empty()
+                && t.double_data.is_empty())
+        {
             return raw.len() / e.size();
         }
     }
@@ -225,7 +232,14 @@ pub fn strides(dims: &[usize]) -> Vec<usize> {
 /// Scatters `values` (shape `dims`) into a new buffer where axis `axis` has
 /// length `new_len` and old index `i` lands at `map[i]`; every other slot of
 /// that axis is filled with `fill`.
-pub fn scatter_axis(values: &[f64], dims: &[usize], axis: usize, map: &[usize], new_len: usize, fill: f64) -> (Vec<usize>, Vec<f64>) {
+pub fn scatter_axis(
+    values: &[f64],
+    dims: &[usize],
+    axis: usize,
+    map: &[usize],
+    new_len: usize,
+    fill: f64,
+) -> (Vec<usize>, Vec<f64>) {
     assert_eq!(map.len(), dims[axis]);
     let outer: usize = dims[..axis].iter().product();
     let inner: usize = dims[axis + 1..].iter().product();
@@ -261,9 +275,15 @@ mod tests {
 
     #[test]
     fn declared_size_must_match_data() {
-        let t = TensorProto { data_type: Some(1), dims: vec![1 << 40, 1 << 40], raw_data: Some(vec![0; 8]), ..Default::default() };
+        let t = TensorProto {
+            data_type: Some(1),
+            dims: vec![1 << 40, 1 << 40],
+            raw_data: Some(vec![0; 8]),
+            ..Default::default()
+        };
         assert!(check_len(&t).is_err());
-        let t = TensorProto { data_type: Some(1), dims: vec![i64::MAX, 4], raw_data: Some(vec![]), ..Default::default() };
+        let t =
+            TensorProto { data_type: Some(1), dims: vec![i64::MAX, 4], raw_data: Some(vec![]), ..Default::default() };
         assert!(numel(&t).is_err());
     }
 

@@ -1,8 +1,8 @@
 //! Small ONNX graphs built in code for unit tests of the passes.
 
 use crate::onnx::{
-    attribute_proto::AttributeType, tensor_shape_proto, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
-    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    attribute_proto::AttributeType, tensor_shape_proto, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
+    OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
 /// A float32 value info of a fixed shape.
@@ -13,7 +13,13 @@ pub fn vi(name: &str, shape: &[i64]) -> ValueInfoProto {
             value: Some(type_proto::Value::TensorType(type_proto::Tensor {
                 elem_type: Some(1),
                 shape: Some(TensorShapeProto {
-                    dim: shape.iter().map(|&d| tensor_shape_proto::Dimension { value: Some(tensor_shape_proto::dimension::Value::DimValue(d)), denotation: None }).collect(),
+                    dim: shape
+                        .iter()
+                        .map(|&d| tensor_shape_proto::Dimension {
+                            value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
+                            denotation: None,
+                        })
+                        .collect(),
                 }),
             })),
             denotation: None,
@@ -52,7 +58,13 @@ impl Builder {
     /// Adds an f32 initializer.
     pub fn init(&mut self, base: &str, dims: &[i64], values: Vec<f32>) -> String {
         let name = self.name(base);
-        self.g.initializer.push(TensorProto { name: Some(name.clone()), data_type: Some(1), dims: dims.to_vec(), float_data: values, ..Default::default() });
+        self.g.initializer.push(TensorProto {
+            name: Some(name.clone()),
+            data_type: Some(1),
+            dims: dims.to_vec(),
+            float_data: values,
+            ..Default::default()
+        });
         name
     }
 
@@ -66,7 +78,13 @@ impl Builder {
     /// Adds an int64 initializer.
     pub fn ints(&mut self, base: &str, values: &[i64]) -> String {
         let name = self.name(base);
-        self.g.initializer.push(TensorProto { name: Some(name.clone()), data_type: Some(7), dims: vec![values.len() as i64], int64_data: values.to_vec(), ..Default::default() });
+        self.g.initializer.push(TensorProto {
+            name: Some(name.clone()),
+            data_type: Some(7),
+            dims: vec![values.len() as i64],
+            int64_data: values.to_vec(),
+            ..Default::default()
+        });
         name
     }
 
@@ -94,7 +112,17 @@ impl Builder {
         }
         let ins: Vec<&str> = ins.iter().map(|s| s.as_str()).collect();
         let pad = k / 2;
-        self.node("Conv", &ins, 1, vec![ints_attr("pads", &[pad, pad, pad, pad]), int_attr("group", group), ints_attr("kernel_shape", &[k, k])]).remove(0)
+        self.node(
+            "Conv",
+            &ins,
+            1,
+            vec![
+                ints_attr("pads", &[pad, pad, pad, pad]),
+                int_attr("group", group),
+                ints_attr("kernel_shape", &[k, k]),
+            ],
+        )
+        .remove(0)
     }
 
     /// ConvTranspose 2x2 stride 2 with random weights and bias.
@@ -137,17 +165,30 @@ impl Builder {
 
 /// An int attribute.
 pub fn int_attr(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), i: Some(v), r#type: Some(AttributeType::Int as i32), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        i: Some(v),
+        r#type: Some(AttributeType::Int as i32),
+        ..Default::default()
+    }
 }
 
 /// An ints attribute.
 pub fn ints_attr(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), ints: v.to_vec(), r#type: Some(AttributeType::Ints as i32), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        ints: v.to_vec(),
+        r#type: Some(AttributeType::Ints as i32),
+        ..Default::default()
+    }
 }
 
 /// Runs the passes on `model` and verifies with tract; returns the rewritten
 /// model, the pass reports and whether verification passed.
-pub fn align_and_verify(model: &ModelProto, multiple: usize) -> (ModelProto, Vec<crate::passes::PassReport>, crate::verify::Verification) {
+pub fn align_and_verify(
+    model: &ModelProto,
+    multiple: usize,
+) -> (ModelProto, Vec<crate::passes::PassReport>, crate::verify::Verification) {
     let mut m = crate::ir::Model::import(model.clone()).expect("import");
     let opts = crate::passes::Options { multiple, ..Default::default() };
     let reports = crate::passes::run(&mut m, &crate::passes::Pass::all(), &opts).expect("passes");

@@ -89,11 +89,14 @@ pub fn input_specs(m: &ModelProto, overrides: &HashMap<String, Vec<i64>>) -> Res
         let shape: Vec<usize> = match overrides.get(&name) {
             Some(s) => s.iter().map(|&d| d as usize).collect(),
             None => {
-                let s = value_info_shape(vi).ok_or_else(|| Error::model(format!("graph input '{name}' has no shape; pass --input-shape {name}=1x3x640x640")))?;
-                s.iter()
-                    .map(|d| d.map(|v| v as usize))
-                    .collect::<Option<_>>()
-                    .ok_or_else(|| Error::model(format!("graph input '{name}' has a symbolic dim; pass --input-shape {name}=1x3x640x640")))?
+                let s = value_info_shape(vi).ok_or_else(|| {
+                    Error::model(format!("graph input '{name}' has no shape; pass --input-shape {name}=1x3x640x640"))
+                })?;
+                s.iter().map(|d| d.map(|v| v as usize)).collect::<Option<_>>().ok_or_else(|| {
+                    Error::model(format!(
+                        "graph input '{name}' has a symbolic dim; pass --input-shape {name}=1x3x640x640"
+                    ))
+                })?
             }
         };
         out.push((name, shape, elem));
@@ -101,12 +104,18 @@ pub fn input_specs(m: &ModelProto, overrides: &HashMap<String, Vec<i64>>) -> Res
     Ok(out)
 }
 
-fn load(m: &ModelProto, specs: &[(String, Vec<usize>, i32)], which: &str) -> Result<std::sync::Arc<TypedRunnableModel>> {
+fn load(
+    m: &ModelProto,
+    specs: &[(String, Vec<usize>, i32)],
+    which: &str,
+) -> Result<std::sync::Arc<TypedRunnableModel>> {
     let bytes = m.encode_to_vec();
     let fail = |e: anyhow::Error| Error::model(format!("tract cannot run the {which} model: {}", one_line(&e)));
     let mut model = tract_onnx::onnx().model_for_read(&mut &bytes[..]).map_err(fail)?;
     for (i, (_, shape, elem)) in specs.iter().enumerate() {
-        let dt = datum(*elem).ok_or_else(|| Error::model(format!("input type {} is not supported for verification", crate::tensor::dtype_name(*elem))))?;
+        let dt = datum(*elem).ok_or_else(|| {
+            Error::model(format!("input type {} is not supported for verification", crate::tensor::dtype_name(*elem)))
+        })?;
         model = model.with_input_fact(i, InferenceFact::dt_shape(dt, shape.clone())).map_err(fail)?;
     }
     model.into_optimized().and_then(|m| m.into_runnable()).map_err(fail)
@@ -154,26 +163,41 @@ pub fn verify(
     trials: usize,
     seed: u64,
 ) -> Result<Verification> {
+    if !(tol.atol.is_finite() && tol.rtol.is_finite() && tol.atol >= 0.0 && tol.rtol >= 0.0) {
+        return Err(Error::model("tolerances must be finite and not negative"));
+    }
     let specs = input_specs(original, overrides)?;
     let t0 = std::time::Instant::now();
     let a = load(original, &specs, "original")?;
     let b = load(rewritten, &specs, "rewritten")?;
     let load_millis = t0.elapsed().as_secs_f64() * 1e3;
     let names: Vec<String> = original.graph.as_ref().unwrap().output.iter().map(|o| o.name().to_string()).collect();
-    let mut outs: Vec<OutputDiff> =
-        names.iter().map(|n| OutputDiff { name: n.clone(), max_abs: 0.0, max_rel: 0.0, elements: 0, mismatches: 0, max_value: 0.0 }).collect();
+    let mut outs: Vec<OutputDiff> = names
+        .iter()
+        .map(|n| OutputDiff { name: n.clone(), max_abs: 0.0, max_rel: 0.0, elements: 0, mismatches: 0, max_value: 0.0 })
+        .collect();
     let mut rng = Rng(seed);
     let t1 = std::time::Instant::now();
     for _ in 0..trials {
-        let inputs: TVec<TValue> = specs.iter().map(|(_, s, e)| random_input(s, *e, &mut rng).map(|t| t.into())).collect::<Result<_>>()?;
-        let ra = a.run(inputs.clone()).map_err(|e| Error::model(format!("tract failed running the original model: {}", one_line(&e))))?;
-        let rb = b.run(inputs).map_err(|e| Error::verify(format!("tract failed running the rewritten model: {}", one_line(&e))))?;
+        let inputs: TVec<TValue> =
+            specs.iter().map(|(_, s, e)| random_input(s, *e, &mut rng).map(|t| t.into())).collect::<Result<_>>()?;
+        let ra = a
+            .run(inputs.clone())
+            .map_err(|e| Error::model(format!("tract failed running the original model: {}", one_line(&e))))?;
+        let rb = b
+            .run(inputs)
+            .map_err(|e| Error::verify(format!("tract failed running the rewritten model: {}", one_line(&e))))?;
         if ra.len() != rb.len() || ra.len() != outs.len() {
             return Err(Error::verify(format!("the models have {} and {} outputs", ra.len(), rb.len())));
         }
         for (i, d) in outs.iter_mut().enumerate() {
             if ra[i].shape() != rb[i].shape() {
-                return Err(Error::verify(format!("output '{}' has shape {:?} in the original but {:?} after rewriting", d.name, ra[i].shape(), rb[i].shape())));
+                return Err(Error::verify(format!(
+                    "output '{}' has shape {:?} in the original but {:?} after rewriting",
+                    d.name,
+                    ra[i].shape(),
+                    rb[i].shape()
+                )));
             }
             let (x, y) = (to_f64(&ra[i])?, to_f64(&rb[i])?);
             d.elements = x.len();
@@ -191,12 +215,19 @@ pub fn verify(
                 if p != 0.0 {
                     d.max_rel = d.max_rel.max(diff / p.abs());
                 }
-                if !(diff <= tol.atol + tol.rtol * p.abs()) {
+                if diff > tol.atol + tol.rtol * p.abs() {
                     d.mismatches += 1;
                 }
             }
         }
     }
     let passed = outs.iter().all(|d| d.mismatches == 0);
-    Ok(Verification { trials, tolerance: tol, outputs: outs, passed, load_millis, run_millis: t1.elapsed().as_secs_f64() * 1e3 })
+    Ok(Verification {
+        trials,
+        tolerance: tol,
+        outputs: outs,
+        passed,
+        load_millis,
+        run_millis: t1.elapsed().as_secs_f64() * 1e3,
+    })
 }

@@ -67,7 +67,11 @@ fn malformed_graphs_name_the_node() {
 
     let mut m = base_model();
     graph(&mut m).node[i].input[0] = "nowhere".into();
-    expect_refused("dangling.onnx", &m.encode_to_vec(), &format!("node '{conv_name}': input 'nowhere' is not produced"));
+    expect_refused(
+        "dangling.onnx",
+        &m.encode_to_vec(),
+        &format!("node '{conv_name}': input 'nowhere' is not produced"),
+    );
 
     let mut m = base_model();
     let dup = graph(&mut m).node[0].output[0].clone();
@@ -87,7 +91,12 @@ fn contradicting_weight_names_node_and_both_counts() {
     let map: Vec<usize> = (0..cin).collect();
     let (nd, nv) = align::tensor::scatter_axis(&align::tensor::to_f64(w).unwrap(), &d, 1, &map, cin + 1, 0.0);
     *w = align::tensor::rewrite(w, &nd, &nv).unwrap();
-    let msg = format!("node '{}': Conv weight expects {} input channels ({} per group × group 1) but {cin} are delivered", conv.name(), cin + 1, cin + 1);
+    let msg = format!(
+        "node '{}': Conv weight expects {} input channels ({} per group × group 1) but {cin} are delivered",
+        conv.name(),
+        cin + 1,
+        cin + 1
+    );
     expect_refused("contradiction.onnx", &m.encode_to_vec(), &msg);
 }
 
@@ -112,7 +121,11 @@ fn training_mode_bn_is_refused() {
     let name = bn.name().to_string();
     onnx::set_attr_i(bn, "training_mode", 1);
     m.opset_import[0].version = Some(15);
-    expect_refused("training.onnx", &m.encode_to_vec(), &format!("node '{name}': BatchNormalization has training_mode=1"));
+    expect_refused(
+        "training.onnx",
+        &m.encode_to_vec(),
+        &format!("node '{name}': BatchNormalization has training_mode=1"),
+    );
 }
 
 #[test]

@@ -11,7 +11,15 @@ fn round_trip_without_passes_is_faithful_on_every_fixture() {
     let tmp = tempfile::tempdir().unwrap();
     for f in all_fixtures() {
         let out = tmp.path().join("rt.onnx");
-        let o = align_p(&[f.as_os_str(), "--passes".as_ref(), "none".as_ref(), "--no-verify".as_ref(), "-q".as_ref(), "-o".as_ref(), out.as_os_str()]);
+        let o = align_p(&[
+            f.as_os_str(),
+            "--passes".as_ref(),
+            "none".as_ref(),
+            "--no-verify".as_ref(),
+            "-q".as_ref(),
+            "-o".as_ref(),
+            out.as_os_str(),
+        ]);
         assert!(o.status.success(), "{}: {}", f.display(), stderr(&o));
         let (a, _) = onnx::load(&f).unwrap();
         let (b, _) = onnx::load(&out).unwrap();
@@ -92,7 +100,8 @@ fn multiples_of_16_and_32() {
     let f = fixtures().join("v4_c3_deconv_bn_op13.onnx");
     for m in ["16", "32"] {
         let out = tmp.path().join(format!("a{m}.onnx"));
-        let o = align_p(&[f.as_os_str(), "--multiple".as_ref(), m.as_ref(), "-q".as_ref(), "-o".as_ref(), out.as_os_str()]);
+        let o =
+            align_p(&[f.as_os_str(), "--multiple".as_ref(), m.as_ref(), "-q".as_ref(), "-o".as_ref(), out.as_os_str()]);
         assert!(o.status.success(), "{}", stderr(&o));
         let c = align_p(&["check".as_ref(), out.as_os_str(), "--multiple".as_ref(), m.as_ref()]);
         assert_eq!(c.status.code(), Some(0), "{}", stdout(&c));
@@ -156,7 +165,14 @@ fn deconv_dims_are_pinned_without_the_deconv_pass() {
     let tmp = tempfile::tempdir().unwrap();
     let f = fixtures().join("v4_c3_deconv_bn_op13.onnx");
     let out = tmp.path().join("a.onnx");
-    let o = align_p(&[f.as_os_str(), "--passes".as_ref(), "fold-bn,pad".as_ref(), "--json".as_ref(), "-o".as_ref(), out.as_os_str()]);
+    let o = align_p(&[
+        f.as_os_str(),
+        "--passes".as_ref(),
+        "fold-bn,pad".as_ref(),
+        "--json".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let j = json(&o);
     assert!(j["pinned"].to_string().contains("deconv pass not selected"), "{j}");
@@ -168,7 +184,16 @@ fn failed_verification_exits_1_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let f = fixtures().join("v4_c3_deconv_bn_op13.onnx");
     let out = tmp.path().join("a.onnx");
-    let o = align_p(&[f.as_os_str(), "--atol".as_ref(), "0".as_ref(), "--rtol".as_ref(), "0".as_ref(), "-q".as_ref(), "-o".as_ref(), out.as_os_str()]);
+    let o = align_p(&[
+        f.as_os_str(),
+        "--atol".as_ref(),
+        "0".as_ref(),
+        "--rtol".as_ref(),
+        "0".as_ref(),
+        "-q".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("verification failed") && err.contains("v4_c3_deconv_bn_op13.onnx"), "{err}");

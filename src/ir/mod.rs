@@ -117,7 +117,8 @@ impl Model {
             define(&name, Outlet { node: id, slot: 0 }, &name, &mut producer)?;
             names.insert(name);
         }
-        let sparse: Vec<String> = graph.sparse_initializer.iter().filter_map(|s| s.values.as_ref().map(|v| v.name().to_string())).collect();
+        let sparse: Vec<String> =
+            graph.sparse_initializer.iter().filter_map(|s| s.values.as_ref().map(|v| v.name().to_string())).collect();
         for name in graph.input.iter().map(|vi| vi.name().to_string()).chain(sparse) {
             if producer.contains_key(&name) {
                 continue; // an initializer also listed as input (IR < 4)
@@ -175,7 +176,8 @@ impl Model {
     pub fn export(&self) -> ModelProto {
         let mut proto = self.proto.clone();
         let mut graph = proto.graph.take().unwrap_or_default();
-        let mut consts: Vec<NodeId> = self.g.node_indices().filter(|&n| matches!(self.g[n].kind, NodeKind::Const(_))).collect();
+        let mut consts: Vec<NodeId> =
+            self.g.node_indices().filter(|&n| matches!(self.g[n].kind, NodeKind::Const(_))).collect();
         consts.sort_by_key(|&n| self.g[n].order);
         graph.initializer = consts
             .iter()
@@ -207,7 +209,8 @@ impl Model {
                         if n.input.len() <= w.in_slot {
                             n.input.resize(w.in_slot + 1, String::new());
                         }
-                        n.input[w.in_slot] = self.tensor_name(Outlet { node: e.source(), slot: w.out_slot }).to_string();
+                        n.input[w.in_slot] =
+                            self.tensor_name(Outlet { node: e.source(), slot: w.out_slot }).to_string();
                     }
                     Some(n)
                 }
@@ -241,11 +244,8 @@ impl Model {
         for e in self.g.edge_references() {
             *indeg.get_mut(&e.target()).unwrap() += 1;
         }
-        let mut ready: BinaryHeap<std::cmp::Reverse<(u64, NodeId)>> = indeg
-            .iter()
-            .filter(|(_, &d)| d == 0)
-            .map(|(&n, _)| std::cmp::Reverse((self.g[n].order, n)))
-            .collect();
+        let mut ready: BinaryHeap<std::cmp::Reverse<(u64, NodeId)>> =
+            indeg.iter().filter(|(_, &d)| d == 0).map(|(&n, _)| std::cmp::Reverse((self.g[n].order, n))).collect();
         let mut out = Vec::with_capacity(indeg.len());
         while let Some(std::cmp::Reverse((_, n))) = ready.pop() {
             out.push(n);
@@ -264,13 +264,15 @@ impl Model {
     /// most once and within the node's input list; outputs referenced exist;
     /// tensor names unique; constants' data matches their dims.
     pub fn check(&self) -> Result<()> {
-        if let Some(cyc) = petgraph::algo::tarjan_scc(&self.g)
-            .into_iter()
-            .find(|c| c.len() > 1 || self.g.contains_edge(c[0], c[0]))
+        if let Some(cyc) =
+            petgraph::algo::tarjan_scc(&self.g).into_iter().find(|c| c.len() > 1 || self.g.contains_edge(c[0], c[0]))
         {
             let mut names: Vec<String> = cyc.iter().map(|&n| self.label(n)).collect();
             names.sort();
-            return Err(Error::at(names[0].clone(), format!("the graph has a cycle through {} node(s): {}", names.len(), names.join(", "))));
+            return Err(Error::at(
+                names[0].clone(),
+                format!("the graph has a cycle through {} node(s): {}", names.len(), names.join(", ")),
+            ));
         }
         let mut seen = HashSet::new();
         for n in self.g.node_indices() {
@@ -289,7 +291,10 @@ impl Model {
                     return Err(Error::at(self.label(n), format!("input slot {} is fed twice", w.in_slot)));
                 }
                 if w.out_slot >= self.output_names(e.source()).len() {
-                    return Err(Error::at(self.label(n), format!("reads output {} of '{}', which does not exist", w.out_slot, self.label(e.source()))));
+                    return Err(Error::at(
+                        self.label(n),
+                        format!("reads output {} of '{}', which does not exist", w.out_slot, self.label(e.source())),
+                    ));
                 }
             }
         }
@@ -446,7 +451,10 @@ impl Model {
                 }
             }
         }
-        let base = self.input(n, slot).map(|o| self.tensor_name(o).to_string()).unwrap_or_else(|| format!("{}_in{slot}", self.label(n)));
+        let base = self
+            .input(n, slot)
+            .map(|o| self.tensor_name(o).to_string())
+            .unwrap_or_else(|| format!("{}_in{slot}", self.label(n)));
         t.name = Some(if base.is_empty() { "align_const".to_string() } else { base });
         let o = self.add_const(t);
         self.set_input(n, slot, o);
@@ -461,7 +469,12 @@ impl Model {
     /// Identity, ConstantOfShape) that nothing reads any more. Initializers
     /// listed as graph inputs stay. Returns how many nodes went.
     pub fn cleanup(&mut self) -> usize {
-        let listed: HashSet<String> = self.proto.graph.as_ref().map(|g| g.input.iter().map(|v| v.name().to_string()).collect()).unwrap_or_default();
+        let listed: HashSet<String> = self
+            .proto
+            .graph
+            .as_ref()
+            .map(|g| g.input.iter().map(|v| v.name().to_string()).collect())
+            .unwrap_or_default();
         let mut removed = 0;
         loop {
             let dead: Vec<NodeId> = self
@@ -470,10 +483,13 @@ impl Model {
                 .filter(|&n| {
                     let pure = match &self.g[n].kind {
                         NodeKind::Const(t) => !listed.contains(t.name()),
-                        NodeKind::Op(p) => matches!(p.op_type(), "Constant" | "Identity" | "ConstantOfShape") && p.domain().is_empty(),
+                        NodeKind::Op(p) => {
+                            matches!(p.op_type(), "Constant" | "Identity" | "ConstantOfShape") && p.domain().is_empty()
+                        }
                         NodeKind::Input(_) => false,
                     };
-                    pure && self.g.edges_directed(n, Outgoing).next().is_none() && !self.outputs.iter().any(|(o, _)| o.node == n)
+                    pure && self.g.edges_directed(n, Outgoing).next().is_none()
+                        && !self.outputs.iter().any(|(o, _)| o.node == n)
                 })
                 .collect();
             if dead.is_empty() {
@@ -518,7 +534,9 @@ impl Model {
                     let mut dims = crate::tensor::dims(&t);
                     let axes = || -> Option<Vec<i64>> {
                         if self.opset() >= 13 {
-                            self.input(o.node, 1).and_then(|_| self.input_const(o.node, 1)).and_then(|a| crate::tensor::to_i64(&a).ok())
+                            self.input(o.node, 1)
+                                .and_then(|_| self.input_const(o.node, 1))
+                                .and_then(|a| crate::tensor::to_i64(&a).ok())
                         } else {
                             Some(onnx::attr_ints(p, "axes"))
                         }
@@ -536,7 +554,14 @@ impl Model {
                         "Squeeze" => {
                             let ax = axes().filter(|a| !a.is_empty());
                             let r = dims.len() as i64;
-                            dims = dims.iter().enumerate().filter(|(i, &d)| !(d == 1 && ax.as_ref().is_none_or(|a| a.iter().any(|&x| (x + r) % r == *i as i64)))).map(|(_, &d)| d).collect();
+                            dims = dims
+                                .iter()
+                                .enumerate()
+                                .filter(|(i, &d)| {
+                                    !(d == 1 && ax.as_ref().is_none_or(|a| a.iter().any(|&x| (x + r) % r == *i as i64)))
+                                })
+                                .map(|(_, &d)| d)
+                                .collect();
                         }
                         "Reshape" => {
                             let shape = crate::tensor::to_i64(&*self.input_const(o.node, 1)?).ok()?;
@@ -605,9 +630,18 @@ fn constant_attr(p: &NodeProto) -> Option<TensorProto> {
     match a.name() {
         "value" => a.t.clone(),
         "value_float" => crate::tensor::from_f64(name, 1, &[], &[a.f? as f64]).ok(),
-        "value_floats" => crate::tensor::from_f64(name, 1, &[a.floats.len()], &a.floats.iter().map(|&v| v as f64).collect::<Vec<_>>()).ok(),
+        "value_floats" => {
+            crate::tensor::from_f64(name, 1, &[a.floats.len()], &a.floats.iter().map(|&v| v as f64).collect::<Vec<_>>())
+                .ok()
+        }
         "value_int" => crate::tensor::from_f64(name, 7, &[], &[a.i? as f64]).ok(),
-        "value_ints" => Some(TensorProto { name: Some(name.into()), data_type: Some(7), dims: vec![a.ints.len() as i64], int64_data: a.ints.clone(), ..Default::default() }),
+        "value_ints" => Some(TensorProto {
+            name: Some(name.into()),
+            data_type: Some(7),
+            dims: vec![a.ints.len() as i64],
+            int64_data: a.ints.clone(),
+            ..Default::default()
+        }),
         _ => None,
     }
 }

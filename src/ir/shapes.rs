@@ -14,14 +14,50 @@ pub type Shape = Vec<Option<i64>>;
 
 /// Ops whose output has the shape of their first input.
 pub const SAME_SHAPE: &[&str] = &[
-    "Relu", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Clip", "Elu", "Selu", "Softplus", "Softsign", "Mish",
-    "Gelu", "Celu", "ThresholdedRelu", "BatchNormalization", "InstanceNormalization", "Dropout", "Identity", "Cast", "Neg", "Abs",
-    "Exp", "Log", "Sqrt", "Reciprocal", "Softmax", "LogSoftmax", "LRN", "Erf", "Floor", "Ceil", "Round", "Sign", "Not",
-    "GroupNormalization", "LayerNormalization",
+    "Relu",
+    "LeakyRelu",
+    "Sigmoid",
+    "Tanh",
+    "HardSigmoid",
+    "HardSwish",
+    "Clip",
+    "Elu",
+    "Selu",
+    "Softplus",
+    "Softsign",
+    "Mish",
+    "Gelu",
+    "Celu",
+    "ThresholdedRelu",
+    "BatchNormalization",
+    "InstanceNormalization",
+    "Dropout",
+    "Identity",
+    "Cast",
+    "Neg",
+    "Abs",
+    "Exp",
+    "Log",
+    "Sqrt",
+    "Reciprocal",
+    "Softmax",
+    "LogSoftmax",
+    "LRN",
+    "Erf",
+    "Floor",
+    "Ceil",
+    "Round",
+    "Sign",
+    "Not",
+    "GroupNormalization",
+    "LayerNormalization",
 ];
 
 /// Element-wise ops with numpy broadcasting.
-pub const BROADCAST: &[&str] = &["Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu", "Sum", "Mean", "Equal", "Greater", "Less", "And", "Or", "Where"];
+pub const BROADCAST: &[&str] = &[
+    "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu", "Sum", "Mean", "Equal", "Greater", "Less", "And", "Or",
+    "Where",
+];
 
 /// Infers shapes for every tensor it can. `overrides` replaces graph input
 /// shapes (for symbolic dims).
@@ -36,7 +72,10 @@ pub fn infer(m: &Model, overrides: &HashMap<String, Vec<i64>>) -> HashMap<Outlet
     for n in m.toposort() {
         match &m.g[n].kind {
             super::NodeKind::Input(name) => {
-                let shape = overrides.get(name).map(|v| v.iter().map(|&d| Some(d)).collect()).or_else(|| inputs.get(name).cloned());
+                let shape = overrides
+                    .get(name)
+                    .map(|v| v.iter().map(|&d| Some(d)).collect())
+                    .or_else(|| inputs.get(name).cloned());
                 if let Some(sh) = shape {
                     s.insert(Outlet { node: n, slot: 0 }, sh);
                 }
@@ -153,12 +192,18 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
     }
     let r = (|| -> Option<Vec<Option<Shape>>> {
         Some(match op {
-            "Constant" | "ConstantOfShape" => one(Some(m.const_value(Outlet { node: n, slot: 0 })?.dims.iter().map(|&d| Some(d)).collect())),
+            "Constant" | "ConstantOfShape" => {
+                one(Some(m.const_value(Outlet { node: n, slot: 0 })?.dims.iter().map(|&d| Some(d)).collect()))
+            }
             "Conv" => {
                 let x = inp(0)?;
                 let w = inp(1)?;
-                let k: Vec<i64> = w[2..].iter().map(|d| *d).collect::<Option<_>>()?;
-                let k = nonempty(attr_ints(p, "kernel_shape"), k.len(), 1).into_iter().zip(k).map(|(_, b)| b).collect::<Vec<_>>();
+                let k: Vec<i64> = w[2..].iter().copied().collect::<Option<_>>()?;
+                let k = nonempty(attr_ints(p, "kernel_shape"), k.len(), 1)
+                    .into_iter()
+                    .zip(k)
+                    .map(|(_, b)| b)
+                    .collect::<Vec<_>>();
                 let mut out = vec![x[0], w[0]];
                 out.extend(window(&x[2..], &k, p, true)?);
                 one(Some(out))
@@ -168,7 +213,7 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                 let w = inp(1)?;
                 let nd = x.len().checked_sub(2)?;
                 let g = attr_i(p, "group", 1);
-                let k: Vec<i64> = w[2..].iter().map(|d| *d).collect::<Option<_>>()?;
+                let k: Vec<i64> = w[2..].iter().copied().collect::<Option<_>>()?;
                 let strides = nonempty(attr_ints(p, "strides"), nd, 1);
                 let dil = nonempty(attr_ints(p, "dilations"), nd, 1);
                 let pads = nonempty(attr_ints(p, "pads"), 2 * nd, 0);
@@ -185,7 +230,8 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                     } else if auto == b"SAME_UPPER" || auto == b"SAME_LOWER" {
                         x[2 + i].map(|v| v * strides[i])
                     } else {
-                        x[2 + i].map(|v| strides[i] * (v - 1) + opad[i] + (k[i] - 1) * dil[i] + 1 - pads[i] - pads[i + nd])
+                        x[2 + i]
+                            .map(|v| strides[i] * (v - 1) + opad[i] + (k[i] - 1) * dil[i] + 1 - pads[i] - pads[i + nd])
                     });
                 }
                 one(Some(out))
@@ -269,10 +315,23 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                 let x = inp(0)?;
                 let shape = ints(m, n, 1)?;
                 let allow_zero = attr_i(p, "allowzero", 0) == 1;
-                let mut out: Shape = shape.iter().enumerate().map(|(i, &d)| if d == 0 && !allow_zero { x.get(i).copied().flatten() } else if d < 0 { None } else { Some(d) }).collect();
+                let mut out: Shape = shape
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &d)| {
+                        if d == 0 && !allow_zero {
+                            x.get(i).copied().flatten()
+                        } else if d < 0 {
+                            None
+                        } else {
+                            Some(d)
+                        }
+                    })
+                    .collect();
                 if let Some(neg) = shape.iter().position(|&d| d == -1) {
                     let total = x.iter().try_fold(1i64, |a, v| v.map(|v| a * v));
-                    let known = out.iter().enumerate().filter(|(i, _)| *i != neg).try_fold(1i64, |a, (_, v)| v.map(|v| a * v));
+                    let known =
+                        out.iter().enumerate().filter(|(i, _)| *i != neg).try_fold(1i64, |a, (_, v)| v.map(|v| a * v));
                     out[neg] = match (total, known) {
                         (Some(t), Some(k)) if k > 0 => Some(t / k),
                         _ => None,
@@ -283,7 +342,11 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
             "Transpose" => {
                 let x = inp(0)?;
                 let perm = attr_ints(p, "perm");
-                let perm: Vec<usize> = if perm.is_empty() { (0..x.len()).rev().collect() } else { perm.iter().map(|&a| a as usize).collect() };
+                let perm: Vec<usize> = if perm.is_empty() {
+                    (0..x.len()).rev().collect()
+                } else {
+                    perm.iter().map(|&a| a as usize).collect()
+                };
                 one(Some(perm.iter().map(|&a| x.get(a).copied().flatten()).collect()))
             }
             "Gemm" => {
@@ -318,7 +381,11 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
 pub fn split_sizes(m: &Model, n: NodeId, len: i64) -> Option<Vec<i64>> {
     let p = m.op(n)?;
     let nout = p.output.len() as i64;
-    let explicit = if m.opset() >= 13 { m.input(n, 1).and_then(|_| ints(m, n, 1)) } else { Some(attr_ints(p, "split")).filter(|v| !v.is_empty()) };
+    let explicit = if m.opset() >= 13 {
+        m.input(n, 1).and_then(|_| ints(m, n, 1))
+    } else {
+        Some(attr_ints(p, "split")).filter(|v| !v.is_empty())
+    };
     if let Some(v) = explicit {
         return (v.iter().sum::<i64>() == len).then_some(v);
     }
@@ -377,8 +444,11 @@ fn slice_len(d: i64, st: i64, en: i64, step: i64) -> i64 {
     }
 }
 
+/// Scales and/or sizes of a Resize.
+pub type ResizeParams = (Option<Vec<f64>>, Option<Vec<i64>>);
+
 /// Resize/Upsample scales or sizes, from inputs (by opset) or attributes.
-pub fn resize_params(m: &Model, n: NodeId) -> Option<(Option<Vec<f64>>, Option<Vec<i64>>)> {
+pub fn resize_params(m: &Model, n: NodeId) -> Option<ResizeParams> {
     let p = m.op(n)?;
     if p.op_type() == "Upsample" {
         if m.opset() >= 9 {

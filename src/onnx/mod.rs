@@ -39,7 +39,8 @@ pub fn load(path: &Path) -> Result<(ModelProto, bool)> {
         .map_err(|e| Error::model(format!("not an ONNX model (protobuf decoding failed: {e})")))?;
     drop(map);
     validate_header(&model)?;
-    let dir = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }).unwrap_or(Path::new("."));
+    let dir =
+        path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }).unwrap_or(Path::new("."));
     let mut files = HashMap::new();
     let mut external = false;
     if let Some(g) = model.graph.as_mut() {
@@ -110,16 +111,17 @@ pub fn for_each_tensor(g: &mut GraphProto, f: &mut dyn FnMut(&mut TensorProto) -
 pub fn resolve_location(dir: &Path, location: &str) -> Result<PathBuf> {
     let rel = Path::new(location);
     if location.is_empty() || rel.is_absolute() || location.starts_with('/') || location.starts_with('\\') {
-        return Err(Error::model(format!("external data location '{location}' is not a relative path inside the model's folder")));
+        return Err(Error::model(format!(
+            "external data location '{location}' is not a relative path inside the model's folder"
+        )));
     }
     if rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) || location.contains('\\') {
         return Err(Error::model(format!("external data location '{location}' escapes the model's folder")));
     }
     let base = dir.canonicalize().map_err(|e| Error::model(format!("cannot resolve the model's folder: {e}")))?;
     let full = base.join(rel);
-    let real = full
-        .canonicalize()
-        .map_err(|e| Error::model(format!("external data file '{location}': {}", io_reason(&e))))?;
+    let real =
+        full.canonicalize().map_err(|e| Error::model(format!("external data file '{location}': {}", io_reason(&e))))?;
     if !real.starts_with(&base) {
         return Err(Error::model(format!("external data location '{location}' escapes the model's folder")));
     }
@@ -136,7 +138,9 @@ fn resolve_external(t: &mut TensorProto, dir: &Path, files: &mut HashMap<PathBuf
     let mut length = None;
     for kv in &t.external_data {
         let v = kv.value();
-        let num = || v.parse::<u64>().map_err(|_| Error::model(format!("tensor '{name}': bad external data {} '{v}'", kv.key())));
+        let num = || {
+            v.parse::<u64>().map_err(|_| Error::model(format!("tensor '{name}': bad external data {} '{v}'", kv.key())))
+        };
         match kv.key() {
             "location" => location = Some(v.to_string()),
             "offset" => offset = num()?,
@@ -147,7 +151,8 @@ fn resolve_external(t: &mut TensorProto, dir: &Path, files: &mut HashMap<PathBuf
     let location = location.ok_or_else(|| Error::model(format!("tensor '{name}' is external but has no location")))?;
     let path = resolve_location(dir, &location)?;
     if !files.contains_key(&path) {
-        let f = std::fs::File::open(&path).map_err(|e| Error::model(format!("external data file '{location}': {}", io_reason(&e))))?;
+        let f = std::fs::File::open(&path)
+            .map_err(|e| Error::model(format!("external data file '{location}': {}", io_reason(&e))))?;
         // SAFETY: read-only map, copied out before load returns.
         let m = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::model(format!("cannot map '{location}': {e}")))?;
         files.insert(path.clone(), m);
@@ -188,17 +193,16 @@ pub fn save(model: &ModelProto, path: &Path, inline_limit: usize) -> Result<()> 
     if model.encoded_len() <= inline_limit {
         return write_atomic(dir, path, &model.encode_to_vec());
     }
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::model("output path has no file name"))?
-        .to_string_lossy()
-        .to_string();
+    let file_name =
+        path.file_name().ok_or_else(|| Error::model("output path has no file name"))?.to_string_lossy().to_string();
     let data_name = format!("{file_name}.data");
     let mut m = model.clone();
     let g = m.graph.as_mut().expect("validated model has a graph");
     let mut data = Vec::with_capacity(raw_bytes(g));
     for t in &mut g.initializer {
-        let Some(raw) = t.raw_data.take_if(|r| r.len() >= 1024) else { continue };
+        let Some(raw) = t.raw_data.take_if(|r| r.len() >= 1024) else {
+            continue;
+        };
         while data.len() % 4096 != 0 {
             data.push(0);
         }
@@ -219,7 +223,8 @@ pub fn save(model: &ModelProto, path: &Path, inline_limit: usize) -> Result<()> 
 }
 
 fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
-    let fail = |what: &str, e: &dyn std::fmt::Display| Error::model(format!("cannot write '{}': {what}: {e}", path.display()));
+    let fail =
+        |what: &str, e: &dyn std::fmt::Display| Error::model(format!("cannot write '{}': {what}: {e}", path.display()));
     let mut tmp = tempfile::Builder::new()
         .prefix(".align-")
         .suffix(".tmp")

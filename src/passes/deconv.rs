@@ -49,17 +49,26 @@ pub fn run(m: &mut Model, opts: &Options) -> Result<(usize, Vec<String>)> {
             if c as usize != wd[0] {
                 return Err(Error::at(
                     name,
-                    format!("ConvTranspose weight expects {} input channels (weight axis 0) but {c} are delivered", wd[0]),
+                    format!(
+                        "ConvTranspose weight expects {} input channels (weight axis 0) but {c} are delivered",
+                        wd[0]
+                    ),
                 ));
             }
         }
-        if wd[0] % g != 0 {
+        if !wd[0].is_multiple_of(g) {
             return Err(Error::at(name, format!("ConvTranspose input channels {} not divisible by group {g}", wd[0])));
         }
         let cout = wd[1] * g;
         if let Some(b) = m.input_const(n, 2) {
             if tensor::numel(&b)? != cout {
-                return Err(Error::at(name, format!("ConvTranspose bias has {} values but the weight gives {cout} output channels", tensor::numel(&b)?)));
+                return Err(Error::at(
+                    name,
+                    format!(
+                        "ConvTranspose bias has {} values but the weight gives {cout} output channels",
+                        tensor::numel(&b)?
+                    ),
+                ));
             }
         }
         let nd = wd.len() - 2;
@@ -69,7 +78,10 @@ pub fn run(m: &mut Model, opts: &Options) -> Result<(usize, Vec<String>)> {
             let s = strides.get(i).copied().unwrap_or(1);
             let d = dil.get(i).copied().unwrap_or(1);
             if i < nd && op >= s.max(d) {
-                return Err(Error::at(name, format!("ConvTranspose output_padding {op} must be smaller than stride {s} or dilation {d}")));
+                return Err(Error::at(
+                    name,
+                    format!("ConvTranspose output_padding {op} must be smaller than stride {s} or dilation {d}"),
+                ));
             }
         }
         let state = if g == 1 { "in and out aligned independently" } else { "grouped, pinned" };

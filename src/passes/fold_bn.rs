@@ -33,7 +33,10 @@ pub fn run(m: &mut Model) -> Result<(usize, Vec<String>)> {
         let p = m.op(n).unwrap();
         let name = op_name(p);
         if attr_i(p, "training_mode", 0) == 1 {
-            return Err(Error::at(name, "BatchNormalization has training_mode=1 (a training graph); export the model in eval mode"));
+            return Err(Error::at(
+                name,
+                "BatchNormalization has training_mode=1 (a training graph); export the model in eval mode",
+            ));
         }
         if let Some(note) = try_fold(m, n)? {
             notes.push(note);
@@ -159,9 +162,14 @@ fn bypass(m: &mut Model, n: NodeId, x: Outlet) {
 fn try_fold(m: &mut Model, n: NodeId) -> Result<Option<String>> {
     let p = m.op(n).unwrap();
     let name = op_name(p);
-    let extra_used = (1..p.output.len()).any(|s| !p.output[s].is_empty() && !m.consumers(Outlet { node: n, slot: s }).is_empty());
-    let Some(x) = m.input(n, 0) else { return Ok(None) };
-    let Some((s, t)) = bn_affine(m, n) else { return Ok(None) };
+    let extra_used =
+        (1..p.output.len()).any(|s| !p.output[s].is_empty() && !m.consumers(Outlet { node: n, slot: s }).is_empty());
+    let Some(x) = m.input(n, 0) else {
+        return Ok(None);
+    };
+    let Some((s, t)) = bn_affine(m, n) else {
+        return Ok(None);
+    };
     if extra_used {
         return Ok(None);
     }
@@ -169,7 +177,10 @@ fn try_fold(m: &mut Model, n: NodeId) -> Result<Option<String>> {
     // Conv / ConvTranspose → BN
     if let Some(cout) = foldable_conv(m, x, n) {
         if cout != c {
-            return Err(Error::at(name, format!("BatchNormalization has {c} channels but '{}' produces {cout}", m.label(x.node))));
+            return Err(Error::at(
+                name,
+                format!("BatchNormalization has {c} channels but '{}' produces {cout}", m.label(x.node)),
+            ));
         }
         let conv = m.label(x.node);
         fold_into(m, x.node, &s, &t)?;
@@ -177,7 +188,9 @@ fn try_fold(m: &mut Model, n: NodeId) -> Result<Option<String>> {
         return Ok(Some(format!("{name} → {conv}")));
     }
     // Concat(conv…) → BN
-    let Some(cp) = m.op(x.node) else { return Ok(None) };
+    let Some(cp) = m.op(x.node) else {
+        return Ok(None);
+    };
     if cp.op_type() != "Concat" || !cp.domain().is_empty() || x.slot != 0 || !sole_reader(m, x, n) {
         return Ok(None);
     }

@@ -42,7 +42,9 @@ impl Pass {
                 "fold-bn" => Pass::FoldBn,
                 "deconv" => Pass::Deconv,
                 "pad" => Pass::Pad,
-                other => return Err(Error::model(format!("unknown pass '{other}' (passes: fold-bn, deconv, pad, or none)"))),
+                other => {
+                    return Err(Error::model(format!("unknown pass '{other}' (passes: fold-bn, deconv, pad, or none)")))
+                }
             });
         }
         v.sort();

@@ -57,10 +57,17 @@ fn map_in(a: &Analysis, m: &Model, n: NodeId, slot: usize) -> Option<ChannelMap>
 }
 
 fn scatter_const(m: &mut Model, n: NodeId, slot: usize, axis: usize, cm: &ChannelMap, fill: f64) -> Result<()> {
-    let Some(t) = m.input_const(n, slot).map(|t| t.into_owned()) else { return Ok(()) };
+    let Some(t) = m.input_const(n, slot).map(|t| t.into_owned()) else {
+        return Ok(());
+    };
     let d = tensor::dims(&t);
     if d.get(axis) != Some(&cm.map.len()) {
-        return Err(Error::model(format!("constant '{}' has {:?} where {} channels were expected on axis {axis}", t.name(), d, cm.map.len())));
+        return Err(Error::model(format!(
+            "constant '{}' has {:?} where {} channels were expected on axis {axis}",
+            t.name(),
+            d,
+            cm.map.len()
+        )));
     }
     let v = tensor::to_f64(&t)?;
     let (nd, nv) = tensor::scatter_axis(&v, &d, axis, &cm.map, cm.len, fill);
@@ -97,7 +104,9 @@ fn rewrite_node(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
                 if !om.is_identity() {
                     scatter_const(m, n, 1, 0, &om, 0.0)?;
                     scatter_const(m, n, 2, 0, &om, 0.0)?;
-                    m.op_mut(n).map(|p| set_attr_i(p, "group", om.len as i64));
+                    if let Some(p) = m.op_mut(n) {
+                        set_attr_i(p, "group", om.len as i64)
+                    }
                 }
                 return Ok(());
             }
@@ -111,7 +120,9 @@ fn rewrite_node(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
                     if os.len() == rank && rank > 2 {
                         let mut os = os;
                         os[1] = om.len as i64;
-                        m.op_mut(n).map(|p| set_attr_ints(p, "output_shape", os));
+                        if let Some(p) = m.op_mut(n) {
+                            set_attr_ints(p, "output_shape", os)
+                        }
                     }
                 }
             }
@@ -127,7 +138,9 @@ fn rewrite_node(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
             }
         }
         "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Pow" | "Sum" | "PRelu" => {
-            let Some(om) = om.filter(|c| !c.is_identity()) else { return Ok(()) };
+            let Some(om) = om.filter(|c| !c.is_identity()) else {
+                return Ok(());
+            };
             let rank = a.shapes.get(&out0).map(|s| s.len()).unwrap_or(0);
             for slot in 0..m.n_inputs(n) {
                 let Some(o) = m.input(n, slot) else { continue };
@@ -136,39 +149,55 @@ fn rewrite_node(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
                 }
                 let t = m.const_value(o).unwrap();
                 let r = t.dims.len();
-                let Some(axis) = (r + 1).checked_sub(rank) else { continue };
+                let Some(axis) = (r + 1).checked_sub(rank) else {
+                    continue;
+                };
                 if r + 1 < rank || t.dims.get(axis) != Some(&(om.map.len() as i64)) || om.map.len() == 1 {
                     continue;
                 }
-                let fill = neutral(p.op_type(), slot).ok_or_else(|| Error::model("per-channel constant on an op without a neutral value"))?;
+                let fill = neutral(p.op_type(), slot)
+                    .ok_or_else(|| Error::model("per-channel constant on an op without a neutral value"))?;
                 scatter_const(m, n, slot, axis, &om, fill)?;
             }
         }
         "Split" => {
-            let Some(x) = m.input(n, 0) else { return Ok(()) };
-            let Some(bounds) = a.boundaries(x) else { return Ok(()) };
+            let Some(x) = m.input(n, 0) else {
+                return Ok(());
+            };
+            let Some(bounds) = a.boundaries(x) else {
+                return Ok(());
+            };
             let rank = a.shapes.get(&x).map(|s| s.len()).unwrap_or(0);
             if shapes::axis(attr_i(&p, "axis", 0), rank) != Some(1) || bounds.iter().all(|(l, ph)| l == ph) {
                 return Ok(());
             }
             let phys = |lo: usize| bounds.iter().find(|(l, _)| *l == lo).map(|(_, ph)| *ph);
-            let sizes = shapes::split_sizes(m, n, bounds.last().unwrap().0 as i64).ok_or_else(|| Error::model("Split sizes unknown"))?;
+            let sizes = shapes::split_sizes(m, n, bounds.last().unwrap().0 as i64)
+                .ok_or_else(|| Error::model("Split sizes unknown"))?;
             let mut start = 0usize;
             let mut new = vec![];
             for s in sizes {
                 let end = start + s as usize;
                 let (ps, pe) = (phys(start), phys(end));
-                let (Some(ps), Some(pe)) = (ps, pe) else { return Err(Error::model("Split point is not a channel-space boundary")) };
+                let (Some(ps), Some(pe)) = (ps, pe) else {
+                    return Err(Error::model("Split point is not a channel-space boundary"));
+                };
                 new.push((pe - ps) as i64);
                 start = end;
             }
             set_split(m, n, new)?;
         }
         "Slice" => {
-            let Some(x) = m.input(n, 0) else { return Ok(()) };
-            let Some(bounds) = a.boundaries(x) else { return Ok(()) };
+            let Some(x) = m.input(n, 0) else {
+                return Ok(());
+            };
+            let Some(bounds) = a.boundaries(x) else {
+                return Ok(());
+            };
             let rank = a.shapes.get(&x).map(|s| s.len()).unwrap_or(0);
-            let Some(params) = shapes::slice_params(m, n, rank) else { return Ok(()) };
+            let Some(params) = shapes::slice_params(m, n, rank) else {
+                return Ok(());
+            };
             if bounds.iter().all(|(l, ph)| l == ph) || !params.iter().any(|(ax, ..)| *ax == 1) {
                 return Ok(());
             }
@@ -199,7 +228,9 @@ fn rewrite_node(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
             }
         }
         "Resize" => {
-            let Some(om) = om.filter(|c| !c.is_identity()) else { return Ok(()) };
+            let Some(om) = om.filter(|c| !c.is_identity()) else {
+                return Ok(());
+            };
             if let Some((_, Some(mut sizes))) = shapes::resize_params(m, n) {
                 sizes[1] = om.len as i64;
                 let t = m.input_const(n, 3).unwrap().into_owned();
@@ -208,8 +239,12 @@ fn rewrite_node(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
             }
         }
         "Gemm" | "MatMul" => {
-            let Some(x) = m.input(n, 0) else { return Ok(()) };
-            let Some(fm) = a.flat_map(x).filter(|c| !c.is_identity()) else { return Ok(()) };
+            let Some(x) = m.input(n, 0) else {
+                return Ok(());
+            };
+            let Some(fm) = a.flat_map(x).filter(|c| !c.is_identity()) else {
+                return Ok(());
+            };
             let axis = if p.op_type() == "Gemm" && attr_i(&p, "transB", 0) == 1 { 1 } else { 0 };
             scatter_const(m, n, 1, axis, &fm, 0.0)?;
         }
@@ -252,11 +287,18 @@ fn set_split(m: &mut Model, n: NodeId, sizes: Vec<i64>) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use crate::onnx::ModelProto;
-    use crate::testutil::{align_and_verify, free_unaligned, int_attr, ints_attr, Builder};
     use crate::tensor;
+    use crate::testutil::{align_and_verify, free_unaligned, int_attr, ints_attr, Builder};
 
     fn init_dims(m: &ModelProto, name_prefix: &str) -> Vec<Vec<i64>> {
-        m.graph.as_ref().unwrap().initializer.iter().filter(|t| t.name().starts_with(name_prefix)).map(|t| t.dims.clone()).collect()
+        m.graph
+            .as_ref()
+            .unwrap()
+            .initializer
+            .iter()
+            .filter(|t| t.name().starts_with(name_prefix))
+            .map(|t| t.dims.clone())
+            .collect()
     }
 
     fn check(b: &Builder, multiple: usize) -> ModelProto {
