@@ -35,12 +35,17 @@ pub fn load(path: &Path) -> Result<(ModelProto, bool)> {
     // SAFETY: the map is read-only and dropped before this function returns;
     // a concurrent writer could only make decoding fail, which is an error.
     let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::model(format!("cannot map: {e}")))?;
-    let mut model = ModelProto::decode(&map[..])
-        .map_err(|e| Error::model(format!("not an ONNX model (protobuf decoding failed: {e})")))?;
-    drop(map);
-    validate_header(&model)?;
     let dir =
         path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }).unwrap_or(Path::new("."));
+    decode(&map, dir)
+}
+
+/// Decodes a model from bytes, resolving external data relative to `dir`.
+/// Returns the model and whether any tensor was stored externally.
+pub fn decode(bytes: &[u8], dir: &Path) -> Result<(ModelProto, bool)> {
+    let mut model =
+        ModelProto::decode(bytes).map_err(|e| Error::model(format!("not an ONNX model (protobuf decoding failed: {e})")))?;
+    validate_header(&model)?;
     let mut files = HashMap::new();
     let mut external = false;
     if let Some(g) = model.graph.as_mut() {
