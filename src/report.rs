@@ -154,7 +154,7 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
     let mut totals = Totals::default();
     let spatial = |o: Option<Outlet>| -> Option<u64> {
         let s = a.shapes.get(&o?)?;
-        s.get(2..)?.iter().try_fold(1u64, |acc, d| d.map(|d| acc * d as u64))
+        s.get(2..)?.iter().try_fold(1u64, |acc, d| d.and_then(|d| acc.checked_mul(u64::try_from(d).ok()?)))
     };
     for n in m.ops() {
         let p = m.op(n).unwrap();

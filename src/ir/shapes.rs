@@ -128,6 +128,19 @@ fn broadcast(shapes: &[&Shape]) -> Option<Shape> {
     Some(out)
 }
 
+/// Largest dim align believes: anything above is a corrupt model.
+const MAX_DIM: i128 = 1 << 48;
+
+/// A computed dim, if it is a plausible one.
+fn fit(v: i128) -> Option<i64> {
+    (0..=MAX_DIM).contains(&v).then_some(v as i64)
+}
+
+/// Product of known dims, if it fits.
+pub fn product(d: &[Option<i64>]) -> Option<i64> {
+    d.iter().try_fold(1i64, |acc, v| v.and_then(|v| acc.checked_mul(v)))
+}
+
 /// Spatial output of a conv / pool window.
 fn window(inp: &[Option<i64>], k: &[i64], p: &crate::onnx::NodeProto, dil_ok: bool) -> Option<Vec<Option<i64>>> {
     let nd = k.len();
@@ -142,19 +155,25 @@ fn window(inp: &[Option<i64>], k: &[i64], p: &crate::onnx::NodeProto, dil_ok: bo
     Some(
         (0..nd)
             .map(|i| {
-                let x = inp[i]?;
-                let ek = (k[i] - 1) * dil[i] + 1;
-                match auto {
-                    b"SAME_UPPER" | b"SAME_LOWER" => Some((x + strides[i] - 1) / strides[i]),
-                    b"VALID" => Some((x - ek) / strides[i] + 1),
+                let w = |v: i64| v as i128;
+                let (x, s) = (w(inp[i]?), w(strides[i]));
+                let ek = (w(k[i]) - 1) * w(dil[i]) + 1;
+                let v = match auto {
+                    b"SAME_UPPER" | b"SAME_LOWER" => (x + s - 1) / s,
+                    b"VALID" => (x - ek) / s + 1,
                     _ => {
-                        let num = x + pads[i] + pads[i + nd] - ek;
+                        let num = x + w(pads[i]) + w(pads[i + nd]) - ek;
                         if num < 0 {
                             return None;
                         }
-                        Some(if ceil { (num + strides[i] - 1) / strides[i] + 1 } else { num / strides[i] + 1 })
+                        if ceil {
+                            (num + s - 1) / s + 1
+                        } else {
+                            num / s + 1
+                        }
                     }
-                }
+                };
+                fit(v)
             })
             .collect(),
     )
@@ -198,6 +217,9 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
             "Conv" => {
                 let x = inp(0)?;
                 let w = inp(1)?;
+                if x.len() < 3 || w.len() != x.len() {
+                    return None;
+                }
                 let k: Vec<i64> = w[2..].iter().copied().collect::<Option<_>>()?;
                 let k = nonempty(attr_ints(p, "kernel_shape"), k.len(), 1)
                     .into_iter()
@@ -211,6 +233,9 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
             "ConvTranspose" => {
                 let x = inp(0)?;
                 let w = inp(1)?;
+                if x.len() < 3 || w.len() != x.len() {
+                    return None;
+                }
                 let nd = x.len().checked_sub(2)?;
                 let g = attr_i(p, "group", 1);
                 let k: Vec<i64> = w[2..].iter().copied().collect::<Option<_>>()?;
@@ -223,21 +248,28 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                 if k.len() != nd || strides.len() != nd || pads.len() != 2 * nd || opad.len() != nd || dil.len() != nd {
                     return None;
                 }
-                let mut out = vec![x[0], w[1].map(|c| c * g)];
+                let mut out = vec![x[0], w[1].and_then(|c| c.checked_mul(g))];
                 for i in 0..nd {
                     out.push(if !oshape.is_empty() {
                         Some(*oshape.get(oshape.len() - nd + i)?)
                     } else if auto == b"SAME_UPPER" || auto == b"SAME_LOWER" {
                         x[2 + i].map(|v| v * strides[i])
                     } else {
-                        x[2 + i]
-                            .map(|v| strides[i] * (v - 1) + opad[i] + (k[i] - 1) * dil[i] + 1 - pads[i] - pads[i + nd])
+                        x[2 + i].and_then(|v| {
+                            let w = |v: i64| v as i128;
+                            fit(w(strides[i]) * (w(v) - 1) + w(opad[i]) + (w(k[i]) - 1) * w(dil[i]) + 1
+                                - w(pads[i])
+                                - w(pads[i + nd]))
+                        })
                     });
                 }
                 one(Some(out))
             }
             "MaxPool" | "AveragePool" | "LpPool" => {
                 let x = inp(0)?;
+                if x.len() < 3 {
+                    return None;
+                }
                 let k = attr_ints(p, "kernel_shape");
                 let mut out = vec![x[0], x[1]];
                 out.extend(window(&x[2..], &k, p, op == "MaxPool")?);
@@ -249,13 +281,19 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
             }
             "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
                 let x = inp(0)?;
-                let mut out = vec![x[0], *x.get(1)?];
+                if x.len() < 2 {
+                    return None;
+                }
+                let mut out = vec![x[0], x[1]];
                 out.extend(std::iter::repeat_n(Some(1), x.len() - 2));
                 one(Some(out))
             }
             "Concat" => {
                 let shapes: Vec<&Shape> = (0..m.n_inputs(n)).map(inp).collect::<Option<_>>()?;
                 let a = axis(attr_i(p, "axis", 0), shapes.first()?.len())?;
+                if shapes.iter().any(|s| s.len() != shapes[0].len()) {
+                    return None;
+                }
                 let mut out = shapes[0].clone();
                 out[a] = shapes.iter().map(|s| s.get(a).copied().flatten()).sum::<Option<i64>>();
                 one(Some(out))
@@ -292,7 +330,7 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                     if sc.len() != x.len() {
                         return None;
                     }
-                    x.iter().zip(sc).map(|(d, f)| d.map(|d| (d as f64 * f).floor() as i64)).collect()
+                    x.iter().zip(sc).map(|(d, f)| d.and_then(|d| fit((d as f64 * f).floor() as i128))).collect()
                 };
                 one(Some(out))
             }
@@ -303,12 +341,14 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                 if pads.len() != 2 * r {
                     return None;
                 }
-                one(Some((0..r).map(|i| x[i].map(|d| d + pads[i] + pads[i + r])).collect()))
+                one(Some(
+                    (0..r).map(|i| x[i].and_then(|d| fit(d as i128 + pads[i] as i128 + pads[i + r] as i128))).collect(),
+                ))
             }
             "Flatten" => {
                 let x = inp(0)?;
                 let a = axis(attr_i(p, "axis", 1), x.len() + 1)?;
-                let pr = |d: &[Option<i64>]| d.iter().try_fold(1i64, |acc, v| v.map(|v| acc * v));
+                let pr = product;
                 one(Some(vec![pr(&x[..a]), pr(&x[a..])]))
             }
             "Reshape" => {
@@ -329,9 +369,12 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                     })
                     .collect();
                 if let Some(neg) = shape.iter().position(|&d| d == -1) {
-                    let total = x.iter().try_fold(1i64, |a, v| v.map(|v| a * v));
-                    let known =
-                        out.iter().enumerate().filter(|(i, _)| *i != neg).try_fold(1i64, |a, (_, v)| v.map(|v| a * v));
+                    let total = product(x);
+                    let known = out
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i != neg)
+                        .try_fold(1i64, |a, (_, v)| v.and_then(|v| a.checked_mul(v)));
                     out[neg] = match (total, known) {
                         (Some(t), Some(k)) if k > 0 => Some(t / k),
                         _ => None,
@@ -352,6 +395,9 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
             "Gemm" => {
                 let a = inp(0)?;
                 let b = inp(1)?;
+                if a.len() != 2 || b.len() != 2 {
+                    return None;
+                }
                 let ta = attr_i(p, "transA", 0) == 1;
                 let tb = attr_i(p, "transB", 0) == 1;
                 one(Some(vec![if ta { a[1] } else { a[0] }, if tb { b[0] } else { b[1] }]))
@@ -374,7 +420,12 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
             _ => return None,
         })
     })();
+    // A dim that is negative or absurdly large means a corrupt model: treat
+    // the shape as unknown rather than compute with it.
     r.unwrap_or_else(|| vec![None; nout])
+        .into_iter()
+        .map(|s| s.filter(|s| s.iter().all(|d| d.is_none_or(|d| fit(d as i128).is_some()))))
+        .collect()
 }
 
 /// Sizes of a Split's outputs along its axis of length `len`.
@@ -387,16 +438,19 @@ pub fn split_sizes(m: &Model, n: NodeId, len: i64) -> Option<Vec<i64>> {
         Some(attr_ints(p, "split")).filter(|v| !v.is_empty())
     };
     if let Some(v) = explicit {
-        return (v.iter().sum::<i64>() == len).then_some(v);
+        return (v.iter().all(|&s| s >= 0) && v.iter().map(|&s| s as i128).sum::<i128>() == len as i128).then_some(v);
     }
     if m.opset() >= 13 && m.input(n, 1).is_some() {
         return None;
     }
     let num = if m.opset() >= 18 { attr_i(p, "num_outputs", nout) } else { nout };
-    if num <= 0 {
+    if num <= 0 || num != nout {
         return None;
     }
-    let chunk = (len + num - 1) / num;
+    if len < 0 {
+        return None;
+    }
+    let chunk = ((len as i128 + num as i128 - 1) / num as i128) as i64;
     Some((0..num).map(|i| (len - i * chunk).clamp(0, chunk)).collect())
 }
 

@@ -43,8 +43,8 @@ pub fn load(path: &Path) -> Result<(ModelProto, bool)> {
 /// Decodes a model from bytes, resolving external data relative to `dir`.
 /// Returns the model and whether any tensor was stored externally.
 pub fn decode(bytes: &[u8], dir: &Path) -> Result<(ModelProto, bool)> {
-    let mut model =
-        ModelProto::decode(bytes).map_err(|e| Error::model(format!("not an ONNX model (protobuf decoding failed: {e})")))?;
+    let mut model = ModelProto::decode(bytes)
+        .map_err(|e| Error::model(format!("not an ONNX model (protobuf decoding failed: {e})")))?;
     validate_header(&model)?;
     let mut files = HashMap::new();
     let mut external = false;
