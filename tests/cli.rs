@@ -200,3 +200,50 @@ fn failed_verification_exits_1_and_writes_nothing() {
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0, "nothing written");
 }
+
+/// Graph inputs (with initializers listed as inputs in IR < 4) and outputs
+/// are the model's contract: names, types and shapes never change.
+#[test]
+fn graph_inputs_and_outputs_never_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (f, multiple) in [
+        (fixtures().join("third_party/light_squeezenet.onnx"), "32"),
+        (fixtures().join("third_party/light_resnet50.onnx"), "8"),
+        (fixtures().join("v3_csp_op13_bn.onnx"), "16"),
+    ] {
+        let out = tmp.path().join("a.onnx");
+        let o = align_p(&[
+            f.as_os_str(),
+            "--no-verify".as_ref(),
+            "-q".as_ref(),
+            "--multiple".as_ref(),
+            multiple.as_ref(),
+            "-o".as_ref(),
+            out.as_os_str(),
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let (a, _) = onnx::load(&f).unwrap();
+        let (b, _) = onnx::load(&out).unwrap();
+        let (ga, gb) = (a.graph.as_ref().unwrap(), b.graph.as_ref().unwrap());
+        assert_eq!(ga.input, gb.input, "{}", f.display());
+        assert_eq!(ga.output, gb.output, "{}", f.display());
+        // a listed initializer keeps its value
+        for vi in &gb.input {
+            let ta = ga.initializer.iter().find(|t| t.name() == vi.name());
+            let tb = gb.initializer.iter().find(|t| t.name() == vi.name());
+            assert_eq!(ta, tb, "{}: initializer input '{}' changed", f.display(), vi.name());
+        }
+        // IR < 4: every initializer must be a graph input (onnx.checker rule)
+        if b.ir_version() < 4 {
+            for t in &gb.initializer {
+                assert!(
+                    gb.input.iter().any(|vi| vi.name() == t.name()),
+                    "{}: '{}' not an input",
+                    f.display(),
+                    t.name()
+                );
+            }
+        }
+        fs::remove_file(&out).unwrap();
+    }
+}

@@ -193,10 +193,12 @@ impl Model {
                 _ => None,
             })
             .collect();
-        for vi in &mut graph.input {
-            if let Some(dims) = const_dims.get(vi.name()) {
-                set_value_info_dims(vi, dims);
-            }
+        // IR < 4 requires every initializer to be a graph input; new ones
+        // (folded biases, padded copies) are not, and adding inputs would
+        // change the model's contract, so such a model moves to IR 4.
+        let listed: HashSet<&str> = graph.input.iter().map(|vi| vi.name()).collect();
+        if proto.ir_version.unwrap_or(0) < 4 && const_dims.keys().any(|n| !listed.contains(n)) {
+            proto.ir_version = Some(4);
         }
         graph.node = self
             .toposort()
@@ -442,7 +444,11 @@ impl Model {
     /// otherwise a new initializer is added for this consumer alone.
     pub fn replace_input_const(&mut self, n: NodeId, slot: usize, mut t: TensorProto) {
         if let Some(o) = self.input(n, slot) {
-            let sole = self.consumers(o).len() == 1 && !self.is_graph_output(o);
+            // An initializer that is also a graph input (IR < 4) is part of
+            // the model's contract: never change it in place.
+            let listed =
+                self.proto.graph.as_ref().is_some_and(|g| g.input.iter().any(|vi| vi.name() == self.tensor_name(o)));
+            let sole = self.consumers(o).len() == 1 && !self.is_graph_output(o) && !listed;
             if let NodeKind::Const(old) = &mut self.g[o.node].kind {
                 if sole {
                     t.name = old.name.clone();

@@ -230,11 +230,12 @@ pub fn save(model: &ModelProto, path: &Path, inline_limit: usize) -> Result<()> 
 fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     let fail =
         |what: &str, e: &dyn std::fmt::Display| Error::model(format!("cannot write '{}': {what}: {e}", path.display()));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".align-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| fail("creating a temporary file", &e))?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".align-").suffix(".tmp");
+    // a model is not a secret: rw-r--r-- (less the umask), like any new file
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
+    let mut tmp = builder.tempfile_in(dir).map_err(|e| fail("creating a temporary file", &e))?;
     tmp.write_all(bytes).map_err(|e| fail("writing", &e))?;
     tmp.as_file().sync_all().map_err(|e| fail("flushing", &e))?;
     tmp.persist(path).map_err(|e| fail("renaming", &e.error))?;
