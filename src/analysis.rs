@@ -423,10 +423,11 @@ impl Analysis {
                 _ => false,
             };
         if !handled {
-            let why = if known_domain {
-                format!("{op} '{name}'")
-            } else {
-                format!("{}::{op} '{name}' (unknown op)", p.domain())
+            let blind = ins.iter().flatten().any(|o| !self.shapes.contains_key(o) && m.const_value(*o).is_none());
+            let why = match (known_domain, blind) {
+                (false, _) => format!("{}::{op} '{name}' (unknown op)", p.domain()),
+                (true, true) => format!("{op} '{name}' (input shape unknown)"),
+                (true, false) => format!("{op} '{name}'"),
             };
             for o in ins.iter().flatten() {
                 self.pin_outlet(*o, &why);

@@ -10,6 +10,9 @@ use crate::tensor;
 use serde::Serialize;
 use std::collections::BTreeSet;
 
+/// Pin reason of a conv dim whose tensor shape could not be inferred.
+pub const UNANALYSED: &str = "shape unknown: the channel analysis cannot follow this tensor";
+
 /// One channel dim of a layer.
 #[derive(Debug, Clone, Serialize)]
 pub struct DimReport {
@@ -249,12 +252,23 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
             }
             _ => continue,
         }
+        // A conv dim the analysis could not follow (its tensor's shape is
+        // unknown, e.g. after a runtime-computed Slice) is left as it is:
+        // report it as pinned so `check` shows it instead of passing it by.
+        if matches!(op, "Conv" | "ConvTranspose") {
+            let unknown = |c: usize| DimReport {
+                channels: c,
+                aligned_to: c,
+                parts: vec![c],
+                aligned: c.is_multiple_of(opts.multiple),
+                pinned: vec![UNANALYSED.to_string()],
+            };
+            row.in_dim = row.in_dim.take().or_else(|| Some(unknown(row.in_channels)));
+            row.out_dim = row.out_dim.take().or_else(|| Some(unknown(row.out_channels)));
+        }
         row.aligned = [&row.in_dim, &row.out_dim].iter().all(|d| d.as_ref().is_none_or(|d| d.aligned));
         if row.in_dim.is_none() && op != "BatchNormalization" {
             row.aligned &= row.in_channels.is_multiple_of(opts.multiple);
-        }
-        if row.out_dim.is_none() && op != "Gemm" && op != "MatMul" {
-            row.aligned &= row.out_channels.is_multiple_of(opts.multiple);
         }
         totals.params += row.params;
         totals.params_aligned += row.params_aligned;

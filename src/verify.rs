@@ -110,7 +110,12 @@ fn load(
     which: &str,
 ) -> Result<std::sync::Arc<TypedRunnableModel>> {
     let bytes = m.encode_to_vec();
-    let fail = |e: anyhow::Error| Error::model(format!("tract cannot run the {which} model: {}", one_line(&e)));
+    let fail = |e: anyhow::Error| {
+        Error::model(format!(
+            "tract cannot run the {which} model, so it cannot be verified (--no-verify writes it unverified): {}",
+            one_line(&e)
+        ))
+    };
     let mut model = tract_onnx::onnx().model_for_read(&mut &bytes[..]).map_err(fail)?;
     for (i, (_, shape, elem)) in specs.iter().enumerate() {
         let dt = datum(*elem).ok_or_else(|| {

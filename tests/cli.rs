@@ -247,3 +247,44 @@ fn graph_inputs_and_outputs_never_change() {
         fs::remove_file(&out).unwrap();
     }
 }
+
+#[test]
+fn models_tract_cannot_run_need_no_verify_and_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    for f in all_fixtures().into_iter().filter(|p| tract_cannot_run(p)) {
+        let out = tmp.path().join("a.onnx");
+        let o = align_p(&[f.as_os_str(), "-o".as_ref(), out.as_os_str()]);
+        assert_input_error(&o, f.file_name().unwrap().to_str().unwrap(), Some(tmp.path()), 0);
+        assert!(stderr(&o).contains("--no-verify"), "{}", stderr(&o));
+        let o = align_p(&[f.as_os_str(), "--no-verify".as_ref(), "--json".as_ref(), "-o".as_ref(), out.as_os_str()]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert_eq!(json(&o)["unaligned_free_dims_after"], 0);
+        assert_eq!(align_p(&["check".as_ref(), out.as_os_str()]).status.code(), Some(0));
+        fs::remove_file(&out).unwrap();
+    }
+}
+
+#[test]
+fn unknown_op_pins_only_the_spaces_it_touches() {
+    let f = fixtures().join("realworld/unknown_op.onnx");
+    let j = json(&align_p(&["report".as_ref(), f.as_os_str(), "--json".as_ref()]));
+    let text = j["pinned"].to_string();
+    assert!(text.contains("com.example::MyOp"), "{text}");
+    // the conv after the unknown op still gets its own output aligned, and the
+    // Concat of the pinned branch with a free one pads only the free part
+    let fuse = j["layers"].as_array().unwrap().iter().find(|l| l["node"] == "/fuse/fuse.0/Conv").unwrap();
+    assert_eq!(fuse["in"]["parts"], serde_json::json!([18, 18]));
+    assert_eq!(fuse["in"]["aligned_to"], 42);
+    assert_eq!(fuse["out"]["aligned_to"], 16);
+}
+
+#[test]
+fn check_never_passes_convs_it_cannot_analyse() {
+    // C2f exported with .chunk(): runtime-computed Slice bounds
+    let f = fixtures().join("realworld/c2f_chunk_op17.onnx");
+    let j = json(&align_p(&["check".as_ref(), f.as_os_str(), "--json".as_ref()]));
+    let pinned = j["pinned"].as_array().unwrap();
+    assert!(pinned.iter().any(|p| p["pinned"].to_string().contains("shape unknown")), "{pinned:?}");
+    let s = align_p(&["check".as_ref(), f.as_os_str(), "--strict".as_ref()]);
+    assert_eq!(s.status.code(), Some(1));
+}

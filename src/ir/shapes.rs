@@ -69,6 +69,12 @@ pub fn infer(m: &Model, overrides: &HashMap<String, Vec<i64>>) -> HashMap<Outlet
         .as_ref()
         .map(|g| g.input.iter().filter_map(|vi| Some((vi.name().to_string(), super::value_info_shape(vi)?))).collect())
         .unwrap_or_default();
+    let declared: HashMap<&str, Shape> = m
+        .value_info
+        .iter()
+        .chain(m.outputs.iter().map(|(_, vi)| vi))
+        .filter_map(|vi| Some((vi.name(), super::value_info_shape(vi).filter(|s| s.iter().all(|d| d.is_some()))?)))
+        .collect();
     for n in m.toposort() {
         match &m.g[n].kind {
             super::NodeKind::Input(name) => {
@@ -85,8 +91,11 @@ pub fn infer(m: &Model, overrides: &HashMap<String, Vec<i64>>) -> HashMap<Outlet
             }
             super::NodeKind::Op(_) => {
                 for (slot, sh) in op_shapes(m, n, &s).into_iter().enumerate() {
-                    if let Some(sh) = sh {
-                        s.insert(Outlet { node: n, slot }, sh);
+                    let o = Outlet { node: n, slot };
+                    // What the op's semantics cannot give (unknown ops), the
+                    // model's own value_info may record.
+                    if let Some(sh) = sh.or_else(|| declared.get(m.tensor_name(o)).cloned()) {
+                        s.insert(o, sh);
                     }
                 }
             }

@@ -88,10 +88,19 @@ OPT_LEVELS = [
 # --------------------------------------------------------------------------- helpers
 
 
+# Models tract cannot run (opset-9 Upsample has no tract translation): align's
+# own verification is skipped and onnxruntime is the only judge here.
+NO_TRACT = {"realworld/opset9_resize.onnx"}
+# Models onnxruntime cannot run (a custom-domain op): not cross-checked here;
+# tests/realworld.rs covers them.
+NO_ORT = {"realworld/unknown_op.onnx"}
+
+
 def default_models() -> list[Path]:
     models = sorted(FIXTURES.glob("*.onnx"))
     models.append(FIXTURES / "dynamo_op18" / "model.onnx")
     models += sorted((FIXTURES / "third_party").glob("*.onnx"))
+    models += sorted(p for p in (FIXTURES / "realworld").glob("*.onnx") if display_name(p) not in NO_ORT)
     return models
 
 
@@ -300,7 +309,8 @@ def check_model(align: str, model_path: Path, multiple: int) -> Result:
         aligned = Path(tmp) / "aligned.onnx"
 
         # 1. align
-        p = run_align(align, [str(model_path), "-o", str(aligned), "--json", "-q", "--multiple", str(multiple)])
+        extra = ["--no-verify"] if display_name(model_path) in NO_TRACT else []
+        p = run_align(align, [str(model_path), "-o", str(aligned), "--json", "-q", "--multiple", str(multiple), *extra])
         detail = f"exit {p.returncode}"
         if p.returncode == 0:
             try:
@@ -360,10 +370,16 @@ def check_model(align: str, model_path: Path, multiple: int) -> Result:
                 ok, rows = compare(names, ref, got)
                 detail = fmt_rows(rows)
                 if label != OPT_LEVELS[0][0] and OPT_LEVELS[0][0] in refs:
-                    # Context only: how much onnxruntime's own graph optimizations
-                    # move the ORIGINAL model's outputs, judged by the same tolerance.
+                    # How much onnxruntime's own graph optimizations move the
+                    # ORIGINAL model's outputs. Its fusions differ between the
+                    # two graphs, so at this level a difference no larger than
+                    # twice that self-noise is the runtime's, not align's. The
+                    # strict comparison is the opt=off one above.
                     _, noise = compare(names, refs[OPT_LEVELS[0][0]][1], ref)
                     detail += " | ort self-noise, original opt=off vs this level: " + fmt_rows(noise)
+                    if not ok:
+                        ok = all(r["problem"] is None and r["max_abs"] <= 2 * n["max_abs"] for r, n in zip(rows, noise))
+                        detail += " | within 2x self-noise" if ok else ""
                 res.add(f"ort {label} orig==aligned", ok, detail)
             except Exception as e:  # noqa: BLE001
                 res.add(f"ort {label} orig==aligned", False, f"{type(e).__name__}: {str(e)[:300]}")
