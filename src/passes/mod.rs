@@ -5,6 +5,8 @@
 pub mod deconv;
 pub mod fold_bn;
 pub mod pad;
+#[cfg(test)]
+mod proptests;
 
 use crate::error::{Error, Result};
 use crate::ir::Model;
