@@ -89,6 +89,22 @@ pub struct Dim {
     pub pins: BTreeSet<String>,
 }
 
+/// Who reads a tensor that needs its exact channel layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reader {
+    /// Input `slot` of an op.
+    Input(NodeId, usize),
+    /// Graph output number `i`.
+    Output(usize),
+}
+
+/// Doc string of the Slice nodes `--slice-pinned` inserts. The analysis
+/// treats such a Slice as a view of its single-part input (padding sits at
+/// the end of the part, so physical and logical offsets agree) instead of
+/// cutting the input's space.
+pub const RESTORE_SLICE_DOC: &str =
+    "align: restores the exact channels of a padded tensor for a consumer that needs them";
+
 /// The result of the channel analysis of a model.
 #[derive(Debug, Clone)]
 pub struct Analysis {
@@ -100,6 +116,14 @@ pub struct Analysis {
     atoms: Vec<Atom>,
     layouts: HashMap<Outlet, Vec<AtomId>>,
     flats: HashMap<Outlet, Flat>,
+    slice_pinned: bool,
+    candidates: Vec<(Outlet, Reader, String)>,
+    reader_list: Vec<(Outlet, Reader)>,
+    /// Conv outputs padded although a reader needs their exact channels
+    /// (`--slice-pinned`), with the reason; a Slice restores them.
+    pub sliced: Vec<(Outlet, String)>,
+    /// Every reader of a sliced tensor that needs the Slice.
+    pub sliced_readers: Vec<(Outlet, Reader)>,
 }
 
 /// Activations (and friends) that map each channel to itself and keep
@@ -158,6 +182,11 @@ impl Analysis {
             atoms: vec![],
             layouts: HashMap::new(),
             flats: HashMap::new(),
+            slice_pinned: opts.slice_pinned,
+            candidates: vec![],
+            reader_list: vec![],
+            sliced: vec![],
+            sliced_readers: vec![],
         };
         for n in m.toposort() {
             match &m.g[n].kind {
@@ -169,11 +198,39 @@ impl Analysis {
                 crate::ir::NodeKind::Op(_) => a.op(m, n)?,
             }
         }
-        for (o, vi) in &m.outputs {
+        for (i, (o, vi)) in m.outputs.iter().enumerate() {
             let why = format!("graph output '{}'", vi.name());
-            a.pin_outlet(*o, &why);
+            a.pin_or_slice(m, *o, Reader::Output(i), &why);
         }
+        // A candidate whose space is pinned anyway, or cut into several
+        // parts, cannot be restored by one Slice: it is pinned after all.
+        for (o, _, why) in std::mem::take(&mut a.candidates) {
+            let l = a.layouts[&o].clone();
+            let leaves = a.leaves(&l);
+            if leaves.len() == 1 && a.atoms[a.find(leaves[0])].pins.is_empty() {
+                a.sliced.push((o, why));
+            } else {
+                a.pin(&l, &why);
+            }
+        }
+        let sliced: Vec<Outlet> = a.sliced.iter().map(|(o, _)| *o).collect();
+        a.sliced_readers = std::mem::take(&mut a.reader_list).into_iter().filter(|(o, _)| sliced.contains(o)).collect();
         Ok(a)
+    }
+
+    /// Pins the space of `o` because `reader` needs its exact layout — or,
+    /// with `slice_pinned`, records that a Slice may restore that layout for
+    /// this reader so the conv producing `o` can still be padded.
+    fn pin_or_slice(&mut self, m: &Model, o: Outlet, reader: Reader, why: &str) {
+        let conv_out = o.slot == 0
+            && matches!(m.op_type(o.node), "Conv" | "ConvTranspose")
+            && m.op(o.node).is_some_and(|p| p.domain().is_empty());
+        if self.slice_pinned && conv_out && self.layouts.contains_key(&o) {
+            self.candidates.push((o, reader, why.to_string()));
+            self.reader_list.push((o, reader));
+        } else {
+            self.pin_outlet(o, why);
+        }
     }
 
     // ---- atoms -------------------------------------------------------------
@@ -429,8 +486,10 @@ impl Analysis {
                 (true, true) => format!("{op} '{name}' (input shape unknown)"),
                 (true, false) => format!("{op} '{name}'"),
             };
-            for o in ins.iter().flatten() {
-                self.pin_outlet(*o, &why);
+            for (slot, o) in ins.iter().enumerate() {
+                if let Some(o) = o {
+                    self.pin_or_slice(m, *o, Reader::Input(n, slot), &why);
+                }
             }
             for slot in 0..p.output.len() {
                 let o = Outlet { node: n, slot };
@@ -646,6 +705,11 @@ impl Analysis {
             return false;
         };
         let out = Outlet { node: n, slot: 0 };
+        if m.op(n).is_some_and(|p| p.doc_string() == RESTORE_SLICE_DOC) && self.leaves(&l).len() == 1 {
+            let why = format!("Slice '{}' (restores exact channels)", m.label(n));
+            self.fresh(out, Some(why));
+            return true;
+        }
         let mut result = l.clone();
         for (ax, st, en, step) in params {
             if ax == 0 {

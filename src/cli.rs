@@ -54,6 +54,9 @@ struct CommonArgs {
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Also pad convs pinned by a graph output or Reshape, with a Slice in front of that reader (adds ops).
+    #[arg(long)]
+    slice_pinned: bool,
 }
 
 #[derive(Args, Debug)]
@@ -91,6 +94,9 @@ struct AlignArgs {
     /// Print one JSON object on stdout.
     #[arg(long)]
     json: bool,
+    /// Also pad convs pinned by a graph output or Reshape, with a Slice in front of that reader (adds ops).
+    #[arg(long)]
+    slice_pinned: bool,
     /// No summary on stderr.
     #[arg(short, long)]
     quiet: bool,
@@ -160,7 +166,8 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
 fn report_of(c: &CommonArgs) -> Result<(Model, report::Report), Failure> {
     let shapes = parse_shapes(&c.input_shape).map_err(|e| fail(&c.model, e))?;
     let m = load(&c.model)?;
-    let opts = Options { multiple: c.multiple as usize, input_shapes: shapes, deconv: true };
+    let opts =
+        Options { multiple: c.multiple as usize, input_shapes: shapes, deconv: true, slice_pinned: c.slice_pinned };
     let r = report::build(&m, &opts).map_err(|e| fail(&c.model, e))?;
     Ok((m, r))
 }
@@ -227,6 +234,7 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
         multiple: a.multiple as usize,
         input_shapes: shapes.clone(),
         deconv: pass_list.contains(&Pass::Deconv),
+        slice_pinned: a.slice_pinned,
     };
     let before = report::build(&m, &opts).map_err(bad)?;
     let t = Instant::now();

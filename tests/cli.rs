@@ -288,3 +288,37 @@ fn check_never_passes_convs_it_cannot_analyse() {
     let s = align_p(&["check".as_ref(), f.as_os_str(), "--strict".as_ref()]);
     assert_eq!(s.status.code(), Some(1));
 }
+
+#[test]
+fn slice_pinned_pads_detect_convs_behind_a_restoring_slice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures().join("v3_csp_op13_bn.onnx");
+    let out = tmp.path().join("a.onnx");
+    let o = align_p(&[f.as_os_str(), "--slice-pinned".as_ref(), "--json".as_ref(), "-o".as_ref(), out.as_os_str()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j = json(&o);
+    assert_eq!(j["verification"]["passed"], true);
+    let (a, _) = onnx::load(&f).unwrap();
+    let (b, _) = onnx::load(&out).unwrap();
+    let (ga, gb) = (a.graph.unwrap(), b.graph.unwrap());
+    assert_eq!(ga.input, gb.input);
+    assert_eq!(ga.output, gb.output);
+    let restoring =
+        |g: &onnx::GraphProto| g.node.iter().filter(|n| n.doc_string() == align::analysis::RESTORE_SLICE_DOC).count();
+    assert_eq!(restoring(&ga), 0);
+    assert_eq!(restoring(&gb), 2, "one Slice per Detect conv");
+    // the aligned model's Detect convs are 256 wide and check passes
+    let r = json(&align_p(&["report".as_ref(), out.as_os_str(), "--json".as_ref()]));
+    let detect: Vec<_> =
+        r["layers"].as_array().unwrap().iter().filter(|l| l["node"].as_str().unwrap().starts_with("/detect")).collect();
+    assert_eq!(detect.len(), 2);
+    for l in detect {
+        assert_eq!(l["out_channels"], 256, "{l}");
+    }
+    assert_eq!(align_p(&["check".as_ref(), out.as_os_str()]).status.code(), Some(0));
+    // without the option the same convs stay at 255
+    let plain = tmp.path().join("p.onnx");
+    assert!(align_p(&[f.as_os_str(), "-q".as_ref(), "-o".as_ref(), plain.as_os_str()]).status.success());
+    let r = json(&align_p(&["report".as_ref(), plain.as_os_str(), "--json".as_ref()]));
+    assert!(r["layers"].as_array().unwrap().iter().any(|l| l["out_channels"] == 255));
+}

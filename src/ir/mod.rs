@@ -466,6 +466,16 @@ impl Model {
         self.set_input(n, slot, o);
     }
 
+    /// Adds an operator node (its inputs are wired with [`Model::set_input`]),
+    /// sorted just after `anchor` on export.
+    pub fn add_op(&mut self, node: NodeProto, anchor: NodeId) -> NodeId {
+        for o in &node.output {
+            self.names.insert(o.clone());
+        }
+        let order = self.g[anchor].order + 1;
+        self.g.add_node(Node { kind: NodeKind::Op(node), order })
+    }
+
     /// Removes a node and its edges.
     pub fn remove(&mut self, n: NodeId) {
         self.g.remove_node(n);

@@ -69,11 +69,14 @@ pub struct Options {
     pub input_shapes: HashMap<String, Vec<i64>>,
     /// Whether ConvTranspose dims may be padded (the deconv pass runs).
     pub deconv: bool,
+    /// Pad convs pinned by a graph output or an op that needs exact
+    /// channels, and insert a Slice restoring them for that reader.
+    pub slice_pinned: bool,
 }
 
 impl Default for Options {
     fn default() -> Options {
-        Options { multiple: 8, input_shapes: HashMap::new(), deconv: true }
+        Options { multiple: 8, input_shapes: HashMap::new(), deconv: true, slice_pinned: false }
     }
 }
 

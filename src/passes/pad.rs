@@ -36,6 +36,7 @@ pub fn run(m: &mut Model, opts: &Options) -> Result<(usize, Vec<String>)> {
     for n in m.ops() {
         rewrite_node(m, &a, n).map_err(|e| e.in_node(&m.label(n)))?;
     }
+    notes.extend(insert_slices(m, &a)?);
     // Record new channel counts of activations.
     let mut padded = 0;
     for n in m.ops() {
@@ -252,6 +253,69 @@ fn rewrite_node(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
     }
     let _ = op_name(&p);
     Ok(())
+}
+
+/// `--slice-pinned`: a Slice after each padded conv whose exact channels a
+/// reader (graph output, Reshape…) needs; that reader reads the Slice. A
+/// graph output keeps its name: the Slice produces it, the conv's padded
+/// tensor gets a new one.
+fn insert_slices(m: &mut Model, a: &Analysis) -> Result<Vec<String>> {
+    use crate::analysis::{Reader, RESTORE_SLICE_DOC};
+    let mut notes = vec![];
+    let mut by_outlet: std::collections::BTreeMap<Outlet, Vec<Reader>> = Default::default();
+    for (o, r) in &a.sliced_readers {
+        by_outlet.entry(*o).or_default().push(*r);
+    }
+    for (o, readers) in by_outlet {
+        let Some(cm) = a.channel_map(o).filter(|c| !c.is_identity()) else { continue };
+        let c = cm.map.len() as i64;
+        let name = m.tensor_name(o).to_string();
+        let is_output = readers.iter().any(|r| matches!(r, Reader::Output(_)));
+        let out_name = if is_output {
+            let padded = m.unique_name(&format!("{name}_padded"));
+            m.op_mut(o.node).expect("sliced tensors come from convs").output[o.slot] = padded;
+            name.clone()
+        } else {
+            m.unique_name(&format!("{name}_exact"))
+        };
+        let node_name = m.unique_name(&format!("{}_restore", m.label(o.node)));
+        let mut node = crate::onnx::NodeProto {
+            name: Some(node_name),
+            op_type: Some("Slice".into()),
+            doc_string: Some(RESTORE_SLICE_DOC.into()),
+            output: vec![out_name],
+            input: vec![String::new()],
+            ..Default::default()
+        };
+        if m.opset() < 10 {
+            for (k, v) in [("starts", 0), ("ends", c), ("axes", 1)] {
+                node.attribute.push(crate::onnx::AttributeProto {
+                    name: Some(k.into()),
+                    ints: vec![v],
+                    r#type: Some(crate::onnx::attribute_proto::AttributeType::Ints as i32),
+                    ..Default::default()
+                });
+            }
+        }
+        let id = m.add_op(node, o.node);
+        m.set_input(id, 0, o);
+        if m.opset() >= 10 {
+            for (slot, (k, v)) in [("starts", 0), ("ends", c), ("axes", 1)].into_iter().enumerate() {
+                let t = tensor::from_f64(&format!("{name}_{k}"), 7, &[1], &[v as f64])?;
+                let k = m.add_const(t);
+                m.set_input(id, slot + 1, k);
+            }
+        }
+        let restored = Outlet { node: id, slot: 0 };
+        for r in readers {
+            match r {
+                Reader::Input(n, slot) => m.set_input(n, slot, restored),
+                Reader::Output(i) => m.outputs[i].0 = restored,
+            }
+        }
+        notes.push(format!("{name}: {} → {} with a Slice restoring {c} channels", c, cm.len));
+    }
+    Ok(notes)
 }
 
 fn set_split(m: &mut Model, n: NodeId, sizes: Vec<i64>) -> Result<()> {

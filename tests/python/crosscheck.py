@@ -301,7 +301,7 @@ class Result:
         return bool(self.checks) and all(s != "FAIL" for _, s, _ in self.checks)
 
 
-def check_model(align: str, model_path: Path, multiple: int) -> Result:
+def check_model(align: str, model_path: Path, multiple: int, align_args=()) -> Result:
     name = display_name(model_path)
     res = Result(name)
     t0 = time.monotonic()
@@ -310,7 +310,7 @@ def check_model(align: str, model_path: Path, multiple: int) -> Result:
 
         # 1. align
         extra = ["--no-verify"] if display_name(model_path) in NO_TRACT else []
-        p = run_align(align, [str(model_path), "-o", str(aligned), "--json", "-q", "--multiple", str(multiple), *extra])
+        p = run_align(align, [str(model_path), "-o", str(aligned), "--json", "-q", "--multiple", str(multiple), *extra, *align_args])
         detail = f"exit {p.returncode}"
         if p.returncode == 0:
             try:
@@ -470,6 +470,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--align", required=True, help="path to the align binary")
     ap.add_argument("--multiple", type=int, default=8)
+    ap.add_argument("--align-arg", action="append", default=[], help="extra argument for align (repeatable), e.g. --slice-pinned")
     ap.add_argument("models", nargs="*", type=Path, help="default: every fixture")
     args = ap.parse_args(argv)
 
@@ -488,7 +489,7 @@ def main(argv=None) -> int:
             results.append(r)
             continue
         try:
-            results.append(check_model(align, m, args.multiple))
+            results.append(check_model(align, m, args.multiple, args.align_arg))
         except Exception as e:  # noqa: BLE001 - one broken model must not hide the others
             r = Result(display_name(m))
             r.add("crosscheck ran", False, f"{type(e).__name__}: {e}")
