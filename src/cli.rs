@@ -30,7 +30,13 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Per-layer channels, params and MACs; what is pinned and why.
-    Report(CommonArgs),
+    Report {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Also draw the channel widths before and after alignment as an SVG file.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+    },
     /// CI gate: exit 1 when a free channel dim is not a multiple.
     Check {
         #[command(flatten)]
@@ -140,8 +146,13 @@ fn load(path: &Path) -> Result<Model, Failure> {
 /// Runs the parsed command line; Ok(exit code).
 pub fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.cmd {
-        Some(Cmd::Report(c)) => {
+        Some(Cmd::Report { common: c, svg }) => {
             let (_, r) = report_of(&c)?;
+            if let Some(path) = svg {
+                let title = c.model.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+                align::onnx::write_file_atomic(&path, align::svg::render(&r, &title).as_bytes())
+                    .map_err(|e| fail(&c.model, e))?;
+            }
             if c.json {
                 println!("{}", serde_json::to_string_pretty(&r).expect("report serialises"));
             } else {
@@ -206,6 +217,37 @@ struct Summary {
     millis: HashMap<&'static str, f64>,
 }
 
+/// A spinner on stderr naming the running stage and its elapsed time, shown
+/// only when stderr is a terminal (indicatif hides itself otherwise) and
+/// neither `--quiet` nor `--json` is given.
+struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    fn new(enabled: bool) -> Progress {
+        use std::io::IsTerminal;
+        if !enabled || !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let pb = indicatif::ProgressBar::new_spinner();
+        pb.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"));
+        pb.enable_steady_tick(std::time::Duration::from_millis(120));
+        Progress(Some(pb))
+    }
+    fn stage(&self, msg: &str) {
+        if let Some(pb) = &self.0 {
+            pb.set_message(msg.to_string());
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(pb) = &self.0 {
+            pb.finish_and_clear();
+        }
+    }
+}
+
 fn align(a: AlignArgs) -> Result<u8, Failure> {
     let input = a.model.clone().expect("clap requires MODEL");
     let bad = |e: Error| fail(&input, e);
@@ -226,6 +268,8 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
         return Err(bad(Error::model(format!("output '{}' is a directory", output.display()))));
     }
     let mut ms = HashMap::new();
+    let progress = Progress::new(!a.quiet && !a.json);
+    progress.stage(&format!("loading {}", input.display()));
     let t = Instant::now();
     let (original, _) = align::onnx::load(&input).map_err(bad)?;
     let mut m = Model::import(original.clone()).map_err(bad)?;
@@ -238,6 +282,7 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
     };
     let before = report::build(&m, &opts).map_err(bad)?;
     let t = Instant::now();
+    progress.stage("folding and padding");
     let pass_reports = passes::run(&mut m, &pass_list, &opts).map_err(bad)?;
     let rewritten = m.export();
     ms.insert("passes", t.elapsed().as_secs_f64() * 1e3);
@@ -245,6 +290,7 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
     let verification = if a.no_verify {
         None
     } else {
+        progress.stage(&format!("verifying with tract ({} trials)", a.trials));
         let t = Instant::now();
         let v = verify::verify(
             &original,
@@ -260,6 +306,7 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
     };
     let passed = verification.as_ref().is_none_or(|v| v.passed);
     if passed {
+        progress.stage(&format!("writing {}", output.display()));
         let t = Instant::now();
         align::onnx::save(&rewritten, &output, align::onnx::PROTOBUF_LIMIT).map_err(bad)?;
         ms.insert("save", t.elapsed().as_secs_f64() * 1e3);
@@ -279,6 +326,7 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
         verification,
         millis: ms,
     };
+    drop(progress);
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary).expect("summary serialises"));
     } else if !a.quiet {

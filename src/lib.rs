@@ -11,6 +11,7 @@ pub mod ir;
 pub mod onnx;
 pub mod passes;
 pub mod report;
+pub mod svg;
 pub mod tensor;
 #[cfg(test)]
 pub(crate) mod testutil;

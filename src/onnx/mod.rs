@@ -227,6 +227,19 @@ pub fn save(model: &ModelProto, path: &Path, inline_limit: usize) -> Result<()> 
     })
 }
 
+/// Writes `bytes` to `path` atomically (temporary file in the same folder,
+/// flushed, renamed); on failure nothing is left behind.
+pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(Error::model(format!("output folder '{}' does not exist", dir.display())));
+    }
+    write_atomic(dir, path, bytes)
+}
+
 fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     let fail =
         |what: &str, e: &dyn std::fmt::Display| Error::model(format!("cannot write '{}': {what}: {e}", path.display()));
