@@ -27,7 +27,7 @@ pub fn render(r: &Report, title: &str) -> String {
     let col = |i: usize| label_w + i as f64 * (bar_w + 40.0);
     let width = col(2) + 20.0;
     let height = top + rows.len() as f64 * row_h + 30.0;
-    let scale = bar_w / max_c;
+    let scale = (bar_w - 80.0) / max_c; // room for the label after the longest bar
     let mut s = format!(
         r##"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif" font-size="12">
 <rect width="100%" height="100%" fill="#ffffff"/>

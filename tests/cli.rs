@@ -322,3 +322,25 @@ fn slice_pinned_pads_detect_convs_behind_a_restoring_slice() {
     let r = json(&align_p(&["report".as_ref(), plain.as_os_str(), "--json".as_ref()]));
     assert!(r["layers"].as_array().unwrap().iter().any(|l| l["out_channels"] == 255));
 }
+
+#[test]
+fn report_svg_draws_every_conv_and_marks_pinned() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures().join("realworld/yolov8_c2f_op17.onnx");
+    let svg = tmp.path().join("r.svg");
+    let o = align_p(&["report".as_ref(), f.as_os_str(), "--svg".as_ref(), svg.as_os_str()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = fs::read_to_string(&svg).unwrap();
+    assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
+    let j = json(&align_p(&["report".as_ref(), f.as_os_str(), "--json".as_ref()]));
+    let convs: Vec<_> = j["layers"].as_array().unwrap().iter().filter(|l| l["op"] == "Conv").collect();
+    for l in &convs {
+        assert!(s.contains(&format!("<title>{}</title>", l["node"].as_str().unwrap())), "{l}");
+    }
+    assert!(s.contains("#e8902a"), "pinned dims are drawn");
+    assert!(s.contains("pinned: Reshape"), "tooltips say why");
+    assert!(s.contains("11 → 16"), "padding is labelled");
+    // an unwritable target is an input error, and nothing is left behind
+    let o = align_p(&["report".as_ref(), f.as_os_str(), "--svg".as_ref(), tmp.path().join("no/r.svg").as_os_str()]);
+    assert_input_error(&o, "yolov8_c2f_op17.onnx", Some(tmp.path()), 1);
+}
