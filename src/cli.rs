@@ -108,6 +108,14 @@ struct AlignArgs {
     quiet: bool,
 }
 
+/// Writes to stdout; a closed pipe (`align report m.onnx | head`) is not an
+/// error worth a message.
+fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+}
+
 /// A failure with the exit code it maps to.
 pub struct Failure {
     /// 1 or 2.
@@ -154,9 +162,9 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                     .map_err(|e| fail(&c.model, e))?;
             }
             if c.json {
-                println!("{}", serde_json::to_string_pretty(&r).expect("report serialises"));
+                emit(&(serde_json::to_string_pretty(&r).expect("report serialises") + "\n"));
             } else {
-                print!("{}", r.text());
+                emit(&r.text());
             }
             Ok(0)
         }
@@ -164,9 +172,9 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             let (_, r) = report_of(&common)?;
             let c = report::check(&r, strict);
             if common.json {
-                println!("{}", serde_json::to_string_pretty(&c).expect("check serialises"));
+                emit(&(serde_json::to_string_pretty(&c).expect("check serialises") + "\n"));
             } else {
-                print!("{}", c.text());
+                emit(&c.text());
             }
             Ok(if c.ok { 0 } else { 1 })
         }
@@ -328,7 +336,7 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
     };
     drop(progress);
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&summary).expect("summary serialises"));
+        emit(&(serde_json::to_string_pretty(&summary).expect("summary serialises") + "\n"));
     } else if !a.quiet {
         eprint!("{}", summary_text(&summary));
     }
