@@ -224,3 +224,39 @@ fn paths_and_arguments() {
     assert_input_error(&o, "m.onnx", Some(tmp.path()), 1);
     assert!(stderr(&o).contains("unknown pass 'shrink'"));
 }
+
+#[test]
+fn symbolic_batch_needs_input_shape_to_verify() {
+    use onnx::tensor_shape_proto::dimension::Value;
+    let mut m = base_model();
+    let g = graph(&mut m);
+    for vi in g.input.iter_mut().chain(g.output.iter_mut()) {
+        if let Some(onnx::type_proto::Value::TensorType(tt)) = vi.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+            tt.shape.as_mut().unwrap().dim[0].value = Some(Value::DimParam("N".into()));
+        }
+    }
+    g.value_info.clear();
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("dyn.onnx");
+    fs::write(&f, m.encode_to_vec()).unwrap();
+    // report and check work on the symbolic model
+    let o = align_p(&["report".as_ref(), f.as_os_str(), "--json".as_ref()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(json(&o)["totals"]["free_unaligned"].as_u64().unwrap() > 0);
+    // align needs a concrete shape to verify
+    let o = align_p(&[f.as_os_str()]);
+    assert_input_error(&o, "dyn.onnx", Some(tmp.path()), 1);
+    assert!(stderr(&o).contains("--input-shape images=1x3x640x640"), "{}", stderr(&o));
+    let o = align_p(&[f.as_os_str(), "--input-shape".as_ref(), "images=1x3x64x64".as_ref(), "-q".as_ref()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (out, _) = onnx::load(&tmp.path().join("dyn.aligned.onnx")).unwrap();
+    assert_eq!(out.graph.unwrap().input, m.graph.unwrap().input, "the symbolic input stays symbolic");
+    let o = align_p(&[
+        f.as_os_str(),
+        "--input-shape".as_ref(),
+        "images=2x3".as_ref(),
+        "-o".as_ref(),
+        tmp.path().join("b.onnx").as_os_str(),
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}
