@@ -152,6 +152,20 @@ fn conv_cost(geo: &Geometry, cin: usize, cout: usize, g: usize) -> (u64, Option<
 
 /// Builds the report of `m`.
 pub fn build(m: &Model, opts: &Options) -> Result<Report> {
+    // Report what `pad` will see: shape arithmetic it folds into constants
+    // is folded here too (on a copy, only when there is any).
+    let folded;
+    let m = if crate::passes::shape_values::computed_params(m, &crate::ir::shapes::infer(m, &opts.input_shapes))
+        .is_empty()
+    {
+        m
+    } else {
+        let mut c = m.clone();
+        let shapes = crate::ir::shapes::infer(&c, &opts.input_shapes);
+        crate::passes::shape_values::fold(&mut c, &shapes)?;
+        folded = c;
+        &folded
+    };
     let a = Analysis::run(m, opts)?;
     let mut layers = vec![];
     let mut totals = Totals::default();

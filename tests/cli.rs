@@ -279,9 +279,39 @@ fn unknown_op_pins_only_the_spaces_it_touches() {
 }
 
 #[test]
-fn check_never_passes_convs_it_cannot_analyse() {
-    // C2f exported with .chunk(): runtime-computed Slice bounds
+fn chunk_shape_arithmetic_is_evaluated_and_the_halves_padded() {
+    // C2f exported with .chunk(): Shape → Gather → Add → Div → Mul → Slice
+    let tmp = tempfile::tempdir().unwrap();
     let f = fixtures().join("realworld/c2f_chunk_op17.onnx");
+    let before = json(&align_p(&["check".as_ref(), f.as_os_str(), "--json".as_ref()]));
+    assert!(before["offenders"].as_array().unwrap().len() >= 10, "{before}");
+    let out = tmp.path().join("a.onnx");
+    let j = json(&align_p(&[f.as_os_str(), "--json".as_ref(), "-o".as_ref(), out.as_os_str()]));
+    assert_eq!(j["verification"]["passed"], true);
+    assert_eq!(j["unaligned_free_dims_after"], 0);
+    let (m, _) = onnx::load(&out).unwrap();
+    assert!(m.graph.unwrap().node.iter().all(|n| n.op_type() != "Shape"), "shape arithmetic removed");
+    assert_eq!(align_p(&["check".as_ref(), out.as_os_str()]).status.code(), Some(0));
+}
+
+#[test]
+fn check_never_passes_convs_it_cannot_analyse() {
+    // the same model with its split point fed from outside: not evaluable
+    use prost::Message;
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut m, _) = onnx::load(&fixtures().join("realworld/c2f_chunk_op17.onnx")).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let mut vi = g.input[0].clone();
+    vi.name = Some("split_at".into());
+    if let Some(onnx::type_proto::Value::TensorType(tt)) = vi.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+        tt.elem_type = Some(7);
+        tt.shape.as_mut().unwrap().dim.truncate(1);
+    }
+    g.input.push(vi);
+    let slice = g.node.iter_mut().find(|n| n.name() == "/c2f/Slice").unwrap();
+    slice.input[2] = "split_at".into();
+    let f = tmp.path().join("dyn.onnx");
+    fs::write(&f, m.encode_to_vec()).unwrap();
     let j = json(&align_p(&["check".as_ref(), f.as_os_str(), "--json".as_ref()]));
     let pinned = j["pinned"].as_array().unwrap();
     assert!(pinned.iter().any(|p| p["pinned"].to_string().contains("shape unknown")), "{pinned:?}");

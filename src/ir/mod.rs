@@ -81,6 +81,27 @@ pub struct Model {
     next_order: u64,
 }
 
+/// Ops without side effects that [`Model::cleanup`] removes once nothing
+/// reads them: constant carriers and the shape arithmetic that
+/// `passes::shape_values` makes dead.
+const PURE: &[&str] = &[
+    "Constant",
+    "Identity",
+    "ConstantOfShape",
+    "Shape",
+    "Gather",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Mod",
+    "Unsqueeze",
+    "Squeeze",
+    "Concat",
+    "Cast",
+    "Slice",
+];
+
 /// A short name for an operator node: its name, else its first output.
 pub fn op_name(n: &NodeProto) -> String {
     match n.name() {
@@ -499,9 +520,7 @@ impl Model {
                 .filter(|&n| {
                     let pure = match &self.g[n].kind {
                         NodeKind::Const(t) => !listed.contains(t.name()),
-                        NodeKind::Op(p) => {
-                            matches!(p.op_type(), "Constant" | "Identity" | "ConstantOfShape") && p.domain().is_empty()
-                        }
+                        NodeKind::Op(p) => PURE.contains(&p.op_type()) && p.domain().is_empty(),
                         NodeKind::Input(_) => false,
                     };
                     pure && self.g.edges_directed(n, Outgoing).next().is_none()

@@ -31,8 +31,8 @@ use crate::tensor;
 
 /// Pads every free channel space. Returns (tensors padded, notes).
 pub fn run(m: &mut Model, opts: &Options) -> Result<(usize, Vec<String>)> {
+    let mut notes = super::shape_values::fold(m, &shapes::infer(m, &opts.input_shapes))?;
     let a = Analysis::run(m, opts)?;
-    let mut notes = vec![];
     for n in m.ops() {
         rewrite_node(m, &a, n).map_err(|e| e.in_node(&m.label(n)))?;
     }
