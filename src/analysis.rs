@@ -854,22 +854,6 @@ impl Analysis {
         }
         None
     }
-
-    /// Every channel space: (size, padded width, pin reasons), one entry per
-    /// class of leaves.
-    pub fn spaces(&self) -> Vec<(usize, usize, BTreeSet<String>)> {
-        let mut seen = BTreeSet::new();
-        let mut out = vec![];
-        let all: Vec<AtomId> =
-            self.layouts.values().chain(self.flats.values().map(|f| &f.layout)).flat_map(|l| self.leaves(l)).collect();
-        for leaf in all {
-            let r = self.find(leaf);
-            if seen.insert(r) {
-                out.push((self.atoms[leaf].size, self.leaf_width(leaf), self.atoms[r].pins.clone()));
-            }
-        }
-        out
-    }
 }
 
 /// Refuses weights align cannot do arithmetic on.

@@ -21,7 +21,7 @@ use petgraph::stable_graph::{EdgeIndex, NodeIndex, StableDiGraph};
 use petgraph::visit::{EdgeRef, IntoEdgeReferences};
 use petgraph::Direction::{Incoming, Outgoing};
 use std::borrow::Cow;
-use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 
 /// Index of a node in the graph.
 pub type NodeId = NodeIndex;
@@ -643,11 +643,6 @@ impl Model {
         }
     }
 
-    /// Fresh sort key just after `n`'s, for a node inserted behind it.
-    pub fn order_after(&mut self, n: NodeId) -> u64 {
-        self.g[n].order + 1
-    }
-
     /// The opset of the default domain.
     pub fn opset(&self) -> i64 {
         onnx::opset(&self.proto)
@@ -731,9 +726,4 @@ pub fn value_info_elem(vi: &ValueInfoProto) -> Option<i32> {
         crate::onnx::type_proto::Value::TensorType(tt) => tt.elem_type,
         _ => None,
     }
-}
-
-/// Names of the ops in a set, sorted, for messages.
-pub fn sorted(set: &BTreeSet<String>) -> String {
-    set.iter().cloned().collect::<Vec<_>>().join(", ")
 }

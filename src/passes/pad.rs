@@ -25,7 +25,7 @@ use super::Options;
 use crate::analysis::{neutral, Analysis, ChannelMap};
 use crate::error::{Error, Result};
 use crate::ir::shapes;
-use crate::ir::{op_name, Model, NodeId, Outlet};
+use crate::ir::{Model, NodeId, Outlet};
 use crate::onnx::{attr_i, set_attr_i, set_attr_ints};
 use crate::tensor;
 
@@ -251,7 +251,6 @@ fn rewrite_node(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
         }
         _ => {}
     }
-    let _ = op_name(&p);
     Ok(())
 }
 
@@ -352,7 +351,7 @@ fn set_split(m: &mut Model, n: NodeId, sizes: Vec<i64>) -> Result<()> {
 mod tests {
     use crate::onnx::ModelProto;
     use crate::tensor;
-    use crate::testutil::{align_and_verify, free_unaligned, int_attr, ints_attr, Builder};
+    use crate::testutil::{align_and_verify, free_unaligned, int_attr, Builder};
 
     fn init_dims(m: &ModelProto, name_prefix: &str) -> Vec<Vec<i64>> {
         m.graph
@@ -483,7 +482,6 @@ mod tests {
         b.output(&c2, &[1, 4, 8, 8]);
         let out = check(&b, 8);
         assert_eq!(init_dims(&out, "w")[0], vec![32, 3, 1, 1]);
-        let _ = ints_attr;
     }
 
     #[test]
