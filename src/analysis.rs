@@ -500,19 +500,28 @@ impl Analysis {
         Ok(())
     }
 
-    fn conv(&mut self, m: &Model, n: NodeId, name: &str) -> Result<bool> {
-        let p = m.op(n).unwrap();
+    /// The input layout and constant weight of a Conv / ConvTranspose that
+    /// the analysis can follow (constant weight and bias, known input layout).
+    fn conv_parts(&self, m: &Model, n: NodeId, name: &str) -> Result<Option<(Vec<AtomId>, crate::onnx::TensorProto)>> {
         let (Some(x), Some(w)) = (m.input(n, 0), m.input_const(n, 1)) else {
-            return Ok(false);
+            return Ok(None);
         };
         if m.input(n, 2).is_some() && m.input_const(n, 2).is_none() {
-            return Ok(false);
+            return Ok(None);
         }
         let Some(lin) = self.layouts.get(&x).cloned() else {
+            return Ok(None);
+        };
+        float_weight(&w, name)?;
+        Ok(Some((lin, w.into_owned())))
+    }
+
+    fn conv(&mut self, m: &Model, n: NodeId, name: &str) -> Result<bool> {
+        let p = m.op(n).unwrap();
+        let Some((lin, w)) = self.conv_parts(m, n, name)? else {
             return Ok(false);
         };
         let g = attr_i(p, "group", 1).max(1) as usize;
-        float_weight(&w, name)?;
         let wd = tensor::dims(&w);
         if wd.len() < 3 {
             return Err(Error::at(name, format!("Conv weight has rank {}, expected at least 3", wd.len())));
@@ -545,16 +554,9 @@ impl Analysis {
 
     fn conv_transpose(&mut self, m: &Model, n: NodeId, name: &str) -> Result<bool> {
         let p = m.op(n).unwrap();
-        let (Some(x), Some(w)) = (m.input(n, 0), m.input_const(n, 1)) else {
+        let Some((lin, w)) = self.conv_parts(m, n, name)? else {
             return Ok(false);
         };
-        if m.input(n, 2).is_some() && m.input_const(n, 2).is_none() {
-            return Ok(false);
-        }
-        let Some(lin) = self.layouts.get(&x).cloned() else {
-            return Ok(false);
-        };
-        float_weight(&w, name)?;
         let wd = tensor::dims(&w);
         let cin = self.size(&lin);
         if wd.len() < 3 || wd[0] != cin {

@@ -47,10 +47,9 @@ enum Cmd {
     },
 }
 
+/// Options every command takes.
 #[derive(Args, Debug, Clone)]
-struct CommonArgs {
-    /// The ONNX model.
-    model: PathBuf,
+struct Shared {
     /// Channel multiple to align to.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
     multiple: u32,
@@ -65,6 +64,14 @@ struct CommonArgs {
     slice_pinned: bool,
 }
 
+#[derive(Args, Debug, Clone)]
+struct CommonArgs {
+    /// The ONNX model.
+    model: PathBuf,
+    #[command(flatten)]
+    shared: Shared,
+}
+
 #[derive(Args, Debug)]
 struct AlignArgs {
     /// The ONNX model to align.
@@ -73,9 +80,6 @@ struct AlignArgs {
     /// Output path (default: <stem>.aligned.onnx beside the input).
     #[arg(short, long)]
     output: Option<PathBuf>,
-    /// Channel multiple to align to.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    multiple: u32,
     /// Passes to run: a comma-separated subset of fold-bn,deconv,pad, or none.
     #[arg(long, default_value = "fold-bn,deconv,pad")]
     passes: String,
@@ -94,15 +98,8 @@ struct AlignArgs {
     /// Seed of the random inputs.
     #[arg(long, default_value_t = 0x5EED)]
     seed: u64,
-    /// Shape of a graph input with symbolic dims, e.g. images=1x3x640x640 (repeatable).
-    #[arg(long = "input-shape", value_name = "NAME=DIMS")]
-    input_shape: Vec<String>,
-    /// Print one JSON object on stdout.
-    #[arg(long)]
-    json: bool,
-    /// Also pad convs pinned by a graph output or Reshape, with a Slice in front of that reader (adds ops).
-    #[arg(long)]
-    slice_pinned: bool,
+    #[command(flatten)]
+    shared: Shared,
     /// No summary on stderr.
     #[arg(short, long)]
     quiet: bool,
@@ -161,7 +158,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
                 align::onnx::write_file_atomic(&path, align::svg::render(&r, &title).as_bytes())
                     .map_err(|e| fail(&c.model, e))?;
             }
-            if c.json {
+            if c.shared.json {
                 emit(&(serde_json::to_string_pretty(&r).expect("report serialises") + "\n"));
             } else {
                 emit(&r.text());
@@ -171,7 +168,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
         Some(Cmd::Check { common, strict }) => {
             let (_, r) = report_of(&common)?;
             let c = report::check(&r, strict);
-            if common.json {
+            if common.shared.json {
                 emit(&(serde_json::to_string_pretty(&c).expect("check serialises") + "\n"));
             } else {
                 emit(&c.text());
@@ -183,10 +180,14 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
 }
 
 fn report_of(c: &CommonArgs) -> Result<(Model, report::Report), Failure> {
-    let shapes = parse_shapes(&c.input_shape).map_err(|e| fail(&c.model, e))?;
+    let shapes = parse_shapes(&c.shared.input_shape).map_err(|e| fail(&c.model, e))?;
     let m = load(&c.model)?;
-    let opts =
-        Options { multiple: c.multiple as usize, input_shapes: shapes, deconv: true, slice_pinned: c.slice_pinned };
+    let opts = Options {
+        multiple: c.shared.multiple as usize,
+        input_shapes: shapes,
+        deconv: true,
+        slice_pinned: c.shared.slice_pinned,
+    };
     let r = report::build(&m, &opts).map_err(|e| fail(&c.model, e))?;
     Ok((m, r))
 }
@@ -259,7 +260,7 @@ impl Drop for Progress {
 fn align(a: AlignArgs) -> Result<u8, Failure> {
     let input = a.model.clone().expect("clap requires MODEL");
     let bad = |e: Error| fail(&input, e);
-    let shapes = parse_shapes(&a.input_shape).map_err(bad)?;
+    let shapes = parse_shapes(&a.shared.input_shape).map_err(bad)?;
     let pass_list = Pass::parse_list(&a.passes).map_err(bad)?;
     let output = a.output.clone().unwrap_or_else(|| default_output(&input));
     if same_file(&input, &output) {
@@ -276,17 +277,17 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
         return Err(bad(Error::model(format!("output '{}' is a directory", output.display()))));
     }
     let mut ms = HashMap::new();
-    let progress = Progress::new(!a.quiet && !a.json);
+    let progress = Progress::new(!a.quiet && !a.shared.json);
     progress.stage(&format!("loading {}", input.display()));
     let t = Instant::now();
     let (original, _) = align::onnx::load(&input).map_err(bad)?;
     let mut m = Model::import(original.clone()).map_err(bad)?;
     ms.insert("load", t.elapsed().as_secs_f64() * 1e3);
     let opts = Options {
-        multiple: a.multiple as usize,
+        multiple: a.shared.multiple as usize,
         input_shapes: shapes.clone(),
         deconv: pass_list.contains(&Pass::Deconv),
-        slice_pinned: a.slice_pinned,
+        slice_pinned: a.shared.slice_pinned,
     };
     let before = report::build(&m, &opts).map_err(bad)?;
     let t = Instant::now();
@@ -335,7 +336,7 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
         millis: ms,
     };
     drop(progress);
-    if a.json {
+    if a.shared.json {
         emit(&(serde_json::to_string_pretty(&summary).expect("summary serialises") + "\n"));
     } else if !a.quiet {
         eprint!("{}", summary_text(&summary));
