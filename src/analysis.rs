@@ -249,10 +249,12 @@ impl Analysis {
     }
 
     fn leaves(&self, layout: &[AtomId]) -> Vec<AtomId> {
+        // iterative: a space cut many times must not overflow the stack
         let mut out = vec![];
-        for &a in layout {
+        let mut stack: Vec<AtomId> = layout.iter().rev().copied().collect();
+        while let Some(a) = stack.pop() {
             match &self.atoms[a].children {
-                Some(c) => out.extend(self.leaves(&c.clone())),
+                Some(c) => stack.extend(c.iter().rev()),
                 None => out.push(a),
             }
         }
@@ -400,6 +402,9 @@ impl Analysis {
         let op = p.op_type();
         let known_domain = p.domain().is_empty() || p.domain() == "ai.onnx";
         let out0 = Outlet { node: n, slot: 0 };
+        if m.is_const(out0) {
+            return Ok(()); // a constant operand, not an activation
+        }
         let ins: Vec<Option<Outlet>> = (0..m.n_inputs(n)).map(|i| m.input(n, i)).collect();
         let lay = |a: &Analysis, i: usize| ins.get(i).copied().flatten().and_then(|o| a.layouts.get(&o).cloned());
         if op == "BatchNormalization" && attr_i(p, "training_mode", 0) == 1 {
@@ -413,7 +418,8 @@ impl Analysis {
                 "Conv" => self.conv(m, n, &name)?,
                 "ConvTranspose" => self.conv_transpose(m, n, &name)?,
                 "BatchNormalization" => {
-                    let consts = (1..5).all(|i| m.input_const(n, i).is_some_and(|t| t.dims.len() == 1));
+                    let consts =
+                        (1..5).all(|i| m.input(n, i).and_then(|o| m.const_dims(o)).is_some_and(|d| d.len() == 1));
                     match (consts && p.output.len() == 1, lay(self, 0)) {
                         (true, Some(l)) => {
                             self.layouts.insert(out0, l);
@@ -424,7 +430,8 @@ impl Analysis {
                 }
                 _ if CHANNELWISE.contains(&op) => {
                     let extra_ok = (1..ins.len()).all(|i| {
-                        ins[i].is_none() || m.input_const(n, i).is_some_and(|t| tensor::numel(&t).unwrap_or(2) <= 1)
+                        ins[i].is_none()
+                            || ins[i].and_then(|o| m.const_dims(o)).is_some_and(|d| d.iter().product::<i64>() <= 1)
                     });
                     let outputs_ok = p.output.iter().skip(1).all(|o| o.is_empty())
                         || m.consumers(Outlet { node: n, slot: 1 }).is_empty();
@@ -466,7 +473,7 @@ impl Analysis {
                     let ok = pads.is_some_and(|v| {
                         rank >= 3 && v.len() == 2 * rank && v[0] == 0 && v[1] == 0 && v[rank] == 0 && v[rank + 1] == 0
                     }) && (m.opset() < 18 || m.input(n, 3).is_none())
-                        && (2..ins.len()).all(|i| ins[i].is_none() || m.input_const(n, i).is_some());
+                        && (2..ins.len()).all(|i| ins[i].is_none_or(|o| m.is_const(o)));
                     match (ok, lay(self, 0)) {
                         (true, Some(l)) => {
                             self.layouts.insert(out0, l);
@@ -480,7 +487,7 @@ impl Analysis {
                 _ => false,
             };
         if !handled {
-            let blind = ins.iter().flatten().any(|o| !self.shapes.contains_key(o) && m.const_value(*o).is_none());
+            let blind = ins.iter().flatten().any(|o| !self.shapes.contains_key(o) && !m.is_const(*o));
             let why = match (known_domain, blind) {
                 (false, _) => format!("{}::{op} '{name}' (unknown op)", p.domain()),
                 (true, true) => format!("{op} '{name}' (input shape unknown)"),
@@ -506,7 +513,7 @@ impl Analysis {
         let (Some(x), Some(w)) = (m.input(n, 0), m.input_const(n, 1)) else {
             return Ok(None);
         };
-        if m.input(n, 2).is_some() && m.input_const(n, 2).is_none() {
+        if m.input(n, 2).is_some_and(|o| !m.is_const(o)) {
             return Ok(None);
         }
         let Some(lin) = self.layouts.get(&x).cloned() else {
@@ -610,7 +617,7 @@ impl Analysis {
                     return Ok(false);
                 }
                 joined.push(l);
-            } else if m.const_value(o).is_some() {
+            } else if m.is_const(o) {
                 if ch == Some(c as i64) && c != 1 && neutral(op, slot).is_none() {
                     return Ok(false);
                 }
@@ -670,7 +677,9 @@ impl Analysis {
         let Some(l) = self.layouts.get(&x).cloned() else {
             return false;
         };
-        let rank = self.shapes[&x].len();
+        let Some(rank) = self.shapes.get(&x).map(|s| s.len()) else {
+            return false;
+        };
         let Some(ax) = shapes::axis(attr_i(p, "axis", 0), rank) else {
             return false;
         };
@@ -702,7 +711,9 @@ impl Analysis {
         let Some(l) = self.layouts.get(&x).cloned() else {
             return false;
         };
-        let rank = self.shapes[&x].len();
+        let Some(rank) = self.shapes.get(&x).map(|s| s.len()) else {
+            return false;
+        };
         let Some(params) = shapes::slice_params(m, n, rank) else {
             return false;
         };
@@ -742,7 +753,9 @@ impl Analysis {
         let Some(l) = self.layouts.get(&x).cloned() else {
             return false;
         };
-        let sh = &self.shapes[&x];
+        let Some(sh) = self.shapes.get(&x) else {
+            return false;
+        };
         let out = Outlet { node: n, slot: 0 };
         let Some(osh) = self.shapes.get(&out) else {
             return false;
@@ -758,8 +771,10 @@ impl Analysis {
             && consumers.iter().all(|&(c, slot)| {
                 slot == 0
                     && match m.op_type(c) {
-                        "Gemm" => attr_i(m.op(c).unwrap(), "transA", 0) == 0 && m.input_const(c, 1).is_some(),
-                        "MatMul" => m.input_const(c, 1).is_some_and(|t| t.dims.len() == 2),
+                        "Gemm" => {
+                            attr_i(m.op(c).unwrap(), "transA", 0) == 0 && m.input(c, 1).is_some_and(|o| m.is_const(o))
+                        }
+                        "MatMul" => m.input(c, 1).and_then(|o| m.const_dims(o)).is_some_and(|d| d.len() == 2),
                         _ => false,
                     }
             });

@@ -6,7 +6,7 @@ use crate::error::Result;
 use crate::ir::{Model, Outlet};
 use crate::onnx::{attr_i, attr_ints};
 use crate::passes::Options;
-use crate::tensor;
+
 use serde::Serialize;
 use std::collections::BTreeSet;
 
@@ -201,10 +201,10 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
         };
         match op {
             "Conv" | "ConvTranspose" => {
-                let Some(w) = m.input_const(n, 1) else {
+                let Some(wd) = m.input(n, 1).and_then(|o| m.const_dims(o)) else {
                     continue;
                 };
-                let wd = tensor::dims(&w);
+                let wd: Vec<usize> = wd.iter().map(|&d| d.max(0) as usize).collect();
                 if wd.len() < 3 {
                     continue;
                 }
@@ -233,10 +233,10 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
                 (row.params_aligned, row.macs_aligned) = conv_cost(&geo, pin, pout, pg);
             }
             "Gemm" | "MatMul" => {
-                let Some(w) = m.input_const(n, 1) else {
+                let Some(wd) = m.input(n, 1).and_then(|o| m.const_dims(o)) else {
                     continue;
                 };
-                let wd = tensor::dims(&w);
+                let wd: Vec<usize> = wd.iter().map(|&d| d.max(0) as usize).collect();
                 if wd.len() != 2 {
                     continue;
                 }

@@ -102,6 +102,13 @@ const PURE: &[&str] = &[
     "Slice",
 ];
 
+/// How deep constant folding follows a chain (Identity of Identity…).
+const MAX_CONST_DEPTH: usize = 64;
+
+/// Largest operand the derived folds (Unsqueeze, Squeeze, Cast, Reshape,
+/// Concat) materialise: they exist for shape vectors.
+const MAX_DERIVED_CONST: i64 = 1 << 16;
+
 /// A short name for an operator node: its name, else its first output.
 pub fn op_name(n: &NodeProto) -> String {
     match n.name() {
@@ -287,14 +294,17 @@ impl Model {
     /// most once and within the node's input list; outputs referenced exist;
     /// tensor names unique; constants' data matches their dims.
     pub fn check(&self) -> Result<()> {
-        if let Some(cyc) =
-            petgraph::algo::tarjan_scc(&self.g).into_iter().find(|c| c.len() > 1 || self.g.contains_edge(c[0], c[0]))
-        {
-            let mut names: Vec<String> = cyc.iter().map(|&n| self.label(n)).collect();
-            names.sort();
+        // Kahn's algorithm is iterative (deep graphs must not overflow the
+        // stack): whatever it cannot order lies on or behind a cycle.
+        let order = self.toposort();
+        if order.len() != self.g.node_count() {
+            let done: HashSet<NodeId> = order.into_iter().collect();
+            let mut stuck: Vec<NodeId> = self.g.node_indices().filter(|n| !done.contains(n)).collect();
+            stuck.sort_by_key(|&n| self.g[n].order);
+            let names: Vec<String> = stuck.iter().take(5).map(|&n| self.label(n)).collect();
             return Err(Error::at(
                 names[0].clone(),
-                format!("the graph has a cycle through {} node(s): {}", names.len(), names.join(", ")),
+                format!("the graph has a cycle: {} node(s) can never run, e.g. {}", stuck.len(), names.join(", ")),
             ));
         }
         let mut seen = HashSet::new();
@@ -541,15 +551,59 @@ impl Model {
     /// initializer, a Constant node, Identity of a constant, or
     /// ConstantOfShape of a constant shape.
     pub fn const_value(&self, o: Outlet) -> Option<Cow<'_, TensorProto>> {
+        self.const_at(o, 0)
+    }
+
+    /// The dims of the constant at `o`, without materialising a
+    /// ConstantOfShape (cheap: use it when only existence or dims matter).
+    pub fn const_dims(&self, o: Outlet) -> Option<Vec<i64>> {
+        self.const_dims_at(o, 0)
+    }
+
+    /// True when the tensor at `o` is a constant.
+    pub fn is_const(&self, o: Outlet) -> bool {
+        self.const_dims(o).is_some()
+    }
+
+    fn const_dims_at(&self, o: Outlet, depth: usize) -> Option<Vec<i64>> {
+        if depth > MAX_CONST_DEPTH {
+            return None;
+        }
+        match &self.g[o.node].kind {
+            NodeKind::Op(p) if p.op_type() == "ConstantOfShape" && p.domain().is_empty() => {
+                let shape = crate::tensor::to_i64(&*self.const_at(self.input(o.node, 0)?, depth + 1)?).ok()?;
+                shape.iter().all(|&d| d >= 0).then_some(shape)
+            }
+            NodeKind::Op(p) if p.op_type() == "Identity" && p.domain().is_empty() => {
+                self.const_dims_at(self.input(o.node, 0)?, depth + 1)
+            }
+            _ => self.const_at(o, depth).map(|t| t.dims.clone()),
+        }
+    }
+
+    fn const_at(&self, o: Outlet, depth: usize) -> Option<Cow<'_, TensorProto>> {
+        if depth > MAX_CONST_DEPTH {
+            return None;
+        }
+        // Folds of derived ops (Unsqueeze, Concat…) are for small shape
+        // vectors; a large operand is not worth materialising here.
+        let small = |i: usize| -> Option<Cow<'_, TensorProto>> {
+            let x = self.input(o.node, i)?;
+            let n = self.const_dims_at(x, depth + 1)?.iter().try_fold(1i64, |a, &d| a.checked_mul(d))?;
+            if n > MAX_DERIVED_CONST {
+                return None;
+            }
+            self.const_at(x, depth + 1)
+        };
         match &self.g[o.node].kind {
             NodeKind::Const(t) => Some(Cow::Borrowed(t)),
             NodeKind::Input(_) => None,
             NodeKind::Op(p) if !p.domain().is_empty() && p.domain() != "ai.onnx" => None,
             NodeKind::Op(p) => match p.op_type() {
                 "Constant" => constant_attr(p).map(Cow::Owned),
-                "Identity" => self.const_value(self.input(o.node, 0)?),
+                "Identity" => self.const_at(self.input(o.node, 0)?, depth + 1),
                 "ConstantOfShape" => {
-                    let shape = crate::tensor::to_i64(&*self.const_value(self.input(o.node, 0)?)?).ok()?;
+                    let shape = crate::tensor::to_i64(&*small(0)?).ok()?;
                     let value = onnx::attr(p, "value").and_then(|a| a.t.clone());
                     let (dt, v) = match value {
                         Some(t) => (t.data_type(), *crate::tensor::to_f64(&t).ok()?.first()?),
@@ -563,7 +617,7 @@ impl Model {
                     crate::tensor::from_f64(o_name(p), dt, &dims, &vec![v; n]).ok().map(Cow::Owned)
                 }
                 "Unsqueeze" | "Squeeze" | "Cast" | "Reshape" => {
-                    let t = self.const_value(self.input(o.node, 0)?)?;
+                    let t = small(0)?;
                     let v = crate::tensor::to_f64(&t).ok()?;
                     let dt = if p.op_type() == "Cast" { onnx::attr_i(p, "to", 1) as i32 } else { t.data_type() };
                     let mut dims = crate::tensor::dims(&t);
@@ -616,7 +670,7 @@ impl Model {
                     let mut v = vec![];
                     let mut dt = 7;
                     for i in 0..self.n_inputs(o.node) {
-                        let t = self.input_const(o.node, i)?;
+                        let t = small(i)?;
                         if t.dims.len() != 1 {
                             return None;
                         }

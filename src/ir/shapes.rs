@@ -211,7 +211,14 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
     }
     let inp = |i: usize| m.input(n, i).and_then(|o| s.get(&o));
     let op = p.op_type();
-    if SAME_SHAPE.contains(&op) && !(op == "Cast" && m.const_value(Outlet { node: n, slot: 0 }).is_some()) {
+    if let Some(d) = m.const_dims(Outlet { node: n, slot: 0 }) {
+        let mut v = vec![None; nout];
+        if nout > 0 {
+            v[0] = Some(d.iter().map(|&d| Some(d)).collect());
+        }
+        return v;
+    }
+    if SAME_SHAPE.contains(&op) {
         return one(inp(0).cloned());
     }
     if BROADCAST.contains(&op) {
@@ -220,9 +227,6 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
     }
     let r = (|| -> Option<Vec<Option<Shape>>> {
         Some(match op {
-            "Constant" | "ConstantOfShape" => {
-                one(Some(m.const_value(Outlet { node: n, slot: 0 })?.dims.iter().map(|&d| Some(d)).collect()))
-            }
             "Conv" => {
                 let x = inp(0)?;
                 let w = inp(1)?;
@@ -423,9 +427,6 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                 one(Some(out))
             }
             "Shape" => one(Some(vec![Some(inp(0)?.len() as i64)])),
-            "Unsqueeze" | "Squeeze" | "Cast" if m.const_value(Outlet { node: n, slot: 0 }).is_some() => {
-                one(Some(m.const_value(Outlet { node: n, slot: 0 })?.dims.iter().map(|&d| Some(d)).collect()))
-            }
             _ => return None,
         })
     })();

@@ -85,9 +85,15 @@ fn foldable_conv(m: &Model, o: Outlet, reader: NodeId) -> Option<usize> {
         return None;
     }
     let g = attr_i(p, "group", 1).max(1) as usize;
+    let wd = tensor::dims(&w);
+    // degenerate shapes (a zero dim, a group that does not divide the
+    // channels) are left alone: folding needs whole per-channel slices
+    if wd.contains(&0) {
+        return None;
+    }
     match p.op_type() {
-        "Conv" => Some(w.dims[0] as usize),
-        "ConvTranspose" => Some(w.dims[1] as usize * g),
+        "Conv" => Some(wd[0]),
+        "ConvTranspose" if wd[0].is_multiple_of(g) && g <= wd[0] => Some(wd[1] * g),
         _ => None,
     }
 }
