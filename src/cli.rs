@@ -280,8 +280,10 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
     let progress = Progress::new(!a.quiet && !a.shared.json);
     progress.stage(&format!("loading {}", input.display()));
     let t = Instant::now();
-    let (original, _) = align::onnx::load(&input).map_err(bad)?;
-    let mut m = Model::import(original.clone()).map_err(bad)?;
+    let (proto, _) = align::onnx::load(&input).map_err(bad)?;
+    // the original is kept (one copy of the weights) only to verify against
+    let original = (!a.no_verify).then(|| proto.clone());
+    let mut m = Model::import(proto).map_err(bad)?;
     ms.insert("load", t.elapsed().as_secs_f64() * 1e3);
     let opts = Options {
         multiple: a.shared.multiple as usize,
@@ -293,16 +295,14 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
     let t = Instant::now();
     progress.stage("folding and padding");
     let pass_reports = passes::run(&mut m, &pass_list, &opts).map_err(bad)?;
-    let rewritten = m.export();
+    let after = report::build(&m, &opts).map_err(bad)?;
+    let rewritten = m.into_export();
     ms.insert("passes", t.elapsed().as_secs_f64() * 1e3);
-    let after = report::build(&Model::import(rewritten.clone()).map_err(bad)?, &opts).map_err(bad)?;
-    let verification = if a.no_verify {
-        None
-    } else {
+    let verification = if let Some(original) = &original {
         progress.stage(&format!("verifying with tract ({} trials)", a.trials));
         let t = Instant::now();
         let v = verify::verify(
-            &original,
+            original,
             &rewritten,
             &shapes,
             Tolerance { atol: a.atol, rtol: a.rtol },
@@ -312,6 +312,8 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
         .map_err(bad)?;
         ms.insert("verify", t.elapsed().as_secs_f64() * 1e3);
         Some(v)
+    } else {
+        None
     };
     let passed = verification.as_ref().is_none_or(|v| v.passed);
     if passed {

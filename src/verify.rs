@@ -173,8 +173,13 @@ pub fn verify(
     }
     let specs = input_specs(original, overrides)?;
     let t0 = std::time::Instant::now();
-    let a = load(original, &specs, "original")?;
-    let b = load(rewritten, &specs, "rewritten")?;
+    // the two models load, optimise and run on two threads
+    let (a, b) = std::thread::scope(|s| {
+        let b = s.spawn(|| load(rewritten, &specs, "rewritten"));
+        let a = load(original, &specs, "original");
+        (a, b.join().expect("tract load thread"))
+    });
+    let (a, b) = (a?, b?);
     let load_millis = t0.elapsed().as_secs_f64() * 1e3;
     let names: Vec<String> = original.graph.as_ref().unwrap().output.iter().map(|o| o.name().to_string()).collect();
     let mut outs: Vec<OutputDiff> = names
@@ -186,12 +191,13 @@ pub fn verify(
     for _ in 0..trials {
         let inputs: TVec<TValue> =
             specs.iter().map(|(_, s, e)| random_input(s, *e, &mut rng).map(|t| t.into())).collect::<Result<_>>()?;
-        let ra = a
-            .run(inputs.clone())
-            .map_err(|e| Error::model(format!("tract failed running the original model: {}", one_line(&e))))?;
-        let rb = b
-            .run(inputs)
-            .map_err(|e| Error::verify(format!("tract failed running the rewritten model: {}", one_line(&e))))?;
+        let (ra, rb) = std::thread::scope(|s| {
+            let rb = s.spawn(|| b.run(inputs.clone()));
+            (a.run(inputs.clone()), rb.join().expect("tract run thread"))
+        });
+        let ra = ra.map_err(|e| Error::model(format!("tract failed running the original model: {}", one_line(&e))))?;
+        let rb =
+            rb.map_err(|e| Error::verify(format!("tract failed running the rewritten model: {}", one_line(&e))))?;
         if ra.len() != rb.len() || ra.len() != outs.len() {
             return Err(Error::verify(format!("the models have {} and {} outputs", ra.len(), rb.len())));
         }

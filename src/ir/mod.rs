@@ -267,6 +267,27 @@ impl Model {
         proto
     }
 
+    /// [`Model::export`] without copying the weights: the initializers are
+    /// moved into the result.
+    pub fn into_export(mut self) -> ModelProto {
+        let mut moved = HashMap::new();
+        for n in self.g.node_indices().collect::<Vec<_>>() {
+            if let NodeKind::Const(t) = &mut self.g[n].kind {
+                let stub = TensorProto { name: t.name.clone(), dims: t.dims.clone(), ..Default::default() };
+                moved.insert(t.name().to_string(), std::mem::replace(t, stub));
+            }
+        }
+        let mut proto = self.export();
+        if let Some(g) = proto.graph.as_mut() {
+            for t in &mut g.initializer {
+                if let Some(full) = moved.remove(t.name()) {
+                    *t = full;
+                }
+            }
+        }
+        proto
+    }
+
     /// Node ids in a topological order that keeps the original order where
     /// the edges allow it (Kahn's algorithm, smallest `order` first).
     pub fn toposort(&self) -> Vec<NodeId> {
