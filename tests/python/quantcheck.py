@@ -46,8 +46,9 @@ both alike: per-channel DequantizeLinear needs `axis`), and checks:
    "fold-bn-only vs original" is what align's own BN folding changes in the
    quantized model, "aligned vs fold-bn-only" what the padding changes.
 
-Run on the generated fixtures only (fixtures/*.onnx and
-fixtures/dynamo_op18/model.onnx); the third-party "light" models have
+Run on the generated fixtures (fixtures/*.onnx, fixtures/dynamo_op18/model.onnx)
+and the real-world ones (fixtures/realworld/, less the two that tract or
+onnxruntime cannot run); the third-party "light" models have
 ConstantOfShape weights that the quantizer cannot see.
 
 How CI calls it
@@ -105,8 +106,13 @@ OPT_LEVELS = [
 # --------------------------------------------------------------------------- helpers
 
 
+# realworld models onnxruntime (or tract) cannot run are left out here
+SKIP = {"opset9_resize.onnx", "unknown_op.onnx"}
+
+
 def default_models() -> list[Path]:
-    return sorted(FIXTURES.glob("*.onnx")) + [FIXTURES / "dynamo_op18" / "model.onnx"]
+    models = sorted(FIXTURES.glob("*.onnx")) + [FIXTURES / "dynamo_op18" / "model.onnx"]
+    return models + sorted(p for p in (FIXTURES / "realworld").glob("*.onnx") if p.name not in SKIP)
 
 
 def display_name(path: Path) -> str:
