@@ -207,16 +207,12 @@ pub fn from_f64(name: &str, data_type: i32, dims: &[usize], values: &[f64]) -> R
 /// string and metadata.
 pub fn rewrite(t: &TensorProto, dims: &[usize], values: &[f64]) -> Result<TensorProto, Error> {
     let fresh = from_f64(t.name(), t.data_type(), dims, values)?;
+    // metadata only: the old data is not copied just to be dropped
     Ok(TensorProto {
-        dims: fresh.dims,
-        raw_data: fresh.raw_data,
-        float_data: vec![],
-        int32_data: vec![],
-        int64_data: vec![],
-        double_data: vec![],
-        uint64_data: vec![],
-        string_data: vec![],
-        ..t.clone()
+        segment: t.segment,
+        doc_string: t.doc_string.clone(),
+        metadata_props: t.metadata_props.clone(),
+        ..fresh
     })
 }
 

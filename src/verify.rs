@@ -154,7 +154,12 @@ fn random_input(shape: &[usize], elem: i32, rng: &mut Rng) -> Result<Tensor> {
     }
 }
 
+/// An output's values as f64, converted element by element (f32 outputs,
+/// the common case, without an intermediate cast tensor).
 fn to_f64(t: &Tensor) -> Result<Vec<f64>> {
+    if let Ok(v) = t.to_plain_array_view::<f32>() {
+        return Ok(v.iter().map(|&x| x as f64).collect());
+    }
     let c = t.cast_to::<f64>().map_err(|e| Error::model(e.to_string()))?;
     Ok(c.to_plain_array_view::<f64>().map_err(|e| Error::model(e.to_string()))?.iter().copied().collect())
 }
