@@ -4,29 +4,18 @@
 
 mod util;
 
-use align::onnx::{self, ModelProto};
+use align::onnx::ModelProto;
 use prost::Message;
 use std::time::{Duration, Instant};
-
-fn pipeline(bytes: &[u8]) {
-    let dir = tempfile::tempdir().unwrap();
-    let Ok((proto, _)) = onnx::decode(bytes, dir.path()) else { return };
-    let Ok(mut m) = align::ir::Model::import(proto) else { return };
-    let opts = align::passes::Options::default();
-    let _ = align::report::build(&m, &opts);
-    if align::passes::run(&mut m, &align::passes::Pass::all(), &opts).is_ok() {
-        let out = m.export();
-        let back = ModelProto::decode(&out.encode_to_vec()[..]).expect("own output decodes");
-        let m2 = align::ir::Model::import(back).expect("own output imports");
-        let _ = align::report::build(&m2, &opts);
-    }
-}
 
 /// Runs the pipeline in a thread with a big enough stack to tell real
 /// recursion bugs from test-harness limits, and a time limit.
 fn run_bounded(name: &str, bytes: Vec<u8>, limit: Duration) {
     let t = Instant::now();
-    let h = std::thread::Builder::new().stack_size(8 << 20).spawn(move || pipeline(&bytes)).unwrap();
+    let h = std::thread::Builder::new()
+        .stack_size(8 << 20)
+        .spawn(move || util::pipeline(&bytes, tempfile::tempdir().unwrap().path()))
+        .unwrap();
     let r = h.join();
     assert!(r.is_ok(), "{name}: panicked");
     assert!(t.elapsed() < limit, "{name}: took {:?}", t.elapsed());

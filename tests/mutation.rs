@@ -21,20 +21,6 @@ impl Rng {
     }
 }
 
-/// Everything align does to a model except running tract.
-fn pipeline(bytes: &[u8], dir: &std::path::Path) {
-    let Ok((proto, _)) = onnx::decode(bytes, dir) else { return };
-    let Ok(mut m) = align::ir::Model::import(proto) else { return };
-    let opts = align::passes::Options::default();
-    let _ = align::report::build(&m, &opts);
-    if align::passes::run(&mut m, &align::passes::Pass::all(), &opts).is_ok() {
-        let out = m.export();
-        let re = ModelProto::decode(&out.encode_to_vec()[..]).expect("own output decodes");
-        let m2 = align::ir::Model::import(re).expect("own output imports");
-        let _ = align::report::build(&m2, &opts);
-    }
-}
-
 fn semantic(m: &mut ModelProto, r: &mut Rng) {
     let g = m.graph.as_mut().unwrap();
     match r.below(6) {
@@ -113,7 +99,7 @@ fn mutated_models_never_panic() {
                     m.encode_to_vec()
                 }
             };
-            let res = catch_unwind(AssertUnwindSafe(|| pipeline(&bytes, dir.path())));
+            let res = catch_unwind(AssertUnwindSafe(|| util::pipeline(&bytes, dir.path())));
             if res.is_err() {
                 let keep = std::env::temp_dir().join(format!("align-mutation-{i}.onnx"));
                 std::fs::write(&keep, &bytes).unwrap();

@@ -80,3 +80,20 @@ pub fn assert_input_error(o: &Output, file: &str, dir: Option<&Path>, before: us
         assert_eq!(std::fs::read_dir(d).unwrap().count(), before, "files were left behind in {}", d.display());
     }
 }
+
+/// Everything align does to a model except running tract: decode (external
+/// data relative to `dir`), report, every pass, export, and the same again on
+/// its own output. Errors are fine; a panic is the bug these tests look for.
+pub fn pipeline(bytes: &[u8], dir: &Path) {
+    use prost::Message;
+    let Ok((proto, _)) = align::onnx::decode(bytes, dir) else { return };
+    let Ok(mut m) = align::ir::Model::import(proto) else { return };
+    let opts = align::passes::Options::default();
+    let _ = align::report::build(&m, &opts);
+    if align::passes::run(&mut m, &align::passes::Pass::all(), &opts).is_ok() {
+        let out = m.export();
+        let back = align::onnx::ModelProto::decode(&out.encode_to_vec()[..]).expect("own output decodes");
+        let m2 = align::ir::Model::import(back).expect("own output imports");
+        let _ = align::report::build(&m2, &opts);
+    }
+}
