@@ -374,3 +374,23 @@ fn report_svg_draws_every_conv_and_marks_pinned() {
     let o = align_p(&["report".as_ref(), f.as_os_str(), "--svg".as_ref(), tmp.path().join("no/r.svg").as_os_str()]);
     assert_input_error(&o, "yolov8_c2f_op17.onnx", Some(tmp.path()), 1);
 }
+
+#[test]
+fn large_models_are_saved_with_external_data_and_load_back() {
+    // the 2 GiB protobuf limit, lowered so a fixture crosses it
+    let tmp = tempfile::tempdir().unwrap();
+    let (m, _) = onnx::load(&fixtures().join("v4_c3_deconv_bn_op13.onnx")).unwrap();
+    let out = tmp.path().join("big.onnx");
+    onnx::save(&m, &out, 100_000).unwrap();
+    let data = tmp.path().join("big.onnx.data");
+    assert!(data.is_file(), "external data written beside the model");
+    assert!(fs::metadata(&out).unwrap().len() < 100_000);
+    let (back, external) = onnx::load(&out).unwrap();
+    assert!(external);
+    assert!(back == m, "the model loads back equal");
+    let names: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 2, "no temporary files: {names:?}");
+    // and the CLI aligns it like any model
+    let o = align_p(&[out.as_os_str(), "-q".as_ref(), "-o".as_ref(), tmp.path().join("a.onnx").as_os_str()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
