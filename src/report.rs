@@ -141,11 +141,13 @@ struct Geometry {
 fn conv_cost(geo: &Geometry, cin: usize, cout: usize, g: usize) -> (u64, Option<u64>) {
     let g = g.max(1) as u64;
     let (cin, cout) = (cin as u64, cout as u64);
-    let params = cout * (cin / g) * geo.kernel + if geo.bias { cout } else { 0 };
+    // saturating / checked: a corrupt model must not overflow the report
+    let per = cout.saturating_mul(cin / g).saturating_mul(geo.kernel);
+    let params = per.saturating_add(if geo.bias { cout } else { 0 });
     let macs = if geo.op_transpose {
-        mul(geo.in_spatial, cin * (cout / g) * geo.kernel)
+        mul(geo.in_spatial, cin.saturating_mul(cout / g).saturating_mul(geo.kernel))
     } else {
-        mul(geo.out_spatial, cout * (cin / g) * geo.kernel)
+        mul(geo.out_spatial, per)
     };
     (params, macs)
 }
@@ -210,7 +212,9 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
                 }
                 let g = attr_i(p, "group", 1).max(1) as usize;
                 let (cin, cout) = if op == "Conv" { (wd[1] * g, wd[0]) } else { (wd[0], wd[1] * g) };
-                let k: u64 = wd[2..].iter().map(|&d| d as u64).product();
+                let Some(k) = wd[2..].iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64)) else {
+                    continue;
+                };
                 row.kernel = wd[2..].iter().map(|&d| d as i64).collect();
                 row.stride = attr_ints(p, "strides");
                 if row.stride.is_empty() {
@@ -247,11 +251,11 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
                 let rows: Option<u64> =
                     x.and_then(|x| a.shapes.get(&x)).and_then(|s| s.first().copied().flatten()).map(|v| v as u64);
                 let bias = if m.input(n, 2).is_some() { nout as u64 } else { 0 };
-                row.params = (k * nout) as u64 + bias;
-                row.macs = mul(rows, (k * nout) as u64);
+                row.params = (k as u64).saturating_mul(nout as u64).saturating_add(bias);
+                row.macs = mul(rows, (k as u64).saturating_mul(nout as u64));
                 let pk = x.and_then(|x| a.flat_map(x)).map_or(k, |f| f.len);
-                row.params_aligned = (pk * nout) as u64 + bias;
-                row.macs_aligned = mul(rows, (pk * nout) as u64);
+                row.params_aligned = (pk as u64).saturating_mul(nout as u64).saturating_add(bias);
+                row.macs_aligned = mul(rows, (pk as u64).saturating_mul(nout as u64));
                 row.out_dim = None;
             }
             "BatchNormalization" => {
@@ -284,10 +288,10 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
         if row.in_dim.is_none() && op != "BatchNormalization" {
             row.aligned &= row.in_channels.is_multiple_of(opts.multiple);
         }
-        totals.params += row.params;
-        totals.params_aligned += row.params_aligned;
-        totals.macs += row.macs.unwrap_or(0);
-        totals.macs_aligned += row.macs_aligned.unwrap_or(0);
+        totals.params = totals.params.saturating_add(row.params);
+        totals.params_aligned = totals.params_aligned.saturating_add(row.params_aligned);
+        totals.macs = totals.macs.saturating_add(row.macs.unwrap_or(0));
+        totals.macs_aligned = totals.macs_aligned.saturating_add(row.macs_aligned.unwrap_or(0));
         layers.push(row);
     }
     let mut pinned = vec![];

@@ -7,17 +7,28 @@ use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// The folder external data is resolved against: created once per process
-/// under the temp dir, holding only the synthetic 4 KiB file `w.bin` written
-/// here. A fuzzed model can never make align read a real file through it.
+/// The folder external data is resolved against: `$TMPDIR/align-fuzz-sandbox`,
+/// shared by every fuzz process (fork mode starts many), holding only the
+/// synthetic 4 KiB file `w.bin` written here. A fuzzed model can never make
+/// align read a real file through it.
 pub fn sandbox() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("align-fuzz-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = std::env::temp_dir().join("align-fuzz-sandbox");
         std::fs::create_dir_all(&dir).expect("create sandbox dir");
         let data: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 24) as u8).collect();
-        std::fs::write(dir.join("w.bin"), data).expect("write sandbox data");
+        for e in std::fs::read_dir(&dir).expect("read sandbox dir").flatten() {
+            if e.file_name() != "w.bin" {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let file = dir.join("w.bin");
+        if std::fs::read(&file).ok().as_deref() != Some(data.as_slice()) {
+            // write + rename, so a concurrent process never sees half a file
+            let tmp = dir.join(format!(".w.bin.{}", std::process::id()));
+            std::fs::write(&tmp, &data).expect("write sandbox data");
+            std::fs::rename(&tmp, &file).expect("rename sandbox data");
+        }
         dir
     })
 }

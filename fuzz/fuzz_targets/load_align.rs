@@ -6,9 +6,9 @@
 //! overflow, hang or huge allocation is a bug.
 //!
 //! External data: `decode` resolves external-data locations relative to the
-//! folder it is given. The target passes a private sandbox folder created at
-//! start-up under the system temp dir, holding a single synthetic file
-//! `w.bin` (4 KiB of a fixed byte pattern) that the target wrote itself, so a
+//! folder it is given. The target passes a sandbox folder under the system
+//! temp dir (`align-fuzz-sandbox`), holding a single synthetic file `w.bin`
+//! (4 KiB of a fixed byte pattern) that the target wrote itself, so a
 //! fuzzed model can exercise offset/length handling but never reads any real
 //! file: `..`, absolute paths and links out of the folder are refused by
 //! `resolve_location`, and nothing else is in there.

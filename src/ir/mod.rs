@@ -105,6 +105,10 @@ const PURE: &[&str] = &[
 /// How deep constant folding follows a chain (Identity of Identity…).
 const MAX_CONST_DEPTH: usize = 64;
 
+/// Largest constant align believes in (2^40 elements): dims beyond it are
+/// a corrupt model, not a tensor.
+const MAX_CONST_ELEMENTS: i64 = 1 << 40;
+
 /// Largest operand the derived folds (Unsqueeze, Squeeze, Cast, Reshape,
 /// Concat) materialise: they exist for shape vectors.
 const MAX_DERIVED_CONST: i64 = 1 << 16;
@@ -593,7 +597,9 @@ impl Model {
         match &self.g[o.node].kind {
             NodeKind::Op(p) if p.op_type() == "ConstantOfShape" && p.domain().is_empty() => {
                 let shape = crate::tensor::to_i64(&*self.const_at(self.input(o.node, 0)?, depth + 1)?).ok()?;
-                shape.iter().all(|&d| d >= 0).then_some(shape)
+                // a shape whose element count overflows describes no tensor
+                let n = shape.iter().try_fold(1i64, |a, &d| if d < 0 { None } else { a.checked_mul(d) })?;
+                (n <= MAX_CONST_ELEMENTS).then_some(shape)
             }
             NodeKind::Op(p) if p.op_type() == "Identity" && p.domain().is_empty() => {
                 self.const_dims_at(self.input(o.node, 0)?, depth + 1)
