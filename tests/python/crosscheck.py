@@ -57,6 +57,9 @@ import time
 from collections import deque
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import Result, print_table  # noqa: E402
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -283,24 +286,6 @@ def run_align(align: str, args, timeout=600):
 # --------------------------------------------------------------------------- per model
 
 
-class Result:
-    def __init__(self, model: str):
-        self.model = model
-        self.checks = []  # (check, status, detail); status in PASS / FAIL / SKIP
-        self.seconds = 0.0
-
-    def add(self, check, ok, detail=""):
-        self.checks.append((check, "PASS" if ok else "FAIL", detail))
-        return ok
-
-    def skip(self, check, detail):
-        self.checks.append((check, "SKIP", detail))
-
-    @property
-    def passed(self):
-        return bool(self.checks) and all(s != "FAIL" for _, s, _ in self.checks)
-
-
 def check_model(align: str, model_path: Path, multiple: int, align_args=()) -> Result:
     name = display_name(model_path)
     res = Result(name)
@@ -450,20 +435,6 @@ def check_model(align: str, model_path: Path, multiple: int, align_args=()) -> R
 
 
 # --------------------------------------------------------------------------- main
-
-
-def print_table(results):
-    w_model = max([len("model")] + [len(r.model) for r in results])
-    w_check = max([len("check")] + [len(c) for r in results for c, _, _ in r.checks])
-    header = f"{'model':<{w_model}}  {'check':<{w_check}}  result  detail"
-    print(header)
-    print("-" * len(header))
-    for r in results:
-        for check, status, detail in r.checks:
-            print(f"{r.model:<{w_model}}  {check:<{w_check}}  {status:<6}  {detail}")
-        verdict = "PASS" if r.passed else "FAIL"
-        print(f"{r.model:<{w_model}}  {'=> model':<{w_check}}  {verdict:<6}  {r.seconds:.1f} s")
-        print()
 
 
 def main(argv=None) -> int:

@@ -73,6 +73,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results import Result, print_table  # noqa: E402
+
 import numpy as np
 import onnx
 import onnx.version_converter
@@ -253,21 +256,6 @@ def scale_audit(qmodel_path: Path):
 # --------------------------------------------------------------------------- per model
 
 
-class Result:
-    def __init__(self, model: str):
-        self.model = model
-        self.checks = []  # (check, PASS/FAIL, detail)
-        self.seconds = 0.0
-
-    def add(self, check, ok, detail=""):
-        self.checks.append((check, "PASS" if ok else "FAIL", detail))
-        return ok
-
-    @property
-    def passed(self):
-        return bool(self.checks) and all(s == "PASS" for _, s, _ in self.checks)
-
-
 def check_model(align: str, model_path: Path, multiple: int) -> Result:
     res = Result(display_name(model_path))
     t0 = time.monotonic()
@@ -358,19 +346,6 @@ def check_model(align: str, model_path: Path, multiple: int) -> Result:
 
 
 # --------------------------------------------------------------------------- main
-
-
-def print_table(results):
-    w_model = max([len("model")] + [len(r.model) for r in results])
-    w_check = max([len("check")] + [len(c) for r in results for c, _, _ in r.checks])
-    header = f"{'model':<{w_model}}  {'check':<{w_check}}  result  detail"
-    print(header)
-    print("-" * len(header))
-    for r in results:
-        for check, status, detail in r.checks:
-            print(f"{r.model:<{w_model}}  {check:<{w_check}}  {status:<6}  {detail}")
-        print(f"{r.model:<{w_model}}  {'=> model':<{w_check}}  {'PASS' if r.passed else 'FAIL':<6}  {r.seconds:.1f} s")
-        print()
 
 
 def main(argv=None) -> int:
