@@ -58,7 +58,7 @@ from collections import deque
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results import Result, print_table  # noqa: E402
+from results import Result, run_all_models  # noqa: E402
 
 import numpy as np
 import onnx
@@ -451,26 +451,7 @@ def main(argv=None) -> int:
           f"onnxruntime={ort.__version__} numpy={np.__version__} trials={TRIALS} seed={SEED} "
           f"tol=|a-b|<={ATOL:g}+{RTOL:g}*|a|")
     print()
-    results = []
-    t0 = time.monotonic()
-    for m in models:
-        if not m.exists():
-            r = Result(display_name(m))
-            r.add("model exists", False, str(m))
-            results.append(r)
-            continue
-        try:
-            results.append(check_model(align, m, args.multiple, args.align_arg))
-        except Exception as e:  # noqa: BLE001 - one broken model must not hide the others
-            r = Result(display_name(m))
-            r.add("crosscheck ran", False, f"{type(e).__name__}: {e}")
-            results.append(r)
-    print_table(results)
-    passed = sum(r.passed for r in results)
-    failed = len(results) - passed
-    print(f"total time {time.monotonic() - t0:.1f} s")
-    print(f"crosscheck: {passed} passed, {failed} failed")
-    return 0 if failed == 0 else 1
+    return run_all_models("crosscheck", models, lambda m: check_model(align, m, args.multiple, args.align_arg), display_name)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@ quantcheck.py (each script imports it from its own folder)."""
 
 from __future__ import annotations
 
+import time
+
 
 class Result:
     """The checks run on one model: (check, PASS / FAIL / SKIP, detail)."""
@@ -36,3 +38,29 @@ def print_table(results):
         verdict = "PASS" if r.passed else "FAIL"
         print(f"{r.model:<{w_model}}  {'=> model':<{w_check}}  {verdict:<6}  {r.seconds:.1f} s")
         print()
+
+
+def run_all_models(tool: str, models, check, name) -> int:
+    """Runs `check(model)` on every model (a missing file or an exception
+    fails that model only), prints the table and the closing line
+    `TOOL: N passed, M failed` that CI reads; returns the exit code."""
+    results = []
+    t0 = time.monotonic()
+    for m in models:
+        if not m.exists():
+            r = Result(name(m))
+            r.add("model exists", False, str(m))
+            results.append(r)
+            continue
+        try:
+            results.append(check(m))
+        except Exception as e:  # noqa: BLE001 - one broken model must not hide the others
+            r = Result(name(m))
+            r.add(f"{tool} ran", False, f"{type(e).__name__}: {e}")
+            results.append(r)
+    print_table(results)
+    passed = sum(r.passed for r in results)
+    failed = len(results) - passed
+    print(f"total time {time.monotonic() - t0:.1f} s")
+    print(f"{tool}: {passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
