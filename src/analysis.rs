@@ -38,6 +38,9 @@ struct Atom {
     members: Vec<AtomId>,
     /// On class roots: why the class is pinned.
     pins: BTreeSet<String>,
+    /// On class roots: where the analysis could not follow the class (a gap
+    /// of the tool, kept at its width like a pin but never counted as one).
+    gaps: BTreeSet<String>,
 }
 
 /// How a flattened (rank-2) tensor's features map to channels.
@@ -83,10 +86,14 @@ pub struct Dim {
     pub parts: Vec<usize>,
     /// Some part is free and not a multiple.
     pub free_unaligned: bool,
-    /// Some part is pinned and not a multiple.
+    /// Some part is pinned (and analysed) and not a multiple.
     pub pinned_unaligned: bool,
+    /// Some part could not be analysed and is not a multiple.
+    pub unanalysed_unaligned: bool,
     /// Why parts of this dim are pinned.
     pub pins: BTreeSet<String>,
+    /// Where the analysis stopped for parts of this dim.
+    pub gaps: BTreeSet<String>,
 }
 
 /// Who reads a tensor that needs its exact channel layout.
@@ -153,6 +160,66 @@ const CHANNELWISE: &[&str] = &[
     "Abs",
 ];
 
+/// Known ops that need the exact channels of what they read or write when
+/// the analysis does not handle them as a channel-wise case: they pin (with
+/// their name as the reason). Any other op the analysis stops at is a gap.
+const CHANNEL_MIXING: &[&str] = &[
+    "Reshape",
+    "Flatten",
+    "Transpose",
+    "Softmax",
+    "LogSoftmax",
+    "Hardmax",
+    "GroupNormalization",
+    "LayerNormalization",
+    "LRN",
+    "DepthToSpace",
+    "SpaceToDepth",
+    "Squeeze",
+    "Unsqueeze",
+    "Gemm",
+    "MatMul",
+    "Einsum",
+    "ArgMax",
+    "ArgMin",
+    "TopK",
+    "Gather",
+    "GatherElements",
+    "Tile",
+    "Expand",
+    "CumSum",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Pow",
+    "Max",
+    "Min",
+    "Sum",
+    "PRelu",
+    "Concat",
+    "Split",
+    "Slice",
+    "ReduceMean",
+    "ReduceSum",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceProd",
+    "ReduceL1",
+    "ReduceL2",
+    "ReduceLogSumExp",
+    "ReduceSumSquare",
+    "NonMaxSuppression",
+];
+
+/// How an op the analysis stops at keeps the channels it touches.
+enum Stop {
+    /// A genuine reason: the op needs exact channels.
+    Pin(String),
+    /// The analysis could not follow: a gap of the tool.
+    Gap(String),
+}
+
 /// Element-wise binary ops that can carry padded channels, with the value
 /// padded channels of a per-channel constant operand get.
 pub fn neutral(op: &str, slot: usize) -> Option<f64> {
@@ -207,7 +274,7 @@ impl Analysis {
         for (o, _, why) in std::mem::take(&mut a.candidates) {
             let l = a.layouts[&o].clone();
             let leaves = a.leaves(&l);
-            if leaves.len() == 1 && a.atoms[a.find(leaves[0])].pins.is_empty() {
+            if leaves.len() == 1 && !a.fixed(leaves[0]) {
                 a.sliced.push((o, why));
             } else {
                 a.pin(&l, &why);
@@ -237,7 +304,14 @@ impl Analysis {
 
     fn new_atom(&mut self, size: usize) -> AtomId {
         let id = self.atoms.len();
-        self.atoms.push(Atom { size, children: None, parent: id, members: vec![id], pins: BTreeSet::new() });
+        self.atoms.push(Atom {
+            size,
+            children: None,
+            parent: id,
+            members: vec![id],
+            pins: BTreeSet::new(),
+            gaps: BTreeSet::new(),
+        });
         id
     }
 
@@ -270,6 +344,7 @@ impl Analysis {
         let root = self.find(leaf);
         let members = self.atoms[root].members.clone();
         let pins = self.atoms[root].pins.clone();
+        let gaps = self.atoms[root].gaps.clone();
         let mut firsts: Vec<AtomId> = vec![];
         for (mi, &mem) in members.iter().enumerate() {
             let kids: Vec<AtomId> = sizes.iter().map(|&s| self.new_atom(s)).collect();
@@ -277,6 +352,7 @@ impl Analysis {
                 firsts = kids.clone();
                 for &k in &kids {
                     self.atoms[k].pins = pins.clone();
+                    self.atoms[k].gaps = gaps.clone();
                 }
             } else {
                 for (i, &k) in kids.iter().enumerate() {
@@ -326,6 +402,8 @@ impl Analysis {
         self.atoms[big].members.extend(mem);
         let pins = std::mem::take(&mut self.atoms[small].pins);
         self.atoms[big].pins.extend(pins);
+        let gaps = std::mem::take(&mut self.atoms[small].gaps);
+        self.atoms[big].gaps.extend(gaps);
     }
 
     /// Joins two layouts of equal total size channel by channel.
@@ -363,6 +441,20 @@ impl Analysis {
             let r = self.find(l);
             self.atoms[r].pins.insert(why.to_string());
         }
+    }
+
+    /// Marks `layout` as a place the analysis could not follow.
+    fn gap(&mut self, layout: &[AtomId], why: &str) {
+        for l in self.leaves(layout) {
+            let r = self.find(l);
+            self.atoms[r].gaps.insert(why.to_string());
+        }
+    }
+
+    /// True when the class of `leaf` keeps its exact width.
+    fn fixed(&self, leaf: AtomId) -> bool {
+        let r = self.find(leaf);
+        !self.atoms[r].pins.is_empty() || !self.atoms[r].gaps.is_empty()
     }
 
     fn pin_outlet(&mut self, o: Outlet, why: &str) {
@@ -483,25 +575,48 @@ impl Analysis {
                     }
                 }
                 "Flatten" | "Reshape" => self.flatten(m, n),
+                "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2"
+                | "ReduceLogSumExp" | "ReduceSumSquare" => self.reduce(m, n),
+                "Shape" => self.shape_reader(m, n),
                 "Gemm" | "MatMul" => self.dense(m, n),
                 _ => false,
             };
         if !handled {
             let blind = ins.iter().flatten().any(|o| !self.shapes.contains_key(o) && !m.is_const(*o));
-            let why = match (known_domain, blind) {
-                (false, _) => format!("{}::{op} '{name}' (unknown op)", p.domain()),
-                (true, true) => format!("{op} '{name}' (input shape unknown)"),
-                (true, false) => format!("{op} '{name}'"),
+            // A known op that really needs exact channels pins; anything the
+            // analysis could not follow is a gap of the tool, never a pin.
+            let stop = if !known_domain {
+                Stop::Gap(format!("{}::{op} '{name}' (unknown op)", p.domain()))
+            } else if blind {
+                Stop::Gap(format!("{op} '{name}' (input shape unknown)"))
+            } else if CHANNEL_MIXING.contains(&op) {
+                Stop::Pin(format!("{op} '{name}'"))
+            } else {
+                Stop::Gap(format!("{op} '{name}' (op not analysed)"))
             };
             for (slot, o) in ins.iter().enumerate() {
-                if let Some(o) = o {
-                    self.pin_or_slice(m, *o, Reader::Input(n, slot), &why);
+                let Some(o) = *o else { continue };
+                match &stop {
+                    Stop::Pin(why) => self.pin_or_slice(m, o, Reader::Input(n, slot), why),
+                    Stop::Gap(why) => {
+                        if let Some(l) = self.layouts.get(&o).cloned() {
+                            self.gap(&l, why);
+                        }
+                        if let Some(f) = self.flats.get(&o).cloned() {
+                            self.gap(&f.layout, why);
+                        }
+                    }
                 }
             }
             for slot in 0..p.output.len() {
                 let o = Outlet { node: n, slot };
                 self.layouts.remove(&o);
-                self.fresh(o, Some(why.clone()));
+                if let Some(l) = self.fresh(o, None) {
+                    match &stop {
+                        Stop::Pin(why) => self.pin(&l, why),
+                        Stop::Gap(why) => self.gap(&l, why),
+                    }
+                }
             }
         }
         Ok(())
@@ -553,6 +668,24 @@ impl Analysis {
         } else if g == cin && wd[0] == cin && wd[1] == 1 {
             // Depthwise: output channel j reads input channel j only.
             self.layouts.insert(out, lin);
+        } else if wd[1] >= 2 && self.channels(out) == Some(wd[0]) {
+            // Grouped: group i reads input block i and writes output block i.
+            // Every block is padded on its own, and all blocks of a side are
+            // joined so they get the same physical width (`group` stays g).
+            let (cg, og) = (wd[1], wd[0] / g);
+            for i in 1..g {
+                self.cut(&lin, i * cg);
+            }
+            let first = self.range(&lin, 0, cg);
+            for i in 1..g {
+                let block = self.range(&lin, i * cg, (i + 1) * cg);
+                self.join(&first, &block);
+            }
+            let blocks: Vec<AtomId> = (0..g).map(|_| self.new_atom(og)).collect();
+            for &b in &blocks[1..] {
+                self.union_leaves(blocks[0], b);
+            }
+            self.layouts.insert(out, blocks);
         } else {
             return Ok(false);
         }
@@ -766,23 +899,87 @@ impl Analysis {
             "Flatten" => attr_i(p, "axis", 1) == 1,
             _ => osh.len() == 2 && osh[1] == Some(self.size(&l) as i64 * spatial),
         };
-        let consumers = m.consumers(out);
-        let dense_only = !consumers.is_empty()
-            && consumers.iter().all(|&(c, slot)| {
-                slot == 0
-                    && match m.op_type(c) {
-                        "Gemm" => {
-                            attr_i(m.op(c).unwrap(), "transA", 0) == 0 && m.input(c, 1).is_some_and(|o| m.is_const(o))
-                        }
-                        "MatMul" => m.input(c, 1).and_then(|o| m.const_dims(o)).is_some_and(|d| d.len() == 2),
-                        _ => false,
-                    }
-            });
-        if !ok || !dense_only {
+        if !ok || !dense_only(m, out) {
             return false;
         }
         self.flats.insert(out, Flat { layout: l, spatial: spatial as usize });
         true
+    }
+
+    /// A reduction over non-channel axes maps each channel to itself (a
+    /// padded channel of finite values stays finite); over the channel axis
+    /// it mixes channels and pins.
+    fn reduce(&mut self, m: &Model, n: NodeId) -> bool {
+        let p = m.op(n).unwrap();
+        let Some(x) = m.input(n, 0) else { return false };
+        let (Some(l), Some(rank)) = (self.layouts.get(&x).cloned(), self.shapes.get(&x).map(|s| s.len())) else {
+            return false;
+        };
+        let from = if p.op_type() == "ReduceSum" { 13 } else { 18 };
+        let axes = if m.opset() >= from {
+            match m.input(n, 1) {
+                Some(_) => match m.input_const(n, 1).and_then(|t| tensor::to_i64(&t).ok()) {
+                    Some(v) => v,
+                    None => return false,
+                },
+                None => vec![],
+            }
+        } else {
+            attr_ints(p, "axes")
+        };
+        let axes: Option<Vec<usize>> = axes.iter().map(|&a| shapes::axis(a, rank)).collect();
+        let Some(axes) = axes else { return false };
+        if axes.is_empty() || axes.contains(&0) || axes.contains(&1) {
+            return false; // all axes, or batch / channels
+        }
+        let out = Outlet { node: n, slot: 0 };
+        if attr_i(p, "keepdims", 1) == 1 || rank - axes.len() >= 3 {
+            if self.channels(out) != Some(self.size(&l)) {
+                return false;
+            }
+            self.layouts.insert(out, l);
+            return true;
+        }
+        // [N, C] after reducing every spatial axis: like a Flatten feeding a dense layer
+        if rank - axes.len() == 2 && dense_only(m, out) {
+            self.flats.insert(out, Flat { layout: l, spatial: 1 });
+            return true;
+        }
+        false
+    }
+
+    /// `Shape(x)` reads x's dims; the channel count it reports would be the
+    /// padded one. It does not pin x when nothing reads that element: every
+    /// reader is a Gather of constant indices or a Slice of constant bounds
+    /// that leaves it out (`x.shape[0]` for a batch-generic Reshape).
+    fn shape_reader(&mut self, m: &Model, n: NodeId) -> bool {
+        let p = m.op(n).unwrap();
+        let Some(rank) = m.input(n, 0).and_then(|x| self.shapes.get(&x)).map(|s| s.len() as i64) else {
+            return false;
+        };
+        let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank);
+        let (a, b) = (clamp(attr_i(p, "start", 0)), clamp(attr_i(p, "end", rank)));
+        if !(a..b).contains(&1) {
+            return true;
+        }
+        let pos = 1 - a; // where the channel count sits in the output
+        let len = b - a;
+        m.consumers(Outlet { node: n, slot: 0 }).iter().all(|&(c, slot)| {
+            slot == 0
+                && match m.op_type(c) {
+                    "Gather" => m
+                        .input_const(c, 1)
+                        .and_then(|t| tensor::to_i64(&t).ok())
+                        .is_some_and(|idx| idx.iter().all(|&i| (if i < 0 { i + len } else { i }) != pos)),
+                    "Slice" => shapes::slice_params(m, c, 1).is_some_and(|sl| {
+                        sl.iter().all(|&(_, st, en, step)| {
+                            let (s, e) = shapes::slice_range(len, st, en);
+                            step == 1 && !(s..e).contains(&pos)
+                        })
+                    }),
+                    _ => false,
+                }
+        })
     }
 
     fn dense(&mut self, m: &Model, n: NodeId) -> bool {
@@ -796,11 +993,10 @@ impl Analysis {
 
     fn leaf_width(&self, l: AtomId) -> usize {
         let s = self.atoms[l].size;
-        let root = self.find(l);
-        if self.atoms[root].pins.is_empty() {
-            s.div_ceil(self.multiple) * self.multiple
-        } else {
+        if self.fixed(l) {
             s
+        } else {
+            s.div_ceil(self.multiple) * self.multiple
         }
     }
 
@@ -849,28 +1045,50 @@ impl Analysis {
                 parts: vec![],
                 free_unaligned: false,
                 pinned_unaligned: false,
+                unanalysed_unaligned: false,
                 pins: BTreeSet::new(),
+                gaps: BTreeSet::new(),
             };
             for leaf in leaves {
                 let s = self.atoms[leaf].size;
                 let root = self.find(leaf);
-                let pins = &self.atoms[root].pins;
+                let (pins, gaps) = (&self.atoms[root].pins, &self.atoms[root].gaps);
                 d.logical += s;
                 d.physical += self.leaf_width(leaf);
                 d.parts.push(s);
                 if !s.is_multiple_of(self.multiple) {
-                    if pins.is_empty() {
-                        d.free_unaligned = true;
-                    } else {
+                    if !gaps.is_empty() {
+                        d.unanalysed_unaligned = true;
+                    } else if !pins.is_empty() {
                         d.pinned_unaligned = true;
+                    } else {
+                        d.free_unaligned = true;
                     }
                 }
                 d.pins.extend(pins.iter().cloned());
+                d.gaps.extend(gaps.iter().cloned());
             }
             return Some(d);
         }
         None
     }
+}
+
+/// True when every reader of `o` is a dense layer (Gemm / MatMul with a
+/// constant weight) reading it as its input A: the weight absorbs any layout.
+fn dense_only(m: &Model, o: Outlet) -> bool {
+    let consumers = m.consumers(o);
+    !consumers.is_empty()
+        && consumers.iter().all(|&(c, slot)| {
+            slot == 0
+                && match m.op_type(c) {
+                    "Gemm" => {
+                        attr_i(m.op(c).unwrap(), "transA", 0) == 0 && m.input(c, 1).is_some_and(|o| m.is_const(o))
+                    }
+                    "MatMul" => m.input(c, 1).and_then(|o| m.const_dims(o)).is_some_and(|d| d.len() == 2),
+                    _ => false,
+                }
+        })
 }
 
 /// Refuses weights align cannot do arithmetic on.

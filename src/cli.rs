@@ -6,12 +6,12 @@
 //! the node where there is one).
 
 use align::ir::Model;
-use align::passes::{self, Options, Pass};
+use align::passes::{Options, Pass};
+use align::pipeline::{self, Config};
 use align::report;
-use align::verify::{self, Tolerance};
+use align::verify::{Tolerance, VerifyOptions};
 use align::{Error, ErrorKind};
 use clap::{Args, Parser, Subcommand};
-use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -209,23 +209,6 @@ fn same_file(a: &Path, b: &Path) -> bool {
     matches!((canon(a), canon(b)), (Some(x), Some(y)) if x == y)
 }
 
-#[derive(Serialize)]
-struct Summary {
-    input: String,
-    output: Option<String>,
-    multiple: usize,
-    passes: Vec<passes::PassReport>,
-    unaligned_free_dims_before: usize,
-    unaligned_free_dims_after: usize,
-    pinned: Vec<report::Pinned>,
-    params_before: u64,
-    params_after: u64,
-    macs_before: u64,
-    macs_after: u64,
-    verification: Option<verify::Verification>,
-    millis: HashMap<&'static str, f64>,
-}
-
 /// A spinner on stderr naming the running stage and its elapsed time, shown
 /// only when stderr is a terminal (indicatif hides itself otherwise) and
 /// neither `--quiet` nor `--json` is given.
@@ -276,76 +259,46 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
     if output.is_dir() {
         return Err(bad(Error::model(format!("output '{}' is a directory", output.display()))));
     }
-    let mut ms = HashMap::new();
     let progress = Progress::new(!a.quiet && !a.shared.json);
     progress.stage(&format!("loading {}", input.display()));
     let t = Instant::now();
     let (proto, _) = align::onnx::load(&input).map_err(bad)?;
-    // the original is kept (one copy of the weights) only to verify against
-    let original = (!a.no_verify).then(|| proto.clone());
-    let mut m = Model::import(proto).map_err(bad)?;
-    ms.insert("load", t.elapsed().as_secs_f64() * 1e3);
-    let opts = Options {
-        multiple: a.shared.multiple as usize,
-        input_shapes: shapes.clone(),
-        deconv: pass_list.contains(&Pass::Deconv),
-        slice_pinned: a.shared.slice_pinned,
+    let load_ms = t.elapsed().as_secs_f64() * 1e3;
+    let cfg = Config {
+        options: Options {
+            multiple: a.shared.multiple as usize,
+            input_shapes: shapes,
+            deconv: true,
+            slice_pinned: a.shared.slice_pinned,
+        },
+        passes: pass_list,
+        verify: (!a.no_verify).then_some(VerifyOptions {
+            tolerance: Tolerance { atol: a.atol, rtol: a.rtol },
+            trials: a.trials as usize,
+            seed: a.seed,
+        }),
     };
-    let before = report::build(&m, &opts).map_err(bad)?;
-    let t = Instant::now();
-    progress.stage("folding and padding");
-    let pass_reports = passes::run(&mut m, &pass_list, &opts).map_err(bad)?;
-    let after = report::build(&m, &opts).map_err(bad)?;
-    let rewritten = m.into_export();
-    ms.insert("passes", t.elapsed().as_secs_f64() * 1e3);
-    let verification = if let Some(original) = &original {
-        progress.stage(&format!("verifying with tract ({} trials)", a.trials));
-        let t = Instant::now();
-        let v = verify::verify(
-            original,
-            &rewritten,
-            &shapes,
-            Tolerance { atol: a.atol, rtol: a.rtol },
-            a.trials as usize,
-            a.seed,
-        )
-        .map_err(bad)?;
-        ms.insert("verify", t.elapsed().as_secs_f64() * 1e3);
-        Some(v)
-    } else {
-        None
-    };
-    let passed = verification.as_ref().is_none_or(|v| v.passed);
+    let mut out = pipeline::align_model(proto, &cfg, &|msg| progress.stage(msg)).map_err(bad)?;
+    out.summary.millis.insert("load", load_ms);
+    out.summary.input = Some(input.display().to_string());
+    let passed = out.passed();
     if passed {
         progress.stage(&format!("writing {}", output.display()));
         let t = Instant::now();
-        align::onnx::save(&rewritten, &output, align::onnx::PROTOBUF_LIMIT).map_err(bad)?;
-        ms.insert("save", t.elapsed().as_secs_f64() * 1e3);
+        align::onnx::save(&out.model, &output, align::onnx::PROTOBUF_LIMIT).map_err(bad)?;
+        out.summary.millis.insert("save", t.elapsed().as_secs_f64() * 1e3);
+        out.summary.output = Some(output.display().to_string());
     }
-    let summary = Summary {
-        input: input.display().to_string(),
-        output: passed.then(|| output.display().to_string()),
-        multiple: opts.multiple,
-        passes: pass_reports,
-        unaligned_free_dims_before: before.totals.free_unaligned,
-        unaligned_free_dims_after: after.totals.free_unaligned,
-        pinned: after.pinned.clone(),
-        params_before: before.totals.params,
-        params_after: after.totals.params,
-        macs_before: before.totals.macs,
-        macs_after: after.totals.macs,
-        verification,
-        millis: ms,
-    };
     drop(progress);
+    let summary = out.summary;
     if a.shared.json {
         emit(&(serde_json::to_string_pretty(&summary).expect("summary serialises") + "\n"));
     } else if !a.quiet {
-        eprint!("{}", summary_text(&summary));
+        eprint!("{}", pipeline::summary_text(&summary));
     }
     if !passed {
-        let v = summary.verification.as_ref().unwrap();
-        let worst = v.outputs.iter().max_by(|x, y| x.max_abs.total_cmp(&y.max_abs)).unwrap();
+        let v = summary.verification.as_ref().expect("failed verification has a result");
+        let worst = v.outputs.iter().max_by(|x, y| x.max_abs.total_cmp(&y.max_abs)).expect("models have outputs");
         return Err(Failure {
             code: 1,
             msg: format!(
@@ -358,54 +311,4 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
         });
     }
     Ok(0)
-}
-
-fn summary_text(s: &Summary) -> String {
-    let pct = |a: u64, b: u64| {
-        if a == 0 {
-            0.0
-        } else {
-            (b as f64 - a as f64) / a as f64 * 100.0
-        }
-    };
-    let mut t = String::new();
-    for p in &s.passes {
-        t += &format!("{:<8} {:>4} change(s) in {:.1} ms\n", p.pass, p.changed, p.millis);
-    }
-    t += &format!(
-        "unaligned free channel dims (multiple of {}): {} → {}\n",
-        s.multiple, s.unaligned_free_dims_before, s.unaligned_free_dims_after
-    );
-    let pinned_unaligned: Vec<_> = s.pinned.iter().filter(|p| !p.aligned).collect();
-    t += &format!("pinned layer channel dims: {} ({} unaligned)\n", s.pinned.len(), pinned_unaligned.len());
-    for p in pinned_unaligned {
-        t += &format!("  {} {} {} ch: {}\n", p.node, p.side, p.channels, p.reasons.join("; "));
-    }
-    t += &format!("params: {} → {} ({:+.1}%)\n", s.params_before, s.params_after, pct(s.params_before, s.params_after));
-    t += &format!("MACs:   {} → {} ({:+.1}%)\n", s.macs_before, s.macs_after, pct(s.macs_before, s.macs_after));
-    match &s.verification {
-        Some(v) => {
-            t += &format!(
-                "verification ({} trials, atol {:e}, rtol {:e}): {}\n",
-                v.trials,
-                v.tolerance.atol,
-                v.tolerance.rtol,
-                if v.passed { "passed" } else { "FAILED" }
-            );
-            for o in &v.outputs {
-                t += &format!(
-                    "  {}: max abs {:.3e}, max rel {:.3e} (|values| up to {:.3e})\n",
-                    o.name, o.max_abs, o.max_rel, o.max_value
-                );
-            }
-        }
-        None => t += "verification: skipped (--no-verify)\n",
-    }
-    let mut stages: Vec<_> = s.millis.iter().collect();
-    stages.sort_by(|a, b| a.0.cmp(b.0));
-    t += &format!("time: {}\n", stages.iter().map(|(k, v)| format!("{k} {v:.0} ms")).collect::<Vec<_>>().join(", "));
-    if let Some(o) = &s.output {
-        t += &format!("wrote {o}\n");
-    }
-    t
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod ir;
 pub mod onnx;
 pub mod passes;
+pub mod pipeline;
 pub mod report;
 pub mod svg;
 pub mod tensor;

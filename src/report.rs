@@ -10,7 +10,7 @@ use crate::passes::Options;
 use serde::Serialize;
 use std::collections::BTreeSet;
 
-/// Pin reason of a conv dim whose tensor shape could not be inferred.
+/// Where the analysis stopped for a conv dim whose tensor shape could not be inferred.
 pub const UNANALYSED: &str = "shape unknown: the channel analysis cannot follow this tensor";
 
 /// One channel dim of a layer.
@@ -22,10 +22,26 @@ pub struct DimReport {
     pub aligned_to: usize,
     /// The channel spaces it is made of (several after a Concat).
     pub parts: Vec<usize>,
-    /// Every part is a multiple (or the dim is pinned).
+    /// Every part is a multiple.
     pub aligned: bool,
-    /// Reasons parts of it are pinned (empty: free).
+    /// Reasons parts of it are pinned.
     pub pinned: Vec<String>,
+    /// Where the analysis stopped for parts of it (a gap of the tool, not a
+    /// reason); empty when the whole dim was analysed.
+    pub unanalysed: Vec<String>,
+}
+
+impl DimReport {
+    /// What kind of dim this is: "unanalysed", "pinned" or "free".
+    pub fn status(&self) -> &'static str {
+        if !self.unanalysed.is_empty() {
+            "unanalysed"
+        } else if !self.pinned.is_empty() {
+            "pinned"
+        } else {
+            "free"
+        }
+    }
 }
 
 impl DimReport {
@@ -34,8 +50,9 @@ impl DimReport {
             channels: d.logical,
             aligned_to: d.physical,
             parts: d.parts.clone(),
-            aligned: !d.free_unaligned && !d.pinned_unaligned,
+            aligned: !d.free_unaligned && !d.pinned_unaligned && !d.unanalysed_unaligned,
             pinned: d.pins.iter().cloned().collect(),
+            unanalysed: d.gaps.iter().cloned().collect(),
         }
     }
 }
@@ -105,10 +122,18 @@ pub struct Totals {
     pub dims: usize,
     /// Dims with a free part that is not a multiple (what `align` pads).
     pub free_unaligned: usize,
-    /// Dims with a pinned part.
+    /// Dims with a pinned part (and no unanalysed part).
     pub pinned: usize,
     /// Pinned dims that are not multiples (and stay so).
     pub pinned_unaligned: usize,
+    /// Dims with a part the analysis could not follow.
+    pub unanalysed: usize,
+    /// Unanalysed dims that are not multiples.
+    pub unanalysed_unaligned: usize,
+    /// Dims neither pinned nor unanalysed: what align may pad.
+    pub alignable: usize,
+    /// Alignable dims whose every part is a multiple already.
+    pub aligned: usize,
 }
 
 /// The report of a model.
@@ -120,8 +145,10 @@ pub struct Report {
     pub layers: Vec<Layer>,
     /// Totals.
     pub totals: Totals,
-    /// Pinned channel spaces, each with its reasons.
+    /// Pinned layer dims, each with its reasons.
     pub pinned: Vec<Pinned>,
+    /// Layer dims the analysis could not follow, with where it stopped.
+    pub unanalysed: Vec<Pinned>,
 }
 
 fn mul(a: Option<u64>, b: u64) -> Option<u64> {
@@ -157,16 +184,13 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
     // Report what `pad` will see: shape arithmetic it folds into constants
     // is folded here too (on a copy, only when there is any).
     let folded;
-    let m = if crate::passes::shape_values::computed_params(m, &crate::ir::shapes::infer(m, &opts.input_shapes))
-        .is_empty()
-    {
-        m
-    } else {
+    let m = if crate::passes::shape_values::foldable(m) {
         let mut c = m.clone();
-        let shapes = crate::ir::shapes::infer(&c, &opts.input_shapes);
-        crate::passes::shape_values::fold(&mut c, &shapes)?;
+        crate::passes::shape_values::fold(&mut c)?;
         folded = c;
         &folded
+    } else {
+        m
     };
     let a = Analysis::run(m, opts)?;
     let mut layers = vec![];
@@ -279,7 +303,8 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
                 aligned_to: c,
                 parts: vec![c],
                 aligned: c.is_multiple_of(opts.multiple),
-                pinned: vec![UNANALYSED.to_string()],
+                pinned: vec![],
+                unanalysed: vec![UNANALYSED.to_string()],
             };
             row.in_dim = row.in_dim.take().or_else(|| Some(unknown(row.in_channels)));
             row.out_dim = row.out_dim.take().or_else(|| Some(unknown(row.out_channels)));
@@ -294,7 +319,7 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
         totals.macs_aligned = totals.macs_aligned.saturating_add(row.macs_aligned.unwrap_or(0));
         layers.push(row);
     }
-    let mut pinned = vec![];
+    let (mut pinned, mut unanalysed) = (vec![], vec![]);
     for l in &layers {
         for (side, d) in [("in", &l.in_dim), ("out", &l.out_dim)] {
             let Some(d) = d else { continue };
@@ -302,22 +327,32 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
             if d.aligned_to != d.channels {
                 totals.free_unaligned += 1;
             }
-            if !d.pinned.is_empty() {
-                totals.pinned += 1;
-                if !d.aligned && d.aligned_to == d.channels {
-                    totals.pinned_unaligned += 1;
+            let entry = |reasons: &Vec<String>| Pinned {
+                node: l.node.clone(),
+                side,
+                channels: d.channels,
+                aligned: d.aligned,
+                reasons: reasons.clone(),
+            };
+            match d.status() {
+                "unanalysed" => {
+                    totals.unanalysed += 1;
+                    totals.unanalysed_unaligned += usize::from(!d.aligned && d.aligned_to == d.channels);
+                    unanalysed.push(entry(&d.unanalysed));
                 }
-                pinned.push(Pinned {
-                    node: l.node.clone(),
-                    side,
-                    channels: d.channels,
-                    aligned: d.aligned,
-                    reasons: d.pinned.clone(),
-                });
+                "pinned" => {
+                    totals.pinned += 1;
+                    totals.pinned_unaligned += usize::from(!d.aligned && d.aligned_to == d.channels);
+                    pinned.push(entry(&d.pinned));
+                }
+                _ => {
+                    totals.alignable += 1;
+                    totals.aligned += usize::from(d.aligned);
+                }
             }
         }
     }
-    Ok(Report { multiple: opts.multiple, layers, totals, pinned })
+    Ok(Report { multiple: opts.multiple, layers, totals, pinned, unanalysed })
 }
 
 fn fmt_num(v: u64) -> String {
@@ -354,10 +389,14 @@ impl Report {
             let st = l.stride.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("x");
             let free_unaligned =
                 [&l.in_dim, &l.out_dim].iter().any(|d| d.as_ref().is_some_and(|d| d.aligned_to != d.channels));
+            let unanalysed =
+                [&l.in_dim, &l.out_dim].iter().any(|d| d.as_ref().is_some_and(|d| d.status() == "unanalysed"));
             let al = if l.aligned {
                 "yes"
             } else if free_unaligned {
                 "no"
+            } else if unanalysed {
+                "UNANALYSED"
             } else {
                 "pinned"
             };
@@ -395,14 +434,17 @@ impl Report {
             pct(t.macs, t.macs_aligned)
         );
         s += &format!(
-            "channel dims: {} ({} free and unaligned, {} pinned of which {} unaligned)\n",
-            t.dims, t.free_unaligned, t.pinned, t.pinned_unaligned
+            "channel dims: {}: {} alignable ({} aligned, {} free and unaligned), {} pinned ({} unaligned), {} unanalysed ({} unaligned)\n",
+            t.dims, t.alignable, t.aligned, t.free_unaligned, t.pinned, t.pinned_unaligned, t.unanalysed, t.unanalysed_unaligned
         );
-        if !self.pinned.is_empty() {
-            s += "pinned:\n";
-            for p in &self.pinned {
-                let mark = if p.aligned { "" } else { " (unaligned)" };
-                s += &format!("  {} {} {} ch{mark}: {}\n", p.node, p.side, p.channels, p.reasons.join("; "));
+        for (title, list) in [("pinned", &self.pinned), ("UNANALYSED (align could not follow these)", &self.unanalysed)]
+        {
+            if !list.is_empty() {
+                s += &format!("{title}:\n");
+                for p in list {
+                    let mark = if p.aligned { "" } else { " (unaligned)" };
+                    s += &format!("  {} {} {} ch{mark}: {}\n", p.node, p.side, p.channels, p.reasons.join("; "));
+                }
             }
         }
         s
@@ -433,6 +475,8 @@ pub struct Offender {
     pub padded_to: usize,
     /// Pin reasons (for pinned dims).
     pub pinned: Vec<String>,
+    /// Where the analysis stopped (for unanalysed dims).
+    pub unanalysed: Vec<String>,
 }
 
 /// The result of `align check`.
@@ -446,12 +490,15 @@ pub struct Check {
     pub offenders: Vec<Offender>,
     /// Pinned dims that are not multiples (fail only with --strict).
     pub pinned: Vec<Offender>,
+    /// Dims the analysis could not follow that are not multiples (fail).
+    pub unanalysed: Vec<Offender>,
 }
 
 /// Runs the check on a report.
 pub fn check(r: &Report, strict: bool) -> Check {
     let mut offenders = vec![];
     let mut pinned = vec![];
+    let mut unanalysed = vec![];
     let mut seen = BTreeSet::new();
     for l in &r.layers {
         for (side, d) in [("in", &l.in_dim), ("out", &l.out_dim)] {
@@ -466,16 +513,19 @@ pub fn check(r: &Report, strict: bool) -> Check {
                 channels: d.channels,
                 padded_to: d.aligned_to,
                 pinned: d.pinned.clone(),
+                unanalysed: d.unanalysed.clone(),
             };
             if d.aligned_to != d.channels {
                 offenders.push(o);
+            } else if d.status() == "unanalysed" {
+                unanalysed.push(o);
             } else {
                 pinned.push(o);
             }
         }
     }
-    let ok = offenders.is_empty() && (!strict || pinned.is_empty());
-    Check { multiple: r.multiple, ok, offenders, pinned }
+    let ok = offenders.is_empty() && unanalysed.is_empty() && (!strict || pinned.is_empty());
+    Check { multiple: r.multiple, ok, offenders, pinned, unanalysed }
 }
 
 impl Check {
@@ -495,10 +545,21 @@ impl Check {
                 o.pinned.join("; ")
             );
         }
+        for o in &self.unanalysed {
+            s += &format!(
+                "unanalysed: {} ({}) {} {} channels: {}\n",
+                o.node,
+                o.op,
+                o.side,
+                o.channels,
+                o.unanalysed.join("; ")
+            );
+        }
         s += &format!(
-            "{}: {} unaligned free channel dim(s), {} pinned unaligned (multiple of {})\n",
+            "{}: {} unaligned free channel dim(s), {} unanalysed unaligned, {} pinned unaligned (multiple of {})\n",
             if self.ok { "ok" } else { "FAIL" },
             self.offenders.len(),
+            self.unanalysed.len(),
             self.pinned.len(),
             self.multiple
         );

@@ -88,7 +88,14 @@ fn pct(a: u64, b: u64) -> f64 {
 fn bar(x: f64, y: f64, d: Option<&DimReport>, c: usize, scale: f64, multiple: usize) -> String {
     let h = 14.0;
     let (c, after, pinned, why) = match d {
-        Some(d) => (d.channels, d.aligned_to, !d.pinned.is_empty() && d.aligned_to == d.channels, d.pinned.join("; ")),
+        Some(d) => {
+            let reasons = if d.unanalysed.is_empty() {
+                d.pinned.join("; ")
+            } else {
+                format!("UNANALYSED {}", d.unanalysed.join("; "))
+            };
+            (d.channels, d.aligned_to, d.status() != "free" && d.aligned_to == d.channels, reasons)
+        }
         None => (c, c, false, String::new()),
     };
     let unaligned_left = after == c && !c.is_multiple_of(multiple) && !pinned;

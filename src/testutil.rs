@@ -193,7 +193,13 @@ pub fn align_and_verify(
     let opts = crate::passes::Options { multiple, ..Default::default() };
     let reports = crate::passes::run(&mut m, &crate::passes::Pass::all(), &opts).expect("passes");
     let out = m.export();
-    let v = crate::verify::verify(model, &out, &Default::default(), Default::default(), 2, 7).expect("verify runs");
+    let v = crate::verify::verify(
+        model,
+        &out,
+        &Default::default(),
+        &crate::verify::VerifyOptions { trials: 2, seed: 7, ..Default::default() },
+    )
+    .expect("verify runs");
     (out, reports, v)
 }
 

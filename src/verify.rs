@@ -28,6 +28,23 @@ impl Default for Tolerance {
     }
 }
 
+/// How to verify: tolerances, trials and the seed of the random inputs.
+#[derive(Debug, Clone, Copy)]
+pub struct VerifyOptions {
+    /// Tolerances of the comparison.
+    pub tolerance: Tolerance,
+    /// Random input trials.
+    pub trials: usize,
+    /// Seed of the random inputs.
+    pub seed: u64,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> VerifyOptions {
+        VerifyOptions { tolerance: Tolerance::default(), trials: 3, seed: 0x5EED }
+    }
+}
+
 /// How one output compared over all trials.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct OutputDiff {
@@ -60,6 +77,26 @@ pub struct Verification {
     pub load_millis: f64,
     /// Time running all trials (ms).
     pub run_millis: f64,
+}
+
+impl Verification {
+    /// The verification as the summary prints it.
+    pub fn text(&self) -> String {
+        let mut t = format!(
+            "verification ({} trials, atol {:e}, rtol {:e}): {}\n",
+            self.trials,
+            self.tolerance.atol,
+            self.tolerance.rtol,
+            if self.passed { "passed" } else { "FAILED" }
+        );
+        for o in &self.outputs {
+            t += &format!(
+                "  {}: max abs {:.3e}, max rel {:.3e} (|values| up to {:.3e})\n",
+                o.name, o.max_abs, o.max_rel, o.max_value
+            );
+        }
+        t
+    }
 }
 
 /// splitmix64: a tiny deterministic generator for test inputs.
@@ -169,10 +206,9 @@ pub fn verify(
     original: &ModelProto,
     rewritten: &ModelProto,
     overrides: &HashMap<String, Vec<i64>>,
-    tol: Tolerance,
-    trials: usize,
-    seed: u64,
+    opts: &VerifyOptions,
 ) -> Result<Verification> {
+    let VerifyOptions { tolerance: tol, trials, seed } = *opts;
     if !(tol.atol.is_finite() && tol.rtol.is_finite() && tol.atol >= 0.0 && tol.rtol >= 0.0) {
         return Err(Error::model("tolerances must be finite and not negative"));
     }

@@ -246,7 +246,9 @@ mod tests {
     }
 
     fn agrees(a: &crate::onnx::ModelProto, b: &crate::onnx::ModelProto) -> bool {
-        verify(a, b, &Default::default(), Default::default(), 2, 1).unwrap().passed
+        verify(a, b, &Default::default(), &crate::verify::VerifyOptions { trials: 2, seed: 1, ..Default::default() })
+            .unwrap()
+            .passed
     }
 
     #[test]

@@ -1,144 +1,461 @@
-//! Shape arithmetic evaluated at the model's static input shape.
+//! Shape arithmetic evaluated at the model's static shapes, to a fixpoint.
 //!
-//! Exporters often compute channel split points at run time:
-//! `x.chunk(2, 1)` becomes `Shape → Gather → Add → Div → Mul → Slice`. With
-//! the input shape fixed, those values are constants. `pad` replaces the
-//! Slice / Split parameters computed this way with constants (what onnxsim
-//! would do), so the `Shape` reader no longer pins the channel space and the
-//! halves can be padded like any Split. The dead shape arithmetic is removed
-//! by `Model::cleanup`.
+//! Exporters compute many operator parameters at run time from `Shape`:
+//! `x.chunk(2, 1)` becomes `Shape → Gather → Add → Div → Mul → Slice`,
+//! `F.interpolate(x, size=skip.shape[2:])` becomes Resize sizes
+//! `Concat(Shape(x)[0:2], Shape(skip)[2:4])`, a view becomes a Reshape of
+//! `Concat(Shape(x)[0], [no, -1])`. Where the shapes involved are known those
+//! values are constants, and `pad` needs them as constants: a `Shape` reader
+//! of a padded tensor would see the padded width, and Slice / Split / Resize
+//! parameters must be rewritten to physical offsets.
 //!
-//! Before: `Slice(x, Constant(0), Mul(Div(Add(Gather(Shape(x), 1), 1), 2), 1), axes)`.
-//! After: `Slice(x, Constant(0), [7], axes)` (then rewritten to physical offsets).
-//! Conditions: every value in the chain is an integer tensor of rank ≤ 1
-//! computed by Shape (of a tensor whose shape is fully known), Gather,
-//! Add/Sub/Mul/Div/Mod, Unsqueeze/Squeeze, Concat, Cast, Identity, Slice or a
-//! constant.
+//! Before: `Slice(x, 0, Mul(Div(Add(Gather(Shape(x), 1), 1), 2), 1), 1)`.
+//! After: `Slice(x, [0], [7], [1])` (then rewritten to physical offsets by `pad`).
+//!
+//! Conditions: a value is evaluated when every element it needs is known:
+//! small integer or float tensors (≤ [`MAX_ELEMENTS`] elements) computed by
+//! Shape, Size, Gather, Slice, Concat, Unsqueeze, Squeeze, Reshape, Cast,
+//! Identity, Add/Sub/Mul/Div/Mod/Pow/Max/Min, Neg/Abs/Floor/Ceil/Sqrt,
+//! Equal/Less/Greater/Not/And/Or, Where, Range, Expand, ConstantOfShape and
+//! ReduceProd/Sum/Max/Min/Mean from constants and known shapes. Values are
+//! evaluated element by element: `Shape(x)` with a symbolic batch still knows
+//! the channel count, so `Gather(Shape(x), 1)` folds and the written model
+//! keeps its symbolic batch. Only values that do not depend on a symbolic dim
+//! are folded (shapes are inferred without `--input-shape` here).
+//!
+//! Fixpoint: folding a Reshape target makes the Reshape's output shape known,
+//! which may make the next chain evaluable; the pass repeats until nothing
+//! more folds.
 
-use crate::ir::shapes::Shape;
-use crate::ir::{Model, NodeId, Outlet};
-use crate::onnx::attr_i;
+use crate::error::Result;
+use crate::ir::shapes::{self, Shape};
+use crate::ir::{Model, NodeKind, Outlet};
+use crate::onnx::{attr, attr_i, attr_ints};
 use crate::tensor;
 use std::collections::HashMap;
 
-/// The integer value at `o` (rank ≤ 1), if it can be evaluated.
-pub fn eval(m: &Model, o: Outlet, shapes: &HashMap<Outlet, Shape>, depth: usize) -> Option<Vec<i64>> {
-    if depth > 48 {
+/// Largest tensor the evaluator computes (shape arithmetic is tiny).
+pub const MAX_ELEMENTS: usize = 4096;
+
+/// A small tensor whose elements may be unknown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Value {
+    /// Dims.
+    pub dims: Vec<usize>,
+    /// Elements, row-major; `None` where unknown (a symbolic dim).
+    pub data: Vec<Option<f64>>,
+    /// ONNX element type.
+    pub elem: i32,
+}
+
+impl Value {
+    fn known(&self) -> Option<Vec<f64>> {
+        self.data.iter().copied().collect()
+    }
+    fn is_int(&self) -> bool {
+        !tensor::Elem::from_onnx(self.elem).is_some_and(|e| e.is_float())
+    }
+    /// The elements as integers, if all are known.
+    pub fn ints(&self) -> Option<Vec<i64>> {
+        self.data.iter().map(|v| v.map(|v| v as i64)).collect()
+    }
+}
+
+const INT64: i32 = 7;
+const BOOL: i32 = 9;
+
+/// Evaluates every value it can, in topological order.
+pub fn evaluate(m: &Model, shapes: &HashMap<Outlet, Shape>) -> HashMap<Outlet, Value> {
+    let mut vals: HashMap<Outlet, Value> = HashMap::new();
+    for n in m.toposort() {
+        let o = Outlet { node: n, slot: 0 };
+        match &m.g[n].kind {
+            NodeKind::Input(_) => {}
+            NodeKind::Const(_) | NodeKind::Op(_) if m.const_dims(o).is_some() => {
+                if let Some(v) = const_value(m, o) {
+                    vals.insert(o, v);
+                }
+            }
+            NodeKind::Const(_) => {}
+            NodeKind::Op(p) => {
+                if !(p.domain().is_empty() || p.domain() == "ai.onnx") {
+                    continue;
+                }
+                if let Some(v) = eval_op(m, n, shapes, &vals).filter(|v| v.data.len() <= MAX_ELEMENTS) {
+                    vals.insert(o, v);
+                }
+            }
+        }
+    }
+    vals
+}
+
+fn const_value(m: &Model, o: Outlet) -> Option<Value> {
+    let dims = m.const_dims(o)?;
+    let udims: Vec<usize> = dims.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<_>>()?;
+    if numel(&udims)? > MAX_ELEMENTS {
         return None;
     }
-    if let Some(t) = m.const_value(o) {
-        return (t.dims.len() <= 1 && tensor::elem(&t).is_some_and(|e| !e.is_float()))
-            .then(|| tensor::to_i64(&t).ok())
-            .flatten();
+    let t = m.const_value(o)?;
+    let elem = t.data_type();
+    let data = tensor::to_f64(&t).ok()?;
+    Some(Value { dims: udims, data: data.into_iter().map(Some).collect(), elem })
+}
+
+/// Element count, if it does not overflow.
+fn numel(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+}
+
+/// Numpy broadcasting of two dims lists.
+fn bcast_dims(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+    let r = a.len().max(b.len());
+    (0..r)
+        .map(|i| {
+            let x = if i + a.len() >= r { a[i + a.len() - r] } else { 1 };
+            let y = if i + b.len() >= r { b[i + b.len() - r] } else { 1 };
+            match (x, y) {
+                (x, y) if x == y => Some(x),
+                (1, y) => Some(y),
+                (x, 1) => Some(x),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Index into `v` (dims `d`) of output position `idx` (dims `out`) under broadcasting.
+fn bidx(d: &[usize], out: &[usize], mut idx: usize) -> usize {
+    let mut pos = 0;
+    let mut stride = 1;
+    for i in (0..out.len()).rev() {
+        let c = idx % out[i];
+        idx /= out[i];
+        if let Some(k) = (i + d.len()).checked_sub(out.len()) {
+            if d[k] != 1 {
+                pos += c * stride;
+            }
+            stride *= d[k];
+        }
     }
-    let p = m.op(o.node)?;
-    if !p.domain().is_empty() || o.slot != 0 {
+    pos
+}
+
+fn broadcast_map(vs: &[&Value], f: impl Fn(&[f64]) -> Option<f64>, elem: i32) -> Option<Value> {
+    let mut dims: Vec<usize> = vec![];
+    for v in vs {
+        dims = bcast_dims(&dims, &v.dims)?;
+    }
+    let n = numel(&dims)?;
+    if n > MAX_ELEMENTS {
         return None;
     }
-    let n = o.node;
-    let arg = |i: usize| m.input(n, i).and_then(|x| eval(m, x, shapes, depth + 1));
-    let v = match p.op_type() {
+    let data = (0..n)
+        .map(|i| {
+            let args: Option<Vec<f64>> =
+                vs.iter().map(|v| v.data.get(bidx(&v.dims, &dims, i)).copied().flatten()).collect();
+            args.and_then(|a| f(&a))
+        })
+        .collect();
+    Some(Value { dims, data, elem })
+}
+
+fn norm_axis(a: i64, rank: usize) -> Option<usize> {
+    shapes::axis(a, rank)
+}
+
+/// Axes of Squeeze/Unsqueeze/Reduce: attribute before opset 13 (18 for
+/// most reductions), input 1 after.
+fn axes_of(
+    m: &Model,
+    n: crate::ir::NodeId,
+    vals: &HashMap<Outlet, Value>,
+    input_from: i64,
+) -> Option<Option<Vec<i64>>> {
+    let p = m.op(n)?;
+    if m.opset() >= input_from {
+        match m.input(n, 1) {
+            Some(o) => Some(Some(vals.get(&o)?.ints()?)),
+            None => Some(None),
+        }
+    } else {
+        Some(attr(p, "axes").map(|a| a.ints.clone()))
+    }
+}
+
+fn eval_op(
+    m: &Model,
+    n: crate::ir::NodeId,
+    shapes: &HashMap<Outlet, Shape>,
+    vals: &HashMap<Outlet, Value>,
+) -> Option<Value> {
+    let p = m.op(n)?;
+    let arg = |i: usize| m.input(n, i).and_then(|o| vals.get(&o));
+    let op = p.op_type();
+    let out = |dims: Vec<usize>, data: Vec<Option<f64>>, elem: i32| Some(Value { dims, data, elem });
+    match op {
         "Shape" => {
-            let s: Vec<i64> = shapes.get(&m.input(n, 0)?)?.iter().copied().collect::<Option<_>>()?;
+            let s = shapes.get(&m.input(n, 0)?)?;
             let r = s.len() as i64;
             let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r) as usize;
             let (a, b) = (clamp(attr_i(p, "start", 0)), clamp(attr_i(p, "end", r)));
-            s.get(a..b.max(a))?.to_vec()
+            let d: Vec<Option<f64>> = s.get(a..b.max(a))?.iter().map(|d| d.map(|v| v as f64)).collect();
+            out(vec![d.len()], d, INT64)
         }
-        "Identity" | "Cast" => arg(0)?,
-        "Gather" if attr_i(p, "axis", 0) == 0 => {
-            let data = arg(0)?;
-            let idx = arg(1)?;
-            idx.iter()
-                .map(|&i| {
-                    let i = if i < 0 { i + data.len() as i64 } else { i };
-                    data.get(usize::try_from(i).ok()?).copied()
+        "Size" => {
+            let s = shapes.get(&m.input(n, 0)?)?;
+            out(vec![], vec![shapes::product(s).map(|v| v as f64)], INT64)
+        }
+        "Identity" => arg(0).cloned(),
+        "Cast" => {
+            let v = arg(0)?;
+            let to = attr_i(p, "to", 1) as i32;
+            let fl = tensor::Elem::from_onnx(to).is_some_and(|e| e.is_float());
+            let data = v
+                .data
+                .iter()
+                .map(|x| {
+                    x.map(|x| {
+                        if fl {
+                            x
+                        } else if to == BOOL {
+                            (x != 0.0) as i64 as f64
+                        } else {
+                            x.trunc()
+                        }
+                    })
                 })
-                .collect::<Option<_>>()?
+                .collect();
+            out(v.dims.clone(), data, to)
         }
-        "Add" | "Sub" | "Mul" | "Div" | "Mod" => {
-            let (a, b) = (arg(0)?, arg(1)?);
-            let len = a.len().max(b.len());
-            if (a.len() != len && a.len() != 1) || (b.len() != len && b.len() != 1) {
+        "Unsqueeze" | "Squeeze" | "Reshape" | "Flatten" => {
+            let v = arg(0)?;
+            let o = shapes.get(&Outlet { node: n, slot: 0 })?;
+            let dims: Vec<usize> = o.iter().map(|d| d.map(|d| d as usize)).collect::<Option<_>>()?;
+            (numel(&dims)? == v.data.len()).then(|| Value { dims, data: v.data.clone(), elem: v.elem })
+        }
+        "Gather" => {
+            let (d, idx) = (arg(0)?, arg(1)?);
+            let ax = norm_axis(attr_i(p, "axis", 0), d.dims.len())?;
+            if d.dims.len() != 1 || ax != 0 {
                 return None;
             }
-            let at = |v: &[i64], i: usize| if v.len() == 1 { v[0] } else { v[i] };
-            (0..len)
+            let len = d.dims[0] as i64;
+            let data = idx
+                .data
+                .iter()
                 .map(|i| {
-                    let (x, y) = (at(&a, i), at(&b, i));
-                    match p.op_type() {
-                        "Add" => x.checked_add(y),
-                        "Sub" => x.checked_sub(y),
-                        "Mul" => x.checked_mul(y),
-                        "Div" => x.checked_div(y),
-                        _ => x.checked_rem(y),
-                    }
+                    let i = (*i)? as i64;
+                    let i = if i < 0 { i + len } else { i };
+                    d.data.get(usize::try_from(i).ok()?).copied().flatten()
                 })
-                .collect::<Option<_>>()?
-        }
-        "Unsqueeze" | "Squeeze" => arg(0)?,
-        "Concat" => {
-            let mut v = vec![];
-            for i in 0..m.n_inputs(n) {
-                v.extend(arg(i)?);
-            }
-            v
+                .collect();
+            out(idx.dims.clone(), data, d.elem)
         }
         "Slice" => {
-            let data = arg(0)?;
-            let (st, en) = (arg(1)?, arg(2)?);
-            if st.len() != 1 || en.len() != 1 || m.input(n, 4).is_some_and(|_| arg(4) != Some(vec![1])) {
+            let d = arg(0)?;
+            if d.dims.len() != 1 {
                 return None;
             }
-            let (a, b) = crate::ir::shapes::slice_range(data.len() as i64, st[0], en[0]);
-            data[a as usize..b as usize].to_vec()
+            let (st, en) = if m.opset() >= 10 {
+                (arg(1)?.ints()?, arg(2)?.ints()?)
+            } else {
+                (attr_ints(p, "starts"), attr_ints(p, "ends"))
+            };
+            let step = if m.opset() >= 10 && m.input(n, 4).is_some() { arg(4)?.ints()? } else { vec![1] };
+            if st.len() != 1 || en.len() != 1 || step != [1] {
+                return None;
+            }
+            if m.opset() >= 10 && m.input(n, 3).is_some() && norm_axis(arg(3)?.ints()?.first().copied()?, 1) != Some(0)
+            {
+                return None;
+            }
+            let (a, b) = shapes::slice_range(d.dims[0] as i64, st[0], en[0]);
+            let data = d.data[a as usize..b as usize].to_vec();
+            out(vec![data.len()], data, d.elem)
         }
-        _ => return None,
-    };
-    (v.len() <= 64).then_some(v)
+        "Concat" => {
+            let parts: Vec<&Value> = (0..m.n_inputs(n)).map(arg).collect::<Option<_>>()?;
+            if parts.iter().any(|v| v.dims.len() != 1) {
+                return None;
+            }
+            let data: Vec<Option<f64>> = parts.iter().flat_map(|v| v.data.iter().copied()).collect();
+            out(vec![data.len()], data, parts.first()?.elem)
+        }
+        "Add" | "Sub" | "Mul" | "Div" | "Mod" | "Pow" | "Max" | "Min" | "Equal" | "Less" | "Greater"
+        | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or" => {
+            let vs: Vec<&Value> = (0..m.n_inputs(n)).map(arg).collect::<Option<_>>()?;
+            if vs.is_empty() || (vs.len() != 2 && !matches!(op, "Max" | "Min")) {
+                return None;
+            }
+            let int = vs[0].is_int();
+            let cmp = matches!(op, "Equal" | "Less" | "Greater" | "LessOrEqual" | "GreaterOrEqual" | "And" | "Or");
+            let b = |x: bool| Some(x as i64 as f64);
+            let f = |a: &[f64]| -> Option<f64> {
+                let (x, y) = (a[0], *a.get(1).unwrap_or(&a[0]));
+                match op {
+                    "Add" => Some(x + y),
+                    "Sub" => Some(x - y),
+                    "Mul" => Some(x * y),
+                    "Div" if int => (y != 0.0).then(|| (x / y).trunc()),
+                    "Div" => Some(x / y),
+                    "Mod" if int => (y != 0.0).then(|| x - (x / y).floor() * y),
+                    "Mod" => Some(x % y),
+                    "Pow" => Some(x.powf(y)),
+                    "Max" => Some(a.iter().copied().fold(f64::MIN, f64::max)),
+                    "Min" => Some(a.iter().copied().fold(f64::MAX, f64::min)),
+                    "Equal" => b(x == y),
+                    "Less" => b(x < y),
+                    "Greater" => b(x > y),
+                    "LessOrEqual" => b(x <= y),
+                    "GreaterOrEqual" => b(x >= y),
+                    "And" => b(x != 0.0 && y != 0.0),
+                    _ => b(x != 0.0 || y != 0.0),
+                }
+                .filter(|v| v.is_finite() && v.abs() < 9.0e15)
+            };
+            broadcast_map(&vs, f, if cmp { BOOL } else { vs[0].elem })
+        }
+        "Neg" | "Abs" | "Floor" | "Ceil" | "Sqrt" | "Not" | "Round" => {
+            let v = arg(0)?;
+            let f = |a: &[f64]| -> Option<f64> {
+                let x = a[0];
+                Some(match op {
+                    "Neg" => -x,
+                    "Abs" => x.abs(),
+                    "Floor" => x.floor(),
+                    "Ceil" => x.ceil(),
+                    "Sqrt" => x.sqrt(),
+                    "Round" => x.round_ties_even(),
+                    _ => (x == 0.0) as i64 as f64,
+                })
+                .filter(|v| v.is_finite())
+            };
+            broadcast_map(&[v], f, v.elem)
+        }
+        "Where" => {
+            let (c, x, y) = (arg(0)?, arg(1)?, arg(2)?);
+            broadcast_map(&[c, x, y], |a| Some(if a[0] != 0.0 { a[1] } else { a[2] }), x.elem)
+        }
+        "Range" => {
+            let (s, l, d) = (arg(0)?.known()?, arg(1)?.known()?, arg(2)?.known()?);
+            let (s, l, d) = (*s.first()?, *l.first()?, *d.first()?);
+            if d == 0.0 {
+                return None;
+            }
+            let count = ((l - s) / d).ceil().max(0.0) as usize;
+            if count > MAX_ELEMENTS {
+                return None;
+            }
+            let data = (0..count).map(|i| Some(s + i as f64 * d)).collect();
+            out(vec![count], data, arg(0)?.elem)
+        }
+        "Expand" => {
+            let (v, s) = (arg(0)?, arg(1)?.ints()?);
+            let target: Vec<usize> = s.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<_>>()?;
+            let dims = bcast_dims(&v.dims, &target)?;
+            let n = numel(&dims)?;
+            if n > MAX_ELEMENTS {
+                return None;
+            }
+            let data = (0..n).map(|i| v.data[bidx(&v.dims, &dims, i)]).collect();
+            out(dims, data, v.elem)
+        }
+        "ConstantOfShape" => {
+            let s = arg(0)?.ints()?;
+            let dims: Vec<usize> = s.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<_>>()?;
+            let n = numel(&dims)?;
+            if n > MAX_ELEMENTS {
+                return None;
+            }
+            let (fill, elem) = match attr(p, "value").and_then(|a| a.t.as_ref()) {
+                Some(t) => (*tensor::to_f64(t).ok()?.first()?, t.data_type()),
+                None => (0.0, 1),
+            };
+            out(dims, vec![Some(fill); n], elem)
+        }
+        "ReduceProd" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceMean" => {
+            let v = arg(0)?;
+            let from = if op == "ReduceSum" { 13 } else { 18 };
+            let axes = axes_of(m, n, vals, from)?;
+            // only full reductions of rank-1 values (what shape code uses)
+            if v.dims.len() != 1 || axes.is_some_and(|a| a.iter().any(|&x| norm_axis(x, 1) != Some(0))) {
+                return None;
+            }
+            let keep = attr_i(p, "keepdims", 1) == 1;
+            let k = v.known()?;
+            let r = match op {
+                "ReduceProd" => k.iter().product(),
+                "ReduceSum" => k.iter().sum(),
+                "ReduceMax" => k.iter().copied().fold(f64::MIN, f64::max),
+                "ReduceMin" => k.iter().copied().fold(f64::MAX, f64::min),
+                _ => k.iter().sum::<f64>() / k.len().max(1) as f64,
+            };
+            out(if keep { vec![1] } else { vec![] }, vec![Some(r)], v.elem)
+        }
+        _ => None,
+    }
 }
 
-/// Slice / Split parameters that are computed, not constant, but can be
-/// evaluated: (node, input slot, value).
-pub fn computed_params(m: &Model, shapes: &HashMap<Outlet, Shape>) -> Vec<(NodeId, usize, Vec<i64>)> {
+/// Inputs [`fold`] replaces in one round: (reader, slot, value, elements).
+/// Only the frontier: a reader whose own value is known is folded into its
+/// readers in turn.
+fn frontier(m: &Model) -> Vec<(crate::ir::NodeId, usize, Value, Vec<f64>)> {
+    let sh = shapes::infer(m, &HashMap::new());
+    let vals = evaluate(m, &sh);
     let mut out = vec![];
     for n in m.ops() {
-        if !m.op(n).is_some_and(|p| p.domain().is_empty()) {
+        if vals.get(&Outlet { node: n, slot: 0 }).is_some_and(|v| v.known().is_some()) {
             continue;
         }
-        let slots: &[usize] = match m.op_type(n) {
-            "Slice" if m.opset() >= 10 => &[1, 2, 3, 4],
-            "Split" if m.opset() >= 13 => &[1],
-            _ => continue,
-        };
-        for &s in slots {
-            let Some(o) = m.input(n, s) else { continue };
-            if m.const_value(o).is_some() {
+        for slot in 0..m.n_inputs(n) {
+            let Some(o) = m.input(n, slot) else { continue };
+            if m.is_const(o) || m.op(o.node).is_none() {
                 continue;
             }
-            if let Some(v) = eval(m, o, shapes, 0) {
-                out.push((n, s, v));
+            let Some(v) = vals.get(&o) else { continue };
+            // bools feed Where, which folds instead
+            if v.elem == BOOL || tensor::Elem::from_onnx(v.elem).is_none() {
+                continue;
+            }
+            if let Some(data) = v.known() {
+                out.push((n, slot, v.clone(), data));
             }
         }
     }
     out
 }
 
-/// Replaces computed Slice / Split parameters by constants and removes the
-/// shape arithmetic left dead. Returns one note per replaced input.
-pub fn fold(m: &mut Model, shapes: &HashMap<Outlet, Shape>) -> crate::Result<Vec<String>> {
+/// Replaces every op input whose value is fully known (and does not depend
+/// on a symbolic dim) by a constant, repeating until nothing more folds;
+/// removes the shape arithmetic left dead. Returns one note per folded input.
+pub fn fold(m: &mut Model) -> Result<Vec<String>> {
     let mut notes = vec![];
-    for (n, slot, v) in computed_params(m, shapes) {
-        let base = format!("{}_in{slot}", m.label(n));
-        let t = tensor::from_f64(&base, 7, &[v.len()], &v.iter().map(|&x| x as f64).collect::<Vec<_>>())?;
-        let c = m.add_const(t);
-        m.set_input(n, slot, c);
-        notes.push(format!("{}: input {slot} evaluated to {v:?}", m.label(n)));
-    }
-    if !notes.is_empty() {
+    // a fixpoint: each round can only turn computed inputs into constants
+    for _ in 0..64 {
+        let todo = frontier(m);
+        if todo.is_empty() {
+            break;
+        }
+        for (n, slot, v, data) in todo {
+            let base = format!("{}_in{slot}", m.label(n));
+            let t = tensor::from_f64(&base, v.elem, &v.dims, &data)?;
+            let c = m.add_const(t);
+            m.set_input(n, slot, c);
+            notes.push(if data.len() <= 8 {
+                format!("{}: input {slot} evaluated to {:?}", m.label(n), v.ints().unwrap_or_default())
+            } else {
+                format!("{}: input {slot} evaluated ({} values)", m.label(n), data.len())
+            });
+        }
         m.cleanup();
     }
     Ok(notes)
+}
+
+/// True when [`fold`] would change something (the report folds a copy only then).
+pub fn foldable(m: &Model) -> bool {
+    !frontier(m).is_empty()
 }
 
 #[cfg(test)]
@@ -146,19 +463,27 @@ mod tests {
     use super::*;
     use crate::testutil::{int_attr, Builder};
 
-    fn chunk_model(batch_known: bool) -> Model {
+    /// `x.chunk(2, 1)` as torch exports it, `k` times in a chain.
+    fn chunk_model(batch_known: bool, k: usize) -> Model {
         let mut b = Builder::new(&[1, 3, 8, 8]);
-        let c = b.conv("x", 3, 14, 1, 1, true);
-        let shape = b.node("Shape", &[&c], 1, vec![]).remove(0);
-        let one = b.ints("one", &[1]);
-        let ch = b.node("Gather", &[&shape, &one], 1, vec![int_attr("axis", 0)]).remove(0);
-        let two = b.ints("two", &[2]);
-        let half = b.node("Div", &[&ch, &two], 1, vec![]).remove(0);
-        let (zero, ax) = (b.ints("zero", &[0]), b.ints("ax", &[1]));
-        let s = b.node("Slice", &[&c, &zero, &half, &ax], 1, vec![]).remove(0);
-        b.output(&s, &[1, 7, 8, 8]);
+        let mut c = b.conv("x", 3, 14, 1, 1, true);
+        let mut width = 14;
+        for _ in 0..k {
+            let shape = b.node("Shape", &[&c], 1, vec![]).remove(0);
+            let one = b.ints("one", &[1]);
+            let ch = b.node("Gather", &[&shape, &one], 1, vec![int_attr("axis", 0)]).remove(0);
+            let add = b.ints("add", &[1]);
+            let ch1 = b.node("Add", &[&ch, &add], 1, vec![]).remove(0);
+            let two = b.ints("two", &[2]);
+            let half = b.node("Div", &[&ch1, &two], 1, vec![]).remove(0);
+            let (zero, ax) = (b.ints("zero", &[0]), b.ints("ax", &[1]));
+            let s = b.node("Slice", &[&c, &zero, &half, &ax], 1, vec![]).remove(0);
+            width = (width + 1) / 2;
+            c = b.conv(&s, width, 14, 1, 1, true);
+            width = 14;
+        }
+        b.output(&c, &[1, 14, 8, 8]);
         if !batch_known {
-            b.g.input[0] = crate::testutil::vi("x", &[1, 3, 8, 8]);
             if let Some(crate::onnx::type_proto::Value::TensorType(tt)) =
                 b.g.input[0].r#type.as_mut().and_then(|t| t.value.as_mut())
             {
@@ -170,23 +495,45 @@ mod tests {
     }
 
     #[test]
-    fn chunk_arithmetic_evaluates_at_the_static_shape() {
-        let mut m = chunk_model(true);
-        let sh = crate::ir::shapes::infer(&m, &Default::default());
-        let notes = fold(&mut m, &sh).unwrap();
-        assert_eq!(notes.len(), 1, "{notes:?}");
-        assert!(notes[0].contains("[7]"));
+    fn every_chunk_evaluates_in_one_run() {
+        let mut m = chunk_model(true, 5);
+        let notes = fold(&mut m).unwrap();
+        assert_eq!(notes.len(), 5, "{notes:?}");
+        assert!(notes[0].contains("[7]"), "{notes:?}");
         assert!(m.ops().iter().all(|&n| m.op_type(n) != "Shape"), "dead shape arithmetic removed");
+        assert!(!foldable(&m));
     }
 
     #[test]
-    fn no_fold_when_the_shape_is_not_fully_known() {
-        let mut m = chunk_model(false);
-        let sh = crate::ir::shapes::infer(&m, &Default::default());
-        assert!(fold(&mut m, &sh).unwrap().is_empty());
-        // an explicit input shape makes it evaluable
-        let over = [("x".to_string(), vec![1, 3, 8, 8])].into_iter().collect();
-        let sh = crate::ir::shapes::infer(&m, &over);
-        assert_eq!(fold(&mut m, &sh).unwrap().len(), 1);
+    fn a_symbolic_batch_does_not_stop_channel_arithmetic() {
+        let mut m = chunk_model(false, 3);
+        let notes = fold(&mut m).unwrap();
+        assert_eq!(notes.len(), 3, "{notes:?}");
+    }
+
+    #[test]
+    fn values_that_depend_on_a_symbolic_dim_are_not_folded() {
+        let mut b = Builder::new(&[1, 3, 8, 8]);
+        let c = b.conv("x", 3, 6, 1, 1, true);
+        let shape = b.node("Shape", &[&c], 1, vec![]).remove(0);
+        let zero = b.ints("zero", &[0]);
+        let batch = b.node("Gather", &[&shape, &zero], 1, vec![int_attr("axis", 0)]).remove(0);
+        let rest = b.ints("rest", &[6, -1]);
+        let target = b.node("Concat", &[&batch, &rest], 1, vec![int_attr("axis", 0)]).remove(0);
+        let r = b.node("Reshape", &[&c, &target], 1, vec![]).remove(0);
+        b.output(&r, &[1, 6, 64]);
+        if let Some(crate::onnx::type_proto::Value::TensorType(tt)) =
+            b.g.input[0].r#type.as_mut().and_then(|t| t.value.as_mut())
+        {
+            tt.shape.as_mut().unwrap().dim[0].value =
+                Some(crate::onnx::tensor_shape_proto::dimension::Value::DimParam("N".into()));
+        }
+        let mut m = Model::import(b.model()).unwrap();
+        assert!(fold(&mut m).unwrap().is_empty());
+        let sh = shapes::infer(&m, &HashMap::new());
+        let vals = evaluate(&m, &sh);
+        let reshape = m.ops().into_iter().find(|&n| m.op_type(n) == "Reshape").unwrap();
+        let v = &vals[&m.input(reshape, 1).unwrap()];
+        assert_eq!(v.data, vec![None, Some(6.0), Some(-1.0)], "batch unknown, the rest known");
     }
 }
