@@ -23,8 +23,29 @@ use crate::error::{Error, Result};
 use crate::ir::shapes::{self, Shape};
 use crate::ir::{Model, NodeId, Outlet};
 use crate::onnx::{attr_i, attr_ints};
+use crate::ops::Role;
 use crate::tensor;
 use std::collections::{BTreeSet, HashMap};
+
+/// Settings of the analysis (and of the passes built on it).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Pad channel counts to multiples of this.
+    pub multiple: usize,
+    /// Shapes for graph inputs with symbolic dims.
+    pub input_shapes: HashMap<String, Vec<i64>>,
+    /// Whether ConvTranspose dims may be padded (the deconv pass runs).
+    pub deconv: bool,
+    /// Pad convs pinned by a graph output or an op that needs exact
+    /// channels, and insert a Slice restoring them for that reader.
+    pub slice_pinned: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options { multiple: 8, input_shapes: HashMap::new(), deconv: true, slice_pinned: false }
+    }
+}
 
 /// Index of an atom.
 pub type AtomId = usize;
@@ -133,85 +154,6 @@ pub struct Analysis {
     pub sliced_readers: Vec<(Outlet, Reader)>,
 }
 
-/// Activations (and friends) that map each channel to itself and keep
-/// finite values finite: they pass a layout through.
-const CHANNELWISE: &[&str] = &[
-    "Relu",
-    "LeakyRelu",
-    "Sigmoid",
-    "Tanh",
-    "HardSigmoid",
-    "HardSwish",
-    "Clip",
-    "Elu",
-    "Selu",
-    "Softsign",
-    "Celu",
-    "ThresholdedRelu",
-    "Identity",
-    "Dropout",
-    "MaxPool",
-    "AveragePool",
-    "LpPool",
-    "GlobalAveragePool",
-    "GlobalMaxPool",
-    "GlobalLpPool",
-    "Neg",
-    "Abs",
-];
-
-/// Known ops that need the exact channels of what they read or write when
-/// the analysis does not handle them as a channel-wise case: they pin (with
-/// their name as the reason). Any other op the analysis stops at is a gap.
-const CHANNEL_MIXING: &[&str] = &[
-    "Reshape",
-    "Flatten",
-    "Transpose",
-    "Softmax",
-    "LogSoftmax",
-    "Hardmax",
-    "GroupNormalization",
-    "LayerNormalization",
-    "LRN",
-    "DepthToSpace",
-    "SpaceToDepth",
-    "Squeeze",
-    "Unsqueeze",
-    "Gemm",
-    "MatMul",
-    "Einsum",
-    "ArgMax",
-    "ArgMin",
-    "TopK",
-    "Gather",
-    "GatherElements",
-    "Tile",
-    "Expand",
-    "CumSum",
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Pow",
-    "Max",
-    "Min",
-    "Sum",
-    "PRelu",
-    "Concat",
-    "Split",
-    "Slice",
-    "ReduceMean",
-    "ReduceSum",
-    "ReduceMax",
-    "ReduceMin",
-    "ReduceProd",
-    "ReduceL1",
-    "ReduceL2",
-    "ReduceLogSumExp",
-    "ReduceSumSquare",
-    "NonMaxSuppression",
-];
-
 /// How an op the analysis stops at keeps the channels it touches.
 enum Stop {
     /// A genuine reason: the op needs exact channels.
@@ -220,22 +162,10 @@ enum Stop {
     Gap(String),
 }
 
-/// Element-wise binary ops that can carry padded channels, with the value
-/// padded channels of a per-channel constant operand get.
-pub fn neutral(op: &str, slot: usize) -> Option<f64> {
-    match (op, slot) {
-        ("Add" | "Sub" | "Mul" | "Max" | "Min" | "Sum", _) => Some(0.0),
-        ("Div", 1) => Some(1.0),
-        ("Pow", 1) => Some(1.0),
-        ("PRelu", 1) => Some(0.0),
-        _ => None,
-    }
-}
-
 impl Analysis {
     /// Analyses `m`, padding free spaces to `multiple`. `overrides` gives
     /// shapes for graph inputs with symbolic dims.
-    pub fn run(m: &Model, opts: &crate::passes::Options) -> Result<Analysis> {
+    pub fn run(m: &Model, opts: &Options) -> Result<Analysis> {
         let multiple = opts.multiple;
         let overrides = &opts.input_shapes;
         if multiple == 0 {
@@ -291,7 +221,7 @@ impl Analysis {
     fn pin_or_slice(&mut self, m: &Model, o: Outlet, reader: Reader, why: &str) {
         let conv_out = o.slot == 0
             && matches!(m.op_type(o.node), "Conv" | "ConvTranspose")
-            && m.op(o.node).is_some_and(|p| p.domain().is_empty());
+            && m.op(o.node).is_some_and(crate::ops::standard);
         if self.slice_pinned && conv_out && self.layouts.contains_key(&o) {
             self.candidates.push((o, reader, why.to_string()));
             self.reader_list.push((o, reader));
@@ -492,107 +422,45 @@ impl Analysis {
         let p = m.op(n).unwrap();
         let name = crate::ir::op_name(p);
         let op = p.op_type();
-        let known_domain = p.domain().is_empty() || p.domain() == "ai.onnx";
         let out0 = Outlet { node: n, slot: 0 };
         if m.is_const(out0) {
             return Ok(()); // a constant operand, not an activation
         }
         let ins: Vec<Option<Outlet>> = (0..m.n_inputs(n)).map(|i| m.input(n, i)).collect();
-        let lay = |a: &Analysis, i: usize| ins.get(i).copied().flatten().and_then(|o| a.layouts.get(&o).cloned());
         if op == "BatchNormalization" && attr_i(p, "training_mode", 0) == 1 {
             return Err(Error::at(
                 name,
                 "BatchNormalization has training_mode=1 (a training graph); export the model in eval mode",
             ));
         }
-        let handled = known_domain
-            && match op {
-                "Conv" => self.conv(m, n, &name)?,
-                "ConvTranspose" => self.conv_transpose(m, n, &name)?,
-                "BatchNormalization" => {
-                    let consts =
-                        (1..5).all(|i| m.input(n, i).and_then(|o| m.const_dims(o)).is_some_and(|d| d.len() == 1));
-                    match (consts && p.output.len() == 1, lay(self, 0)) {
-                        (true, Some(l)) => {
-                            self.layouts.insert(out0, l);
-                            true
-                        }
-                        _ => false,
-                    }
-                }
-                _ if CHANNELWISE.contains(&op) => {
-                    let extra_ok = (1..ins.len()).all(|i| {
-                        ins[i].is_none()
-                            || ins[i].and_then(|o| m.const_dims(o)).is_some_and(|d| d.iter().product::<i64>() <= 1)
-                    });
-                    let outputs_ok = p.output.iter().skip(1).all(|o| o.is_empty())
-                        || m.consumers(Outlet { node: n, slot: 1 }).is_empty();
-                    match (extra_ok && outputs_ok, lay(self, 0)) {
-                        (true, Some(l)) if self.channels(out0) == Some(self.size(&l)) => {
-                            self.layouts.insert(out0, l);
-                            true
-                        }
-                        _ => false,
-                    }
-                }
-                "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Pow" | "Sum" | "PRelu" => self.elementwise(m, n)?,
-                "Concat" => self.concat(m, n),
-                "Split" => self.split(m, n),
-                "Slice" => self.slice(m, n),
-                "Resize" | "Upsample" => {
-                    let ok = match shapes::resize_params(m, n) {
-                        Some((_, Some(sizes))) => {
-                            lay(self, 0).is_some_and(|l| sizes.get(1) == Some(&(self.size(&l) as i64)))
-                        }
-                        Some((Some(sc), None)) => sc.get(1) == Some(&1.0) && sc.first() == Some(&1.0),
-                        _ => false,
-                    };
-                    match (ok, lay(self, 0)) {
-                        (true, Some(l)) => {
-                            self.layouts.insert(out0, l);
-                            true
-                        }
-                        _ => false,
-                    }
-                }
-                "Pad" => {
-                    let pads = if m.opset() >= 11 {
-                        m.input_const(n, 1).and_then(|t| tensor::to_i64(&t).ok())
-                    } else {
-                        Some(attr_ints(p, "pads"))
-                    };
-                    let rank = self.shapes.get(&out0).map(|s| s.len()).unwrap_or(0);
-                    let ok = pads.is_some_and(|v| {
-                        rank >= 3 && v.len() == 2 * rank && v[0] == 0 && v[1] == 0 && v[rank] == 0 && v[rank + 1] == 0
-                    }) && (m.opset() < 18 || m.input(n, 3).is_none())
-                        && (2..ins.len()).all(|i| ins[i].is_none_or(|o| m.is_const(o)));
-                    match (ok, lay(self, 0)) {
-                        (true, Some(l)) => {
-                            self.layouts.insert(out0, l);
-                            true
-                        }
-                        _ => false,
-                    }
-                }
-                "Flatten" | "Reshape" => self.flatten(m, n),
-                "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2"
-                | "ReduceLogSumExp" | "ReduceSumSquare" => self.reduce(m, n),
-                "Shape" => self.shape_reader(m, n),
-                "Gemm" | "MatMul" => self.dense(m, n),
-                _ => false,
-            };
+        let entry = crate::ops::entry(p);
+        let handled = match entry.map(|e| e.role) {
+            Some(Role::Conv) => self.conv(m, n, &name)?,
+            Some(Role::ConvTranspose) => self.conv_transpose(m, n, &name)?,
+            Some(Role::BatchNorm) => self.batch_norm(m, n),
+            Some(Role::ChannelWise) => self.channelwise(m, n),
+            Some(Role::Elementwise { .. }) => self.elementwise(m, n)?,
+            Some(Role::Concat) => self.concat(m, n),
+            Some(Role::Split) => self.split(m, n),
+            Some(Role::Slice) => self.slice(m, n),
+            Some(Role::Resize) => self.resize(m, n),
+            Some(Role::Pad) => self.pad(m, n),
+            Some(Role::Flatten) => self.flatten(m, n),
+            Some(Role::Reduce) => self.reduce(m, n),
+            Some(Role::ShapeOf) => self.shape_reader(m, n),
+            Some(Role::Dense) => self.dense(m, n),
+            Some(Role::Mixing) | None => false,
+        };
         if !handled {
             let blind = ins.iter().flatten().any(|o| !self.shapes.contains_key(o) && !m.is_const(*o));
             // A known op that really needs exact channels pins; anything the
             // analysis could not follow is a gap of the tool, never a pin.
-            let stop = if !known_domain {
-                Stop::Gap(format!("{}::{op} '{name}' (unknown op)", p.domain()))
-            } else if blind {
-                Stop::Gap(format!("{op} '{name}' (input shape unknown)"))
-            } else if CHANNEL_MIXING.contains(&op) {
-                Stop::Pin(format!("{op} '{name}'"))
-            } else {
-                Stop::Gap(format!("{op} '{name}' (op not analysed)"))
+            let stop = match entry {
+                None if !crate::ops::standard(p) => Stop::Gap(format!("{}::{op} '{name}' (unknown op)", p.domain())),
+                None => Stop::Gap(format!("{op} '{name}' (op not analysed)")),
+                Some(_) if blind => Stop::Gap(format!("{op} '{name}' (input shape unknown)")),
+                Some(e) if e.role.refusal_pins() => Stop::Pin(format!("{op} '{name}'")),
+                Some(_) => Stop::Gap(format!("{op} '{name}' (case not analysed)")),
             };
             for (slot, o) in ins.iter().enumerate() {
                 let Some(o) = *o else { continue };
@@ -620,6 +488,66 @@ impl Analysis {
             }
         }
         Ok(())
+    }
+
+    /// Gives output 0 the layout of input 0 (a channel-wise op), when the
+    /// output has as many channels.
+    fn pass(&mut self, m: &Model, n: NodeId) -> bool {
+        let out = Outlet { node: n, slot: 0 };
+        let Some(l) = m.input(n, 0).and_then(|o| self.layouts.get(&o).cloned()) else {
+            return false;
+        };
+        if self.channels(out) != Some(self.size(&l)) {
+            return false;
+        }
+        self.layouts.insert(out, l);
+        true
+    }
+
+    /// BatchNormalization with constant 1-D parameters (padded γ0 β0 μ0 σ²1).
+    fn batch_norm(&mut self, m: &Model, n: NodeId) -> bool {
+        let consts = (1..5).all(|i| m.input(n, i).and_then(|o| m.const_dims(o)).is_some_and(|d| d.len() == 1));
+        consts && m.op(n).unwrap().output.len() == 1 && self.pass(m, n)
+    }
+
+    /// Activations, pooling…: extra inputs must be scalars (Clip bounds) and
+    /// extra outputs unread (MaxPool indices, Dropout mask).
+    fn channelwise(&mut self, m: &Model, n: NodeId) -> bool {
+        let p = m.op(n).unwrap();
+        let extra_ok = (1..m.n_inputs(n))
+            .all(|i| m.input(n, i).is_none_or(|o| m.const_dims(o).is_some_and(|d| d.iter().product::<i64>() <= 1)));
+        let outputs_ok =
+            p.output.iter().skip(1).all(|o| o.is_empty()) || m.consumers(Outlet { node: n, slot: 1 }).is_empty();
+        extra_ok && outputs_ok && self.pass(m, n)
+    }
+
+    /// Resize / Upsample: channel scale 1, or sizes[1] equal to the channels.
+    fn resize(&mut self, m: &Model, n: NodeId) -> bool {
+        let Some(c) = m.input(n, 0).and_then(|o| self.layouts.get(&o)).map(|l| self.size(l)) else {
+            return false;
+        };
+        let ok = match shapes::resize_params(m, n) {
+            Some((_, Some(sizes))) => sizes.get(1) == Some(&(c as i64)),
+            Some((Some(sc), None)) => sc.get(1) == Some(&1.0) && sc.first() == Some(&1.0),
+            _ => false,
+        };
+        ok && self.pass(m, n)
+    }
+
+    /// Pad with constant pads that leave batch and channels alone.
+    fn pad(&mut self, m: &Model, n: NodeId) -> bool {
+        let p = m.op(n).unwrap();
+        let pads = if m.opset() >= 11 {
+            m.input_const(n, 1).and_then(|t| tensor::to_i64(&t).ok())
+        } else {
+            Some(attr_ints(p, "pads"))
+        };
+        let rank = self.shapes.get(&Outlet { node: n, slot: 0 }).map(|s| s.len()).unwrap_or(0);
+        let ok = pads.is_some_and(|v| {
+            rank >= 3 && v.len() == 2 * rank && v[0] == 0 && v[1] == 0 && v[rank] == 0 && v[rank + 1] == 0
+        }) && (m.opset() < 18 || m.input(n, 3).is_none())
+            && (2..m.n_inputs(n)).all(|i| m.input(n, i).is_none_or(|o| m.is_const(o)));
+        ok && self.pass(m, n)
     }
 
     /// The input layout and constant weight of a Conv / ConvTranspose that
@@ -726,8 +654,9 @@ impl Analysis {
     }
 
     fn elementwise(&mut self, m: &Model, n: NodeId) -> Result<bool> {
-        let p = m.op(n).unwrap();
-        let op = p.op_type();
+        let Some(role) = m.op(n).and_then(crate::ops::entry).map(|e| e.role) else {
+            return Ok(false);
+        };
         let out = Outlet { node: n, slot: 0 };
         let Some(c) = self.channels(out) else {
             return Ok(false);
@@ -745,13 +674,12 @@ impl Analysis {
             let ch = ch_axis.and_then(|i| sh.get(i).copied().flatten());
             if let Some(l) = self.layouts.get(&o).cloned().filter(|_| sh.len() == rank && ch == Some(c as i64)) {
                 // An activation of this space.
-                let divisor = matches!((op, slot), ("Div", 1) | ("Pow", _) | ("PRelu", 1));
-                if divisor {
-                    return Ok(false);
+                if !role.activation_ok(slot) {
+                    return Ok(false); // a divisor, exponent or slope: 0/0 would be NaN
                 }
                 joined.push(l);
             } else if m.is_const(o) {
-                if ch == Some(c as i64) && c != 1 && neutral(op, slot).is_none() {
+                if ch == Some(c as i64) && c != 1 && role.neutral(slot).is_none() {
                     return Ok(false);
                 }
                 if sh.len() > rank {

@@ -9,6 +9,7 @@ pub mod analysis;
 pub mod error;
 pub mod ir;
 pub mod onnx;
+pub mod ops;
 pub mod passes;
 pub mod pipeline;
 pub mod report;

@@ -201,7 +201,7 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
     };
     for n in m.ops() {
         let p = m.op(n).unwrap();
-        if !p.domain().is_empty() {
+        if !crate::ops::standard(p) {
             continue;
         }
         let op = p.op_type();

@@ -81,55 +81,6 @@ pub struct Model {
     next_order: u64,
 }
 
-/// Ops without side effects that [`Model::cleanup`] removes once nothing
-/// reads them: constant carriers and the shape arithmetic that
-/// `passes::shape_values` makes dead.
-const PURE: &[&str] = &[
-    "Constant",
-    "Identity",
-    "ConstantOfShape",
-    "Shape",
-    "Gather",
-    "Add",
-    "Sub",
-    "Mul",
-    "Div",
-    "Mod",
-    "Unsqueeze",
-    "Squeeze",
-    "Concat",
-    "Cast",
-    "Slice",
-    "Size",
-    "Reshape",
-    "Flatten",
-    "Pow",
-    "Max",
-    "Min",
-    "Equal",
-    "Less",
-    "Greater",
-    "LessOrEqual",
-    "GreaterOrEqual",
-    "And",
-    "Or",
-    "Not",
-    "Neg",
-    "Abs",
-    "Floor",
-    "Ceil",
-    "Sqrt",
-    "Round",
-    "Where",
-    "Range",
-    "Expand",
-    "ReduceProd",
-    "ReduceSum",
-    "ReduceMax",
-    "ReduceMin",
-    "ReduceMean",
-];
-
 /// How deep constant folding follows a chain (Identity of Identity…).
 const MAX_CONST_DEPTH: usize = 64;
 
@@ -583,7 +534,7 @@ impl Model {
                 .filter(|&n| {
                     let pure = match &self.g[n].kind {
                         NodeKind::Const(t) => !listed.contains(t.name()),
-                        NodeKind::Op(p) => PURE.contains(&p.op_type()) && p.domain().is_empty(),
+                        NodeKind::Op(p) => crate::ops::entry(p).is_some_and(|e| e.pure),
                         NodeKind::Input(_) => false,
                     };
                     pure && self.g.edges_directed(n, Outgoing).next().is_none()
@@ -623,15 +574,13 @@ impl Model {
             return None;
         }
         match &self.g[o.node].kind {
-            NodeKind::Op(p) if p.op_type() == "ConstantOfShape" && p.domain().is_empty() => {
+            NodeKind::Op(p) if crate::ops::is(p, "ConstantOfShape") => {
                 let shape = crate::tensor::to_i64(&*self.const_at(self.input(o.node, 0)?, depth + 1)?).ok()?;
                 // a shape whose element count overflows describes no tensor
                 let n = shape.iter().try_fold(1i64, |a, &d| if d < 0 { None } else { a.checked_mul(d) })?;
                 (n <= MAX_CONST_ELEMENTS).then_some(shape)
             }
-            NodeKind::Op(p) if p.op_type() == "Identity" && p.domain().is_empty() => {
-                self.const_dims_at(self.input(o.node, 0)?, depth + 1)
-            }
+            NodeKind::Op(p) if crate::ops::is(p, "Identity") => self.const_dims_at(self.input(o.node, 0)?, depth + 1),
             _ => self.const_at(o, depth).map(|t| t.dims.clone()),
         }
     }
@@ -653,7 +602,7 @@ impl Model {
         match &self.g[o.node].kind {
             NodeKind::Const(t) => Some(Cow::Borrowed(t)),
             NodeKind::Input(_) => None,
-            NodeKind::Op(p) if !p.domain().is_empty() && p.domain() != "ai.onnx" => None,
+            NodeKind::Op(p) if !crate::ops::standard(p) => None,
             NodeKind::Op(p) => match p.op_type() {
                 "Constant" => constant_attr(p).map(Cow::Owned),
                 "Identity" => self.const_at(self.input(o.node, 0)?, depth + 1),

@@ -6,58 +6,12 @@
 
 use super::{Model, NodeId, Outlet};
 use crate::onnx::{attr_f, attr_i, attr_ints, attr_s};
+use crate::ops::ShapeRule as S;
 use crate::tensor;
 use std::collections::HashMap;
 
 /// A shape with possibly unknown dims.
 pub type Shape = Vec<Option<i64>>;
-
-/// Ops whose output has the shape of their first input.
-pub const SAME_SHAPE: &[&str] = &[
-    "Relu",
-    "LeakyRelu",
-    "Sigmoid",
-    "Tanh",
-    "HardSigmoid",
-    "HardSwish",
-    "Clip",
-    "Elu",
-    "Selu",
-    "Softplus",
-    "Softsign",
-    "Mish",
-    "Gelu",
-    "Celu",
-    "ThresholdedRelu",
-    "BatchNormalization",
-    "InstanceNormalization",
-    "Dropout",
-    "Identity",
-    "Cast",
-    "Neg",
-    "Abs",
-    "Exp",
-    "Log",
-    "Sqrt",
-    "Reciprocal",
-    "Softmax",
-    "LogSoftmax",
-    "LRN",
-    "Erf",
-    "Floor",
-    "Ceil",
-    "Round",
-    "Sign",
-    "Not",
-    "GroupNormalization",
-    "LayerNormalization",
-];
-
-/// Element-wise ops with numpy broadcasting.
-pub const BROADCAST: &[&str] = &[
-    "Add", "Sub", "Mul", "Div", "Pow", "Max", "Min", "PRelu", "Sum", "Mean", "Equal", "Greater", "Less", "And", "Or",
-    "Where",
-];
 
 /// Infers shapes for every tensor it can. `overrides` replaces graph input
 /// shapes (for symbolic dims).
@@ -206,9 +160,9 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
         }
         v
     };
-    if !p.domain().is_empty() && p.domain() != "ai.onnx" {
+    let Some(rule) = crate::ops::entry(p).map(|e| e.shape) else {
         return vec![None; nout];
-    }
+    };
     let inp = |i: usize| m.input(n, i).and_then(|o| s.get(&o));
     let op = p.op_type();
     if let Some(d) = m.const_dims(Outlet { node: n, slot: 0 }) {
@@ -218,16 +172,15 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
         }
         return v;
     }
-    if SAME_SHAPE.contains(&op) {
-        return one(inp(0).cloned());
-    }
-    if BROADCAST.contains(&op) {
-        let shapes: Option<Vec<&Shape>> = (0..m.n_inputs(n)).map(inp).collect();
-        return one(shapes.and_then(|v| broadcast(&v)));
-    }
+
     let r = (|| -> Option<Vec<Option<Shape>>> {
-        Some(match op {
-            "Conv" => {
+        Some(match rule {
+            S::Same => one(Some(inp(0)?.clone())),
+            S::Broadcast => {
+                let shapes: Vec<&Shape> = (0..m.n_inputs(n)).map(inp).collect::<Option<_>>()?;
+                one(Some(broadcast(&shapes)?))
+            }
+            S::Conv => {
                 let x = inp(0)?;
                 let w = inp(1)?;
                 if x.len() < 3 || w.len() != x.len() {
@@ -243,7 +196,7 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                 out.extend(window(&x[2..], &k, p, true)?);
                 one(Some(out))
             }
-            "ConvTranspose" => {
+            S::ConvTranspose => {
                 let x = inp(0)?;
                 let w = inp(1)?;
                 if x.len() < 3 || w.len() != x.len() {
@@ -278,7 +231,7 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                 }
                 one(Some(out))
             }
-            "MaxPool" | "AveragePool" | "LpPool" => {
+            S::Pool => {
                 let x = inp(0)?;
                 if x.len() < 3 {
                     return None;
@@ -292,7 +245,7 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                 }
                 v
             }
-            "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
+            S::GlobalPool => {
                 let x = inp(0)?;
                 if x.len() < 2 {
                     return None;
@@ -301,7 +254,7 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                 out.extend(std::iter::repeat_n(Some(1), x.len() - 2));
                 one(Some(out))
             }
-            "Concat" => {
+            S::Concat => {
                 let shapes: Vec<&Shape> = (0..m.n_inputs(n)).map(inp).collect::<Option<_>>()?;
                 let a = axis(attr_i(p, "axis", 0), shapes.first()?.len())?;
                 if shapes.iter().any(|s| s.len() != shapes[0].len()) {
@@ -311,7 +264,7 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                 out[a] = shapes.iter().map(|s| s.get(a).copied().flatten()).sum::<Option<i64>>();
                 one(Some(out))
             }
-            "Split" => {
+            S::Split => {
                 let x = inp(0)?;
                 let a = axis(attr_i(p, "axis", 0), x.len())?;
                 let sizes = split_sizes(m, n, x[a]?)?;
@@ -324,7 +277,7 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                     })
                     .collect()
             }
-            "Slice" => {
+            S::Slice => {
                 let x = inp(0)?;
                 let sl = slice_params(m, n, x.len())?;
                 let mut out = x.clone();
@@ -333,7 +286,7 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                 }
                 one(Some(out))
             }
-            "Resize" | "Upsample" => {
+            S::Resize => {
                 let x = inp(0)?;
                 let (scales, sizes) = resize_params(m, n)?;
                 let out = if let Some(sz) = sizes {
@@ -347,7 +300,7 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                 };
                 one(Some(out))
             }
-            "Pad" => {
+            S::Pad => {
                 let x = inp(0)?;
                 let pads = if m.opset() >= 11 { ints(m, n, 1)? } else { attr_ints(p, "pads") };
                 let r = x.len();
@@ -358,13 +311,13 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                     (0..r).map(|i| x[i].and_then(|d| fit(d as i128 + pads[i] as i128 + pads[i + r] as i128))).collect(),
                 ))
             }
-            "Flatten" => {
+            S::Flatten => {
                 let x = inp(0)?;
                 let a = axis(attr_i(p, "axis", 1), x.len() + 1)?;
                 let pr = product;
                 one(Some(vec![pr(&x[..a]), pr(&x[a..])]))
             }
-            "Reshape" => {
+            S::Reshape => {
                 let x = inp(0)?;
                 let shape = ints(m, n, 1)?;
                 let allow_zero = attr_i(p, "allowzero", 0) == 1;
@@ -395,7 +348,7 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                 }
                 one(Some(out))
             }
-            "Transpose" => {
+            S::Transpose => {
                 let x = inp(0)?;
                 let perm = attr_ints(p, "perm");
                 let perm: Vec<usize> = if perm.is_empty() {
@@ -405,7 +358,7 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                 };
                 one(Some(perm.iter().map(|&a| x.get(a).copied().flatten()).collect()))
             }
-            "Gemm" => {
+            S::Gemm => {
                 let a = inp(0)?;
                 let b = inp(1)?;
                 if a.len() != 2 || b.len() != 2 {
@@ -415,7 +368,7 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                 let tb = attr_i(p, "transB", 0) == 1;
                 one(Some(vec![if ta { a[1] } else { a[0] }, if tb { b[0] } else { b[1] }]))
             }
-            "MatMul" => {
+            S::MatMul => {
                 let a = inp(0)?;
                 let b = inp(1)?;
                 if a.len() < 2 || b.len() < 2 {
@@ -426,8 +379,23 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
                 out.push(b[b.len() - 1]);
                 one(Some(out))
             }
-            "Shape" => one(Some(vec![Some(inp(0)?.len() as i64)])),
-            _ => return None,
+            S::ShapeOf => {
+                let r = inp(0)?.len() as i64;
+                let clamp = |v: i64| (if v < 0 { v + r } else { v }).clamp(0, r);
+                let (a, b) = (clamp(attr_i(p, "start", 0)), clamp(attr_i(p, "end", r)));
+                one(Some(vec![Some((b - a).max(0))]))
+            }
+            S::Reduce => one(Some(reduce_shape(m, n, inp(0)?)?)),
+            S::Unsqueeze => one(Some(unsqueeze_shape(m, n, inp(0)?)?)),
+            S::Gather => {
+                let (x, idx) = (inp(0)?, inp(1)?);
+                let a = axis(attr_i(p, "axis", 0), x.len())?;
+                let mut out = x[..a].to_vec();
+                out.extend(idx.iter().copied());
+                out.extend(x[a + 1..].iter().copied());
+                one(Some(out))
+            }
+            S::Declared => return None,
         })
     })();
     // A dim that is negative or absurdly large means a corrupt model: treat
@@ -436,6 +404,63 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
         .into_iter()
         .map(|s| s.filter(|s| s.iter().all(|d| d.is_none_or(|d| fit(d as i128).is_some()))))
         .collect()
+}
+
+/// Axes of Squeeze / Unsqueeze / a reduction: an attribute up to
+/// `input_from - 1`, a constant input 1 from opset `input_from` on.
+fn axes(m: &Model, n: NodeId, input_from: i64) -> Option<Vec<i64>> {
+    if m.opset() >= input_from {
+        match m.input(n, 1) {
+            Some(_) => ints(m, n, 1),
+            None => Some(vec![]),
+        }
+    } else {
+        Some(attr_ints(m.op(n)?, "axes"))
+    }
+}
+
+/// Output shape of a reduction (keepdims, noop_with_empty_axes).
+fn reduce_shape(m: &Model, n: NodeId, x: &Shape) -> Option<Shape> {
+    let p = m.op(n)?;
+    let from = if p.op_type() == "ReduceSum" { 13 } else { 18 };
+    let ax = axes(m, n, from)?;
+    if ax.is_empty() && attr_i(p, "noop_with_empty_axes", 0) == 1 {
+        return Some(x.clone());
+    }
+    let ax: Vec<usize> = if ax.is_empty() {
+        (0..x.len()).collect()
+    } else {
+        ax.iter().map(|&a| axis(a, x.len())).collect::<Option<_>>()?
+    };
+    let keep = attr_i(p, "keepdims", 1) == 1;
+    Some(
+        x.iter()
+            .enumerate()
+            .filter_map(|(i, &d)| match (ax.contains(&i), keep) {
+                (true, true) => Some(Some(1)),
+                (true, false) => None,
+                (false, _) => Some(d),
+            })
+            .collect(),
+    )
+}
+
+/// Output shape of Squeeze / Unsqueeze (`x` is the input's shape).
+pub fn unsqueeze_shape(m: &Model, n: NodeId, x: &Shape) -> Option<Shape> {
+    let p = m.op(n)?;
+    let ax = axes(m, n, 13)?;
+    if p.op_type() == "Unsqueeze" {
+        let r = x.len() + ax.len();
+        let ax: Vec<usize> = ax.iter().map(|&a| axis(a, r)).collect::<Option<_>>()?;
+        let mut src = x.iter();
+        return (0..r).map(|i| if ax.contains(&i) { Some(Some(1)) } else { src.next().copied() }).collect();
+    }
+    let ax: Vec<usize> = if ax.is_empty() {
+        (0..x.len()).filter(|&i| x[i] == Some(1)).collect()
+    } else {
+        ax.iter().map(|&a| axis(a, x.len())).collect::<Option<_>>()?
+    };
+    Some(x.iter().enumerate().filter(|(i, _)| !ax.contains(i)).map(|(_, &d)| d).collect())
 }
 
 /// Sizes of a Split's outputs along its axis of length `len`.

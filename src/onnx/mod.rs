@@ -11,6 +11,8 @@ mod generated {
 }
 pub use generated::*;
 
+pub mod dtype;
+
 use crate::error::{Error, Result};
 use prost::Message;
 use std::collections::HashMap;
@@ -163,8 +165,8 @@ fn resolve_external(t: &mut TensorProto, dir: &Path, files: &mut HashMap<PathBuf
         files.insert(path.clone(), m);
     }
     let data = &files[&path];
-    let elem = crate::tensor::elem(t).map(|e| e.size()).unwrap_or(1) as u64;
-    let want = crate::tensor::numel(t)? as u64;
+    let elem = dtype::elem(t).map(|e| e.size()).unwrap_or(1) as u64;
+    let want = dtype::numel(t)? as u64;
     let len = length.unwrap_or_else(|| want.saturating_mul(elem));
     let end = offset.checked_add(len).filter(|&e| e <= data.len() as u64).ok_or_else(|| {
         Error::model(format!(

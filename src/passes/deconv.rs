@@ -31,7 +31,7 @@ pub fn run(m: &mut Model, opts: &Options) -> Result<(usize, Vec<String>)> {
     let mut notes = vec![];
     for n in m.ops() {
         let p = m.op(n).unwrap();
-        if p.op_type() != "ConvTranspose" || !p.domain().is_empty() {
+        if !crate::ops::is(p, "ConvTranspose") {
             continue;
         }
         let name = op_name(p);

@@ -27,7 +27,7 @@ use crate::tensor;
 pub fn run(m: &mut Model) -> Result<(usize, Vec<String>)> {
     let mut notes = vec![];
     for n in m.ops() {
-        if m.op_type(n) != "BatchNormalization" || !m.op(n).unwrap().domain().is_empty() {
+        if !m.op(n).is_some_and(|p| crate::ops::is(p, "BatchNormalization")) {
             continue;
         }
         let p = m.op(n).unwrap();
@@ -73,7 +73,7 @@ fn sole_reader(m: &Model, o: Outlet, reader: NodeId) -> bool {
 /// returns its output channel count.
 fn foldable_conv(m: &Model, o: Outlet, reader: NodeId) -> Option<usize> {
     let p = m.op(o.node)?;
-    if !p.domain().is_empty() || o.slot != 0 || !sole_reader(m, o, reader) {
+    if !crate::ops::standard(p) || o.slot != 0 || !sole_reader(m, o, reader) {
         return None;
     }
     let w = m.input_const(o.node, 1)?;
@@ -197,7 +197,7 @@ fn try_fold(m: &mut Model, n: NodeId) -> Result<Option<String>> {
     let Some(cp) = m.op(x.node) else {
         return Ok(None);
     };
-    if cp.op_type() != "Concat" || !cp.domain().is_empty() || x.slot != 0 || !sole_reader(m, x, n) {
+    if !crate::ops::is(cp, "Concat") || x.slot != 0 || !sole_reader(m, x, n) {
         return Ok(None);
     }
     let ax = attr_i(cp, "axis", 0);

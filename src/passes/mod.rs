@@ -11,7 +11,6 @@ pub mod shape_values;
 
 use crate::error::{Error, Result};
 use crate::ir::Model;
-use std::collections::HashMap;
 
 /// A pass by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -61,25 +60,7 @@ impl Pass {
     }
 }
 
-/// Settings shared by the passes.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Pad channel counts to multiples of this.
-    pub multiple: usize,
-    /// Shapes for graph inputs with symbolic dims.
-    pub input_shapes: HashMap<String, Vec<i64>>,
-    /// Whether ConvTranspose dims may be padded (the deconv pass runs).
-    pub deconv: bool,
-    /// Pad convs pinned by a graph output or an op that needs exact
-    /// channels, and insert a Slice restoring them for that reader.
-    pub slice_pinned: bool,
-}
-
-impl Default for Options {
-    fn default() -> Options {
-        Options { multiple: 8, input_shapes: HashMap::new(), deconv: true, slice_pinned: false }
-    }
-}
+pub use crate::analysis::Options;
 
 /// What one pass did.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -22,11 +22,12 @@
 //! * value_info of every padded tensor gets its new channel count.
 
 use super::Options;
-use crate::analysis::{neutral, Analysis, ChannelMap};
+use crate::analysis::{Analysis, ChannelMap};
 use crate::error::{Error, Result};
 use crate::ir::shapes;
 use crate::ir::{Model, NodeId, Outlet};
 use crate::onnx::{attr_i, set_attr_i, set_attr_ints};
+use crate::ops::Role;
 use crate::tensor;
 
 /// Pads every free channel space. Returns (tensors padded, notes).
@@ -93,193 +94,227 @@ fn group_map(im: &ChannelMap, g: usize) -> Result<ChannelMap> {
     Ok(ChannelMap { map: block, len: pg })
 }
 
+/// Rewrites one node for the padded layouts, by its role (see [`crate::ops`]).
 fn rewrite_node(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
+    let Some(role) = m.op(n).and_then(crate::ops::entry).map(|e| e.role) else {
+        return Ok(());
+    };
+    match role {
+        Role::Conv | Role::ConvTranspose => rewrite_conv(m, a, n),
+        Role::BatchNorm => rewrite_batch_norm(m, a, n),
+        Role::Elementwise { .. } => rewrite_elementwise(m, a, n, role),
+        Role::Split => rewrite_split(m, a, n),
+        Role::Slice => rewrite_slice(m, a, n),
+        Role::Resize => rewrite_resize(m, a, n),
+        Role::Dense => rewrite_dense(m, a, n),
+        _ => Ok(()),
+    }
+}
+
+/// Conv / ConvTranspose: zero filters and bias on the output axis, zero
+/// weights on the input axis (per group for grouped convs).
+fn rewrite_conv(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
     let p = m.op(n).unwrap().clone();
-    if !p.domain().is_empty() && p.domain() != "ai.onnx" {
+    let om = a.channel_map(Outlet { node: n, slot: 0 });
+    let im = map_in(a, m, n, 0);
+    let (Some(im), Some(om)) = (im, om) else {
+        // Conv with padded input but no layout on its output (pinned
+        // output, e.g. a Detect conv): only the input columns change.
+        if let Some(im) = map_in(a, m, n, 0).filter(|c| !c.is_identity()) {
+            let axis = if p.op_type() == "Conv" { 1 } else { 0 };
+            let g = attr_i(&p, "group", 1).max(1) as usize;
+            if g != 1 && p.op_type() != "Conv" {
+                return Err(Error::model("grouped ConvTranspose with a padded input and no output layout"));
+            }
+            scatter_const(m, n, 1, axis, &group_map(&im, g)?, 0.0)?;
+        }
+        return Ok(());
+    };
+    let g = attr_i(&p, "group", 1).max(1) as usize;
+    let per_group_in = m.input_const(n, 1).and_then(|w| w.dims.get(1).copied()).unwrap_or(1);
+    if p.op_type() == "Conv" && g > 1 && per_group_in >= 2 {
+        // grouped: every block padded alike, `group` unchanged
+        if !om.is_identity() {
+            scatter_const(m, n, 1, 0, &om, 0.0)?;
+            scatter_const(m, n, 2, 0, &om, 0.0)?;
+        }
+        if !im.is_identity() {
+            scatter_const(m, n, 1, 1, &group_map(&im, g)?, 0.0)?;
+        }
         return Ok(());
     }
+    if p.op_type() == "Conv" && g > 1 {
+        // depthwise: input and output share one layout
+        if !om.is_identity() {
+            scatter_const(m, n, 1, 0, &om, 0.0)?;
+            scatter_const(m, n, 2, 0, &om, 0.0)?;
+            if let Some(p) = m.op_mut(n) {
+                set_attr_i(p, "group", om.len as i64)
+            }
+        }
+        return Ok(());
+    }
+    let (in_axis, out_axis) = if p.op_type() == "Conv" { (1, 0) } else { (0, 1) };
+    if !om.is_identity() {
+        scatter_const(m, n, 1, out_axis, &om, 0.0)?;
+        scatter_const(m, n, 2, 0, &om, 0.0)?;
+        if p.op_type() == "ConvTranspose" {
+            let os = crate::onnx::attr_ints(&p, "output_shape");
+            let rank = m.input_const(n, 1).map(|w| w.dims.len()).unwrap_or(0);
+            if os.len() == rank && rank > 2 {
+                let mut os = os;
+                os[1] = om.len as i64;
+                if let Some(p) = m.op_mut(n) {
+                    set_attr_ints(p, "output_shape", os)
+                }
+            }
+        }
+    }
+    if !im.is_identity() {
+        scatter_const(m, n, 1, in_axis, &im, 0.0)?;
+    }
+    Ok(())
+}
+
+/// BatchNormalization: γ 0, β 0, mean 0, var 1 on padded channels.
+fn rewrite_batch_norm(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
+    let im = map_in(a, m, n, 0);
+    if let Some(im) = im.filter(|c| !c.is_identity()) {
+        for (slot, fill) in [(1, 0.0), (2, 0.0), (3, 0.0), (4, 1.0)] {
+            scatter_const(m, n, slot, 0, &im, fill)?;
+        }
+    }
+    Ok(())
+}
+
+/// Element-wise ops: per-channel constants padded with the slot's neutral value.
+fn rewrite_elementwise(m: &mut Model, a: &Analysis, n: NodeId, role: Role) -> Result<()> {
     let out0 = Outlet { node: n, slot: 0 };
     let om = a.channel_map(out0);
-    let im = map_in(a, m, n, 0);
-    match p.op_type() {
-        "Conv" | "ConvTranspose" => {
-            let (Some(im), Some(om)) = (im, om) else {
-                // Conv with padded input but no layout on its output (pinned
-                // output, e.g. a Detect conv): only the input columns change.
-                if let Some(im) = map_in(a, m, n, 0).filter(|c| !c.is_identity()) {
-                    let axis = if p.op_type() == "Conv" { 1 } else { 0 };
-                    let g = attr_i(&p, "group", 1).max(1) as usize;
-                    if g != 1 && p.op_type() != "Conv" {
-                        return Err(Error::model("grouped ConvTranspose with a padded input and no output layout"));
-                    }
-                    scatter_const(m, n, 1, axis, &group_map(&im, g)?, 0.0)?;
-                }
-                return Ok(());
-            };
-            let g = attr_i(&p, "group", 1).max(1) as usize;
-            let per_group_in = m.input_const(n, 1).and_then(|w| w.dims.get(1).copied()).unwrap_or(1);
-            if p.op_type() == "Conv" && g > 1 && per_group_in >= 2 {
-                // grouped: every block padded alike, `group` unchanged
-                if !om.is_identity() {
-                    scatter_const(m, n, 1, 0, &om, 0.0)?;
-                    scatter_const(m, n, 2, 0, &om, 0.0)?;
-                }
-                if !im.is_identity() {
-                    scatter_const(m, n, 1, 1, &group_map(&im, g)?, 0.0)?;
-                }
-                return Ok(());
-            }
-            if p.op_type() == "Conv" && g > 1 {
-                // depthwise: input and output share one layout
-                if !om.is_identity() {
-                    scatter_const(m, n, 1, 0, &om, 0.0)?;
-                    scatter_const(m, n, 2, 0, &om, 0.0)?;
-                    if let Some(p) = m.op_mut(n) {
-                        set_attr_i(p, "group", om.len as i64)
-                    }
-                }
-                return Ok(());
-            }
-            let (in_axis, out_axis) = if p.op_type() == "Conv" { (1, 0) } else { (0, 1) };
-            if !om.is_identity() {
-                scatter_const(m, n, 1, out_axis, &om, 0.0)?;
-                scatter_const(m, n, 2, 0, &om, 0.0)?;
-                if p.op_type() == "ConvTranspose" {
-                    let os = crate::onnx::attr_ints(&p, "output_shape");
-                    let rank = m.input_const(n, 1).map(|w| w.dims.len()).unwrap_or(0);
-                    if os.len() == rank && rank > 2 {
-                        let mut os = os;
-                        os[1] = om.len as i64;
-                        if let Some(p) = m.op_mut(n) {
-                            set_attr_ints(p, "output_shape", os)
-                        }
-                    }
-                }
-            }
-            if !im.is_identity() {
-                scatter_const(m, n, 1, in_axis, &im, 0.0)?;
-            }
+    let Some(om) = om.filter(|c| !c.is_identity()) else {
+        return Ok(());
+    };
+    let rank = a.shapes.get(&out0).map(|s| s.len()).unwrap_or(0);
+    for slot in 0..m.n_inputs(n) {
+        let Some(o) = m.input(n, slot) else { continue };
+        if a.channel_map(o).is_some() || m.const_value(o).is_none() {
+            continue;
         }
-        "BatchNormalization" => {
-            if let Some(im) = im.filter(|c| !c.is_identity()) {
-                for (slot, fill) in [(1, 0.0), (2, 0.0), (3, 0.0), (4, 1.0)] {
-                    scatter_const(m, n, slot, 0, &im, fill)?;
-                }
-            }
+        let t = m.const_value(o).unwrap();
+        let r = t.dims.len();
+        let Some(axis) = (r + 1).checked_sub(rank) else {
+            continue;
+        };
+        if r + 1 < rank || t.dims.get(axis) != Some(&(om.map.len() as i64)) || om.map.len() == 1 {
+            continue;
         }
-        "Add" | "Sub" | "Mul" | "Div" | "Max" | "Min" | "Pow" | "Sum" | "PRelu" => {
-            let Some(om) = om.filter(|c| !c.is_identity()) else {
-                return Ok(());
-            };
-            let rank = a.shapes.get(&out0).map(|s| s.len()).unwrap_or(0);
-            for slot in 0..m.n_inputs(n) {
-                let Some(o) = m.input(n, slot) else { continue };
-                if a.channel_map(o).is_some() || m.const_value(o).is_none() {
-                    continue;
-                }
-                let t = m.const_value(o).unwrap();
-                let r = t.dims.len();
-                let Some(axis) = (r + 1).checked_sub(rank) else {
-                    continue;
-                };
-                if r + 1 < rank || t.dims.get(axis) != Some(&(om.map.len() as i64)) || om.map.len() == 1 {
-                    continue;
-                }
-                let fill = neutral(p.op_type(), slot)
-                    .ok_or_else(|| Error::model("per-channel constant on an op without a neutral value"))?;
-                scatter_const(m, n, slot, axis, &om, fill)?;
-            }
-        }
-        "Split" => {
-            let Some(x) = m.input(n, 0) else {
-                return Ok(());
-            };
-            let Some(bounds) = a.boundaries(x) else {
-                return Ok(());
-            };
-            let rank = a.shapes.get(&x).map(|s| s.len()).unwrap_or(0);
-            if shapes::axis(attr_i(&p, "axis", 0), rank) != Some(1) || bounds.iter().all(|(l, ph)| l == ph) {
-                return Ok(());
-            }
-            let phys = |lo: usize| bounds.iter().find(|(l, _)| *l == lo).map(|(_, ph)| *ph);
-            let sizes = shapes::split_sizes(m, n, bounds.last().unwrap().0 as i64)
-                .ok_or_else(|| Error::model("Split sizes unknown"))?;
-            let mut start = 0usize;
-            let mut new = vec![];
-            for s in sizes {
-                let end = start + s as usize;
-                let (ps, pe) = (phys(start), phys(end));
-                let (Some(ps), Some(pe)) = (ps, pe) else {
-                    return Err(Error::model("Split point is not a channel-space boundary"));
-                };
-                new.push((pe - ps) as i64);
-                start = end;
-            }
-            set_split(m, n, new)?;
-        }
-        "Slice" => {
-            let Some(x) = m.input(n, 0) else {
-                return Ok(());
-            };
-            let Some(bounds) = a.boundaries(x) else {
-                return Ok(());
-            };
-            let rank = a.shapes.get(&x).map(|s| s.len()).unwrap_or(0);
-            let Some(params) = shapes::slice_params(m, n, rank) else {
-                return Ok(());
-            };
-            if bounds.iter().all(|(l, ph)| l == ph) || !params.iter().any(|(ax, ..)| *ax == 1) {
-                return Ok(());
-            }
-            let c = bounds.last().unwrap().0 as i64;
-            let phys = |lo: i64| bounds.iter().find(|(l, _)| *l as i64 == lo).map(|(_, ph)| *ph as i64);
-            let mut starts = vec![];
-            let mut ends = vec![];
-            for (ax, st, en, _) in &params {
-                if *ax == 1 {
-                    let (s, e) = shapes::slice_range(c, *st, *en);
-                    starts.push(phys(s).ok_or_else(|| Error::model("Slice start is not a channel-space boundary"))?);
-                    ends.push(phys(e).ok_or_else(|| Error::model("Slice end is not a channel-space boundary"))?);
-                } else {
-                    starts.push(*st);
-                    ends.push(*en);
-                }
-            }
-            if m.opset() >= 10 {
-                for (slot, vals) in [(1, starts), (2, ends)] {
-                    let t = m.input_const(n, slot).unwrap().into_owned();
-                    let nt = tensor::rewrite(&t, &[vals.len()], &vals.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
-                    m.replace_input_const(n, slot, nt);
-                }
-            } else {
-                let pm = m.op_mut(n).unwrap();
-                set_attr_ints(pm, "starts", starts);
-                set_attr_ints(pm, "ends", ends);
-            }
-        }
-        "Resize" => {
-            let Some(om) = om.filter(|c| !c.is_identity()) else {
-                return Ok(());
-            };
-            if let Some((_, Some(mut sizes))) = shapes::resize_params(m, n) {
-                sizes[1] = om.len as i64;
-                let t = m.input_const(n, 3).unwrap().into_owned();
-                let nt = tensor::rewrite(&t, &[sizes.len()], &sizes.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
-                m.replace_input_const(n, 3, nt);
-            }
-        }
-        "Gemm" | "MatMul" => {
-            let Some(x) = m.input(n, 0) else {
-                return Ok(());
-            };
-            let Some(fm) = a.flat_map(x).filter(|c| !c.is_identity()) else {
-                return Ok(());
-            };
-            let axis = if p.op_type() == "Gemm" && attr_i(&p, "transB", 0) == 1 { 1 } else { 0 };
-            scatter_const(m, n, 1, axis, &fm, 0.0)?;
-        }
-        _ => {}
+        let fill =
+            role.neutral(slot).ok_or_else(|| Error::model("per-channel constant on an op without a neutral value"))?;
+        scatter_const(m, n, slot, axis, &om, fill)?;
     }
+    Ok(())
+}
+
+/// Split on the channel axis: sizes in physical channels.
+fn rewrite_split(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
+    let p = m.op(n).unwrap().clone();
+    let Some(x) = m.input(n, 0) else {
+        return Ok(());
+    };
+    let Some(bounds) = a.boundaries(x) else {
+        return Ok(());
+    };
+    let rank = a.shapes.get(&x).map(|s| s.len()).unwrap_or(0);
+    if shapes::axis(attr_i(&p, "axis", 0), rank) != Some(1) || bounds.iter().all(|(l, ph)| l == ph) {
+        return Ok(());
+    }
+    let phys = |lo: usize| bounds.iter().find(|(l, _)| *l == lo).map(|(_, ph)| *ph);
+    let sizes = shapes::split_sizes(m, n, bounds.last().unwrap().0 as i64)
+        .ok_or_else(|| Error::model("Split sizes unknown"))?;
+    let mut start = 0usize;
+    let mut new = vec![];
+    for s in sizes {
+        let end = start + s as usize;
+        let (ps, pe) = (phys(start), phys(end));
+        let (Some(ps), Some(pe)) = (ps, pe) else {
+            return Err(Error::model("Split point is not a channel-space boundary"));
+        };
+        new.push((pe - ps) as i64);
+        start = end;
+    }
+    set_split(m, n, new)?;
+    Ok(())
+}
+
+/// Slice on the channel axis: bounds in physical channels.
+fn rewrite_slice(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
+    let Some(x) = m.input(n, 0) else {
+        return Ok(());
+    };
+    let Some(bounds) = a.boundaries(x) else {
+        return Ok(());
+    };
+    let rank = a.shapes.get(&x).map(|s| s.len()).unwrap_or(0);
+    let Some(params) = shapes::slice_params(m, n, rank) else {
+        return Ok(());
+    };
+    if bounds.iter().all(|(l, ph)| l == ph) || !params.iter().any(|(ax, ..)| *ax == 1) {
+        return Ok(());
+    }
+    let c = bounds.last().unwrap().0 as i64;
+    let phys = |lo: i64| bounds.iter().find(|(l, _)| *l as i64 == lo).map(|(_, ph)| *ph as i64);
+    let mut starts = vec![];
+    let mut ends = vec![];
+    for (ax, st, en, _) in &params {
+        if *ax == 1 {
+            let (s, e) = shapes::slice_range(c, *st, *en);
+            starts.push(phys(s).ok_or_else(|| Error::model("Slice start is not a channel-space boundary"))?);
+            ends.push(phys(e).ok_or_else(|| Error::model("Slice end is not a channel-space boundary"))?);
+        } else {
+            starts.push(*st);
+            ends.push(*en);
+        }
+    }
+    if m.opset() >= 10 {
+        for (slot, vals) in [(1, starts), (2, ends)] {
+            let t = m.input_const(n, slot).unwrap().into_owned();
+            let nt = tensor::rewrite(&t, &[vals.len()], &vals.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
+            m.replace_input_const(n, slot, nt);
+        }
+    } else {
+        let pm = m.op_mut(n).unwrap();
+        set_attr_ints(pm, "starts", starts);
+        set_attr_ints(pm, "ends", ends);
+    }
+    Ok(())
+}
+
+/// Resize with constant sizes: sizes[1] is the padded width.
+fn rewrite_resize(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
+    let om = a.channel_map(Outlet { node: n, slot: 0 });
+    let Some(om) = om.filter(|c| !c.is_identity()) else {
+        return Ok(());
+    };
+    if let Some((_, Some(mut sizes))) = shapes::resize_params(m, n) {
+        sizes[1] = om.len as i64;
+        let t = m.input_const(n, 3).unwrap().into_owned();
+        let nt = tensor::rewrite(&t, &[sizes.len()], &sizes.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
+        m.replace_input_const(n, 3, nt);
+    }
+    Ok(())
+}
+
+/// Gemm / MatMul after a Flatten: zero weight rows for padded features.
+fn rewrite_dense(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
+    let p = m.op(n).unwrap().clone();
+    let Some(x) = m.input(n, 0) else {
+        return Ok(());
+    };
+    let Some(fm) = a.flat_map(x).filter(|c| !c.is_identity()) else {
+        return Ok(());
+    };
+    let axis = if p.op_type() == "Gemm" && attr_i(&p, "transB", 0) == 1 { 1 } else { 0 };
+    scatter_const(m, n, 1, axis, &fm, 0.0)?;
     Ok(())
 }
 

@@ -78,7 +78,7 @@ pub fn evaluate(m: &Model, shapes: &HashMap<Outlet, Shape>) -> HashMap<Outlet, V
             }
             NodeKind::Const(_) => {}
             NodeKind::Op(p) => {
-                if !(p.domain().is_empty() || p.domain() == "ai.onnx") {
+                if !crate::ops::standard(p) {
                     continue;
                 }
                 if let Some(v) = eval_op(m, n, shapes, &vals).filter(|v| v.data.len() <= MAX_ELEMENTS) {
@@ -229,9 +229,34 @@ fn eval_op(
             out(v.dims.clone(), data, to)
         }
         "Unsqueeze" | "Squeeze" | "Reshape" | "Flatten" => {
+            // the data stays; only the dims change
             let v = arg(0)?;
-            let o = shapes.get(&Outlet { node: n, slot: 0 })?;
-            let dims: Vec<usize> = o.iter().map(|d| d.map(|d| d as usize)).collect::<Option<_>>()?;
+            let x: Shape = v.dims.iter().map(|&d| Some(d as i64)).collect();
+            let o = match op {
+                "Reshape" => shapes.get(&Outlet { node: n, slot: 0 }).cloned().or_else(|| {
+                    let t = arg(1)?.ints()?;
+                    let known = t.iter().enumerate().filter(|(_, &d)| d != -1).try_fold(1i64, |acc, (i, &d)| {
+                        acc.checked_mul(if d == 0 { *v.dims.get(i)? as i64 } else { d })
+                    })?;
+                    let total = v.data.len() as i64;
+                    Some(
+                        t.iter()
+                            .enumerate()
+                            .map(|(i, &d)| match d {
+                                -1 => (known > 0).then(|| total / known),
+                                0 => v.dims.get(i).map(|&d| d as i64),
+                                d => Some(d),
+                            })
+                            .collect(),
+                    )
+                })?,
+                "Flatten" => {
+                    let a = norm_axis(attr_i(p, "axis", 1), x.len() + 1)?;
+                    vec![shapes::product(&x[..a]), shapes::product(&x[a..])]
+                }
+                _ => shapes::unsqueeze_shape(m, n, &x)?,
+            };
+            let dims: Vec<usize> = o.iter().map(|d| d.and_then(|d| usize::try_from(d).ok())).collect::<Option<_>>()?;
             (numel(&dims)? == v.data.len()).then(|| Value { dims, data: v.data.clone(), elem: v.elem })
         }
         "Gather" => {
