@@ -14,6 +14,7 @@
 //! original order, so an untouched model round-trips node for node.
 
 pub mod shapes;
+pub mod values;
 
 use crate::error::{Error, Result};
 use crate::onnx::{self, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};

@@ -4,6 +4,7 @@
 //! (`None`). Tensors whose shape cannot be derived (unknown ops, data-dependent
 //! shapes) are absent from the map, and the channel analysis pins them.
 
+use super::values::{self, Value};
 use super::{Model, NodeId, Outlet};
 use crate::onnx::{attr_f, attr_i, attr_ints, attr_s};
 use crate::ops::ShapeRule as S;
@@ -16,7 +17,18 @@ pub type Shape = Vec<Option<i64>>;
 /// Infers shapes for every tensor it can. `overrides` replaces graph input
 /// shapes (for symbolic dims).
 pub fn infer(m: &Model, overrides: &HashMap<String, Vec<i64>>) -> HashMap<Outlet, Shape> {
+    infer_with_values(m, overrides).0
+}
+
+/// Shapes, and the values of small tensors computed from shapes and
+/// constants ([`super::values`]), in one topological walk: each needs the
+/// other (`Shape(x)` needs x's shape, a Reshape's shape needs its target).
+pub fn infer_with_values(
+    m: &Model,
+    overrides: &HashMap<String, Vec<i64>>,
+) -> (HashMap<Outlet, Shape>, HashMap<Outlet, Value>) {
     let mut s: HashMap<Outlet, Shape> = HashMap::new();
+    let mut vals: HashMap<Outlet, Value> = HashMap::new();
     let inputs: HashMap<String, Shape> = m
         .proto
         .graph
@@ -30,6 +42,7 @@ pub fn infer(m: &Model, overrides: &HashMap<String, Vec<i64>>) -> HashMap<Outlet
         .filter_map(|vi| Some((vi.name(), super::value_info_shape(vi).filter(|s| s.iter().all(|d| d.is_some()))?)))
         .collect();
     for n in m.toposort() {
+        let o0 = Outlet { node: n, slot: 0 };
         match &m.g[n].kind {
             super::NodeKind::Input(name) => {
                 let shape = overrides
@@ -37,14 +50,17 @@ pub fn infer(m: &Model, overrides: &HashMap<String, Vec<i64>>) -> HashMap<Outlet
                     .map(|v| v.iter().map(|&d| Some(d)).collect())
                     .or_else(|| inputs.get(name).cloned());
                 if let Some(sh) = shape {
-                    s.insert(Outlet { node: n, slot: 0 }, sh);
+                    s.insert(o0, sh);
                 }
             }
             super::NodeKind::Const(t) => {
-                s.insert(Outlet { node: n, slot: 0 }, t.dims.iter().map(|&d| Some(d)).collect());
+                s.insert(o0, t.dims.iter().map(|&d| Some(d)).collect());
+                if let Some(v) = values::const_value(m, o0) {
+                    vals.insert(o0, v);
+                }
             }
-            super::NodeKind::Op(_) => {
-                for (slot, sh) in op_shapes(m, n, &s).into_iter().enumerate() {
+            super::NodeKind::Op(p) => {
+                for (slot, sh) in op_shapes(m, n, &s, &vals).into_iter().enumerate() {
                     let o = Outlet { node: n, slot };
                     // What the op's semantics cannot give (unknown ops), the
                     // model's own value_info may record.
@@ -52,10 +68,20 @@ pub fn infer(m: &Model, overrides: &HashMap<String, Vec<i64>>) -> HashMap<Outlet
                         s.insert(o, sh);
                     }
                 }
+                let v = if m.const_dims(o0).is_some() {
+                    values::const_value(m, o0)
+                } else if crate::ops::standard(p) {
+                    values::eval_op(m, n, &s, &vals).filter(|v| v.data.len() <= values::MAX_ELEMENTS)
+                } else {
+                    None
+                };
+                if let Some(v) = v {
+                    vals.insert(o0, v);
+                }
             }
         }
     }
-    s
+    (s, vals)
 }
 
 fn ints(m: &Model, n: NodeId, slot: usize) -> Option<Vec<i64>> {
@@ -150,7 +176,7 @@ fn nonempty(v: Vec<i64>, n: usize, fill: i64) -> Vec<i64> {
     }
 }
 
-fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Shape>> {
+fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>, vals: &HashMap<Outlet, Value>) -> Vec<Option<Shape>> {
     let p = m.op(n).unwrap();
     let nout = p.output.len();
     let one = |x: Option<Shape>| {
@@ -319,30 +345,36 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>) -> Vec<Option<Sha
             }
             S::Reshape => {
                 let x = inp(0)?;
-                let shape = ints(m, n, 1)?;
+                // the target may be partly known (a symbolic batch read by Shape)
+                let shape: Vec<Option<i64>> = match m.input(n, 1).and_then(|o| vals.get(&o)) {
+                    Some(v) => v.data.iter().map(|d| d.map(|d| d as i64)).collect(),
+                    None => ints(m, n, 1)?.into_iter().map(Some).collect(),
+                };
                 let allow_zero = attr_i(p, "allowzero", 0) == 1;
                 let mut out: Shape = shape
                     .iter()
                     .enumerate()
-                    .map(|(i, &d)| {
-                        if d == 0 && !allow_zero {
-                            x.get(i).copied().flatten()
-                        } else if d < 0 {
-                            None
-                        } else {
-                            Some(d)
-                        }
+                    .map(|(i, &d)| match d {
+                        Some(0) if !allow_zero => x.get(i).copied().flatten(),
+                        Some(d) if d < 0 => None,
+                        d => d,
                     })
                     .collect();
-                if let Some(neg) = shape.iter().position(|&d| d == -1) {
-                    let total = product(x);
+                if let Some(neg) = shape.iter().position(|&d| d == Some(-1)) {
+                    // An unknown leading dim of the target facing the input's
+                    // unknown leading dim is taken as the same (symbolic) batch:
+                    // it cancels out of the element count.
+                    let batch = x.first() == Some(&None) && out.first() == Some(&None) && neg != 0;
+                    let skip = usize::from(batch);
+                    let total = product(&x[skip.min(x.len())..]);
                     let known = out
                         .iter()
                         .enumerate()
+                        .skip(skip)
                         .filter(|(i, _)| *i != neg)
                         .try_fold(1i64, |a, (_, v)| v.and_then(|v| a.checked_mul(v)));
                     out[neg] = match (total, known) {
-                        (Some(t), Some(k)) if k > 0 => Some(t / k),
+                        (Some(t), Some(k)) if k > 0 && t % k == 0 => Some(t / k),
                         _ => None,
                     };
                 }

@@ -43,7 +43,7 @@ pub fn run(m: &mut Model, opts: &Options) -> Result<(usize, Vec<String>)> {
     for n in m.ops() {
         for slot in 0..m.output_names(n).len() {
             let o = Outlet { node: n, slot };
-            if let Some(cm) = a.channel_map(o).filter(|c| !c.is_identity()) {
+            if let Some(cm) = a.channel_map(o).or_else(|| a.flat_map(o)).filter(|c| !c.is_identity()) {
                 let name = m.tensor_name(o).to_string();
                 notes.push(format!("{name}: {} → {}", cm.map.len(), cm.len));
                 m.set_channel_dim(&name, cm.len);
@@ -107,6 +107,7 @@ fn rewrite_node(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
         Role::Slice => rewrite_slice(m, a, n),
         Role::Resize => rewrite_resize(m, a, n),
         Role::Dense => rewrite_dense(m, a, n),
+        Role::Flatten => rewrite_flatten(m, a, n),
         _ => Ok(()),
     }
 }
@@ -300,6 +301,27 @@ fn rewrite_resize(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
         let t = m.input_const(n, 3).unwrap().into_owned();
         let nt = tensor::rewrite(&t, &[sizes.len()], &sizes.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
         m.replace_input_const(n, 3, nt);
+    }
+    Ok(())
+}
+
+/// Reshape to [N, C·H·W] before a dense layer: a constant target that spells
+/// the feature count out gets the padded count (0 and -1 need nothing).
+fn rewrite_flatten(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
+    let Some(fm) = a.flat_map(Outlet { node: n, slot: 0 }).filter(|c| !c.is_identity()) else {
+        return Ok(());
+    };
+    if m.op_type(n) != "Reshape" {
+        return Ok(());
+    }
+    let Some(t) = m.input_const(n, 1).map(|t| t.into_owned()) else {
+        return Err(Error::model("Reshape before a dense layer has a computed target"));
+    };
+    let mut target = tensor::to_i64(&t)?;
+    if target.len() == 2 && target[1] > 0 {
+        target[1] = fm.len as i64;
+        let nt = tensor::rewrite(&t, &[2], &target.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
+        m.replace_input_const(n, 1, nt);
     }
     Ok(())
 }
