@@ -459,6 +459,9 @@ impl Analysis {
                 None if !crate::ops::standard(p) => Stop::Gap(format!("{}::{op} '{name}' (unknown op)", p.domain())),
                 None => Stop::Gap(format!("{op} '{name}' (op not analysed)")),
                 Some(_) if blind => Stop::Gap(format!("{op} '{name}' (input shape unknown)")),
+                Some(_) if shuffle_part(m, n) => Stop::Pin(format!(
+                    "channel shuffle at {op} '{name}' (Reshape → Transpose → Reshape interleaves channel blocks)"
+                )),
                 Some(e) if e.role.refusal_pins() => Stop::Pin(format!("{op} '{name}'")),
                 Some(_) => Stop::Gap(format!("{op} '{name}' (case not analysed)")),
             };
@@ -999,6 +1002,36 @@ impl Analysis {
             return Some(d);
         }
         None
+    }
+}
+
+/// True when `n` is one of the three ops of a channel shuffle:
+/// Reshape [N, C, H, W] → [N, g, C/g, H, W], Transpose swapping axes 1 and 2,
+/// Reshape back to rank 4. Such a shuffle is a fixed permutation of channels,
+/// but its padded form interleaves the padding of the g blocks, which a
+/// channel layout of contiguous runs cannot express: it pins, and says so.
+fn shuffle_part(m: &Model, n: NodeId) -> bool {
+    let is_swap = |t: NodeId| {
+        m.op_type(t) == "Transpose"
+            && m.op(t).is_some_and(|p| attr_ints(p, "perm") == [0, 2, 1, 3, 4] && crate::ops::standard(p))
+    };
+    let sole = |o: Outlet| {
+        let c = m.consumers(o);
+        (c.len() == 1).then(|| c[0].0)
+    };
+    let out = |x: NodeId| Outlet { node: x, slot: 0 };
+    let from = |x: NodeId| m.input(x, 0).map(|o| o.node);
+    match m.op_type(n) {
+        "Transpose" => {
+            is_swap(n)
+                && from(n).is_some_and(|r| m.op_type(r) == "Reshape")
+                && sole(out(n)).is_some_and(|r| m.op_type(r) == "Reshape")
+        }
+        "Reshape" => {
+            sole(out(n)).is_some_and(|t| is_swap(t) && sole(out(t)).is_some_and(|r| m.op_type(r) == "Reshape"))
+                || from(n).is_some_and(|t| is_swap(t) && from(t).is_some_and(|r| m.op_type(r) == "Reshape"))
+        }
+        _ => false,
     }
 }
 

@@ -1,0 +1,124 @@
+//! Models exported by the real packages' own code (fixtures/packages/:
+//! ultralytics, torchvision, timm, segmentation-models-pytorch; TorchScript
+//! and dynamo exporters; static and dynamic shapes). Every alignable channel
+//! dim ends aligned, nothing is left unanalysed, every pin names a genuine
+//! reason, and tract finds the outputs unchanged. A wrong weight in an
+//! aligned export must fail verification (the negative control).
+
+mod util;
+
+use std::fs;
+use std::path::PathBuf;
+use util::*;
+
+/// Reasons a channel dim of these exports may legitimately keep its width:
+/// the model's contract (graph I/O) or an op that really mixes channels.
+const GENUINE: &[&str] = &["graph input", "graph output", "Reshape", "Softmax", "channel shuffle", "Transpose"];
+
+fn packages() -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(fixtures().join("packages"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
+        .collect();
+    v.sort();
+    assert!(v.len() >= 10, "package fixtures missing: {v:?}");
+    v
+}
+
+/// Concrete input shapes of the fixtures exported with symbolic dims.
+fn shape_args(f: &std::path::Path) -> Vec<String> {
+    let name = f.file_name().unwrap().to_string_lossy();
+    if name.contains("shufflenetv2_dynbatch") {
+        vec!["--input-shape".into(), "images=1x3x64x64".into()]
+    } else if name.contains("dynbhw") {
+        vec!["--input-shape".into(), "images=1x3x128x128".into()]
+    } else {
+        vec![]
+    }
+}
+
+#[test]
+fn every_package_export_ends_with_every_alignable_dim_aligned() {
+    let tmp = tempfile::tempdir().unwrap();
+    for f in packages() {
+        let name = f.file_name().unwrap().to_string_lossy().to_string();
+        let before = json(&align_p(&["report".as_ref(), f.as_os_str(), "--json".as_ref()]));
+        assert!(before["totals"]["free_unaligned"].as_u64().unwrap() > 0, "{name}: fixture is not pruned");
+        assert_eq!(before["totals"]["unanalysed"], 0, "{name}: {}", before["unanalysed"]);
+        let out = tmp.path().join("a.onnx");
+        let mut args: Vec<String> =
+            vec![f.display().to_string(), "--json".into(), "-o".into(), out.display().to_string()];
+        args.extend(shape_args(&f));
+        let o = align_p(&args);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let j = json(&o);
+        assert_eq!(j["verification"]["passed"], true, "{name}: {}", j["verification"]);
+        assert_eq!(j["unaligned_free_dims_after"], 0, "{name}");
+        assert_eq!(j["unanalysed_dims_after"], 0, "{name}");
+        assert_eq!(j["aligned_dims"], j["alignable_dims"], "{name}");
+        for p in j["pinned"].as_array().unwrap() {
+            for r in p["reasons"].as_array().unwrap() {
+                let r = r.as_str().unwrap();
+                assert!(GENUINE.iter().any(|g| r.starts_with(g)), "{name}: pin without a genuine reason: {p}");
+            }
+        }
+        let c = align_p(&["check".as_ref(), out.as_os_str()]);
+        assert_eq!(c.status.code(), Some(0), "{name}: {}", stdout(&c));
+        fs::remove_file(&out).unwrap();
+    }
+}
+
+#[test]
+fn shape_arithmetic_of_every_chunk_is_folded_in_one_run() {
+    // ShuffleNetV2 computes every chunk(2) split point from Shape at run time;
+    // one run folds all of them (no second run changes anything more)
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures().join("packages/torchvision_shufflenetv2_op13.onnx");
+    let once = tmp.path().join("once.onnx");
+    let j = json(&align_p(&[f.as_os_str(), "--json".as_ref(), "-o".as_ref(), once.as_os_str()]));
+    assert_eq!(j["unanalysed_dims_after"], 0);
+    let (m, _) = align::onnx::load(&once).unwrap();
+    assert!(m.graph.as_ref().unwrap().node.iter().all(|n| n.op_type() != "Shape"), "Shape arithmetic left");
+    let twice = tmp.path().join("twice.onnx");
+    let j2 = json(&align_p(&[once.as_os_str(), "--json".as_ref(), "-o".as_ref(), twice.as_os_str()]));
+    assert_eq!(j2["unaligned_free_dims_before"], 0, "{j2}");
+    let notes: Vec<String> = j2["passes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["notes"].as_array().unwrap().clone())
+        .map(|n| n.to_string())
+        .collect();
+    assert!(notes.iter().all(|n| !n.contains("evaluated")), "a second run folded more: {notes:?}");
+}
+
+#[test]
+fn grouped_convs_are_padded_per_group_with_group_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures().join("packages/torchvision_regnety_group3_dynamo_op18.onnx");
+    let out = tmp.path().join("a.onnx");
+    assert!(align_p(&[f.as_os_str(), "-q".as_ref(), "-o".as_ref(), out.as_os_str()]).status.success());
+    let r = json(&align_p(&["report".as_ref(), out.as_os_str(), "--json".as_ref()]));
+    let grouped: Vec<_> = r["layers"].as_array().unwrap().iter().filter(|l| l["groups"] == 3).collect();
+    assert!(!grouped.is_empty());
+    for l in grouped {
+        // every group of 7, 13, 19 or 25 channels became 8, 16, 24 or 32
+        let per_group = l["in_channels"].as_u64().unwrap() / 3;
+        assert_eq!(per_group % 8, 0, "{l}");
+        assert_eq!(l["out_channels"].as_u64().unwrap() % 24, 0, "{l}");
+    }
+}
+
+#[test]
+fn spatial_reductions_pass_layouts_and_channel_shuffles_pin_with_their_reason() {
+    // dynamo's SE blocks: ReduceMean over H, W is channel-wise
+    let f = fixtures().join("packages/torchvision_mobilenetv3small_dynamo_op18.onnx");
+    let r = json(&align_p(&["report".as_ref(), f.as_os_str(), "--json".as_ref()]));
+    assert!(!r["pinned"].to_string().contains("ReduceMean"), "{}", r["pinned"]);
+    assert_eq!(r["totals"]["pinned"], 1, "only the graph input: {}", r["pinned"]);
+    let f = fixtures().join("packages/torchvision_shufflenetv2_op13.onnx");
+    let r = json(&align_p(&["report".as_ref(), f.as_os_str(), "--json".as_ref()]));
+    assert!(r["pinned"].to_string().contains("channel shuffle at Reshape"), "{}", r["pinned"]);
+}
