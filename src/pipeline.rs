@@ -53,6 +53,8 @@ pub struct Summary {
     pub aligned_dims: usize,
     /// Pinned layer dims with their reasons, after.
     pub pinned: Vec<report::Pinned>,
+    /// Layer dims the analysis could not follow, with where it stopped, after.
+    pub unanalysed: Vec<report::Pinned>,
     /// Parameters before.
     pub params_before: u64,
     /// Parameters after.
@@ -121,6 +123,7 @@ pub fn align_model(proto: ModelProto, cfg: &Config, stage: &dyn Fn(&str)) -> Res
         alignable_dims: after.totals.alignable,
         aligned_dims: after.totals.aligned,
         pinned: after.pinned.clone(),
+        unanalysed: after.unanalysed.clone(),
         params_before: before.totals.params,
         params_after: after.totals.params,
         macs_before: before.totals.macs,
@@ -150,10 +153,10 @@ pub fn summary_text(s: &Summary) -> String {
     );
     t += &format!("alignable layer channel dims aligned: {} of {}\n", s.aligned_dims, s.alignable_dims);
     if s.unanalysed_dims_after > 0 {
-        t += &format!(
-            "UNANALYSED layer channel dims: {} (align could not follow them; see `align report`)\n",
-            s.unanalysed_dims_after
-        );
+        t += &format!("UNANALYSED layer channel dims: {} (align could not follow them)\n", s.unanalysed_dims_after);
+        for p in &s.unanalysed {
+            t += &format!("  {} {} {} ch: {}\n", p.node, p.side, p.channels, p.reasons.join("; "));
+        }
     }
     let pinned_unaligned: Vec<_> = s.pinned.iter().filter(|p| !p.aligned).collect();
     t += &format!("pinned layer channel dims: {} ({} unaligned)\n", s.pinned.len(), pinned_unaligned.len());
