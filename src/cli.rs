@@ -1,16 +1,17 @@
 //! Command-line interface: argument definitions (clap) and the three
-//! commands. `main.rs` only maps the outcome to an exit code.
+//! commands. Part of the library so that the Python wheel's `align` command
+//! runs the same code; `main.rs` only maps the outcome to an exit code.
 //!
 //! Exit codes: 0 success; 1 `check` found unaligned dims or verification
 //! failed; 2 usage or input error (one line on stderr naming the file, and
 //! the node where there is one).
 
-use align::ir::Model;
-use align::passes::{Options, Pass};
-use align::pipeline::{self, Config};
-use align::report;
-use align::verify::{Tolerance, VerifyOptions};
-use align::{Error, ErrorKind};
+use crate::ir::Model;
+use crate::passes::{Options, Pass};
+use crate::pipeline::{self, Config};
+use crate::report;
+use crate::verify::{Tolerance, VerifyOptions};
+use crate::{Error, ErrorKind};
 use clap::{Args, Parser, Subcommand};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -144,7 +145,7 @@ fn parse_shapes(v: &[String]) -> Result<HashMap<String, Vec<i64>>, Error> {
 }
 
 fn load(path: &Path) -> Result<Model, Failure> {
-    let (proto, _) = align::onnx::load(path).map_err(|e| fail(path, e))?;
+    let (proto, _) = crate::onnx::load(path).map_err(|e| fail(path, e))?;
     Model::import(proto).map_err(|e| fail(path, e))
 }
 
@@ -155,7 +156,7 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             let (_, r) = report_of(&c)?;
             if let Some(path) = svg {
                 let title = c.model.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
-                align::onnx::write_file_atomic(&path, align::svg::render(&r, &title).as_bytes())
+                crate::onnx::write_file_atomic(&path, crate::svg::render(&r, &title).as_bytes())
                     .map_err(|e| fail(&c.model, e))?;
             }
             if c.shared.json {
@@ -262,7 +263,7 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
     let progress = Progress::new(!a.quiet && !a.shared.json);
     progress.stage(&format!("loading {}", input.display()));
     let t = Instant::now();
-    let (proto, _) = align::onnx::load(&input).map_err(bad)?;
+    let (proto, _) = crate::onnx::load(&input).map_err(bad)?;
     let load_ms = t.elapsed().as_secs_f64() * 1e3;
     let cfg = Config {
         options: Options {
@@ -285,7 +286,7 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
     if passed {
         progress.stage(&format!("writing {}", output.display()));
         let t = Instant::now();
-        align::onnx::save(&out.model, &output, align::onnx::PROTOBUF_LIMIT).map_err(bad)?;
+        crate::onnx::save(&out.model, &output, crate::onnx::PROTOBUF_LIMIT).map_err(bad)?;
         out.summary.millis.insert("save", t.elapsed().as_secs_f64() * 1e3);
         out.summary.output = Some(output.display().to_string());
     }

@@ -1,7 +1,6 @@
 //! The `align` binary: parse, run, map the outcome to an exit code.
 
-mod cli;
-
+use align::cli;
 use clap::Parser;
 use std::process::ExitCode;
 
