@@ -326,7 +326,7 @@ class Table:
             ok, got = code == 1, "rejected" if code == 1 else ("ACCEPTED" if code == 0 else f"exit {code}")
         self.rows.append((model, case, expect, got, margin, ok, note))
         m = "" if margin is None else f"{margin:.3g}"
-        print(f"{model:<34} {case:<22} {expect:<7} {got:<20} {m:>10}  {'ok' if ok else 'FAIL'} {note}", flush=True)
+        print(f"{model:<40} {case:<22} {expect:<7} {got:<20} {m:>10}  {'ok' if ok else 'FAIL'} {note}", flush=True)
 
 
 def margin_of(out):
@@ -392,7 +392,8 @@ def check_model(align, label, path, tmp, table):
             done = True
             break
         if not done:
-            table.add(label, case, "reject", None, None, f"no material site ({tried} tried)")
+            table.add(label, case, "reject", None, None,
+                      f"no material site ({tried} tried)" if tried else "does not apply")
     if folded is None:
         table.add(label, "BN wrong eps", "reject", None, None, "no Conv -> BN")
     else:
@@ -422,7 +423,7 @@ def main():
     align = Path(a.align).resolve()
     t0 = time.monotonic()
     table = Table()
-    print(f"{'model':<34} {'case':<22} {'expect':<7} {'got':<20} {'margin':>10}")
+    print(f"{'model':<40} {'case':<22} {'expect':<7} {'got':<20} {'margin':>10}")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         models = []
