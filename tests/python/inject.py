@@ -26,6 +26,10 @@ injected bugs, each must be REJECTED by `align verify ORIGINAL BUGGY` (exit 1)
                               uses 1e-3, else 1e-3)
   dropped bias                the middle Conv of align's output loses its bias
 
+and the 320 model with an exported NMS head (NonMaxSuppression on boxes and
+objectness x class scores; the graph output is the selected indices):
+`align` must write it, and two of the bugs above must still be rejected.
+
 A bug site counts only if the bug is *material*: onnxruntime (no graph
 optimisation, one seeded input) shows it moving some output element away from
 the correct rewrite it was injected into by more than 100x what that rewrite
@@ -414,6 +418,60 @@ def check_model(align, label, path, tmp, table):
             table.add(label, "BN wrong eps", "reject", None, None, "no material site")
 
 
+def add_nms(m, score_threshold=0.5):
+    """An exported NMS head on a YOLOv5 output [1, N, 85]: boxes (cx, cy, w, h),
+    scores = objectness x class, NonMaxSuppression -> selected indices only."""
+    from onnx import TensorProto, helper
+    g = m.graph
+    out = g.output[0].name
+
+    def c(name, arr):
+        g.initializer.append(numpy_helper.from_array(np.array(arr), name))
+        return name
+
+    def n(*a, **k):
+        g.node.append(helper.make_node(*a, **k))
+    n("Slice", [out, c("nms.s0", [0]), c("nms.e0", [4]), c("nms.ax", [2])], ["nms/boxes"], name="/nms/boxes")
+    n("Slice", [out, c("nms.s1", [4]), c("nms.e1", [5]), "nms.ax"], ["nms/obj"], name="/nms/obj")
+    n("Slice", [out, c("nms.s2", [5]), c("nms.e2", [85]), "nms.ax"], ["nms/cls"], name="/nms/cls")
+    n("Mul", ["nms/obj", "nms/cls"], ["nms/conf"], name="/nms/conf")
+    n("Transpose", ["nms/conf"], ["nms/scores"], perm=[0, 2, 1], name="/nms/scores")
+    n("NonMaxSuppression", ["nms/boxes", "nms/scores", c("nms.max", [100]),
+                            c("nms.iou", np.array([0.45], np.float32)), c("nms.thr", np.array([score_threshold], np.float32))],
+      ["selected"], center_point_box=1, name="/nms/NonMaxSuppression")
+    del g.output[:]
+    g.output.append(helper.make_tensor_value_info("selected", TensorProto.INT64, ["K", 3]))
+    onnx.checker.check_model(m)
+    return m
+
+
+def check_nms(align, label, path, tmp, table):
+    """The model with an exported NMS head: align must write it (the selected
+    indices are compared through the NMS inputs), and a bug before the NMS
+    must still be rejected."""
+    m = add_nms(onnx.load(str(path)))
+    p = tmp / "nms.onnx"
+    onnx.save(m, str(p))
+    out = tmp / "nms.aligned.onnx"
+    code, so, se = run([align, p, "--json", "-o", out])
+    note = ""
+    try:
+        note = "selected via " + ", ".join(s["via"][0] for s in json.loads(so)["verification"]["selected"])
+    except (json.JSONDecodeError, KeyError, TypeError, IndexError):
+        note = se.strip()[:120]
+    table.add(label, "align", "accept", code if out.is_file() or code != 0 else 3, margin_of(so), note)
+    if not out.is_file():
+        return
+    aligned = onnx.load(str(out))
+    for case, sites in [("w x1.01 early", lambda m: sites_weight(m, "early")), ("bias +0.01", sites_bias)]:
+        site, bug = next(sites(aligned))
+        b = bug(onnx.ModelProto.FromString(aligned.SerializeToString()))
+        f = tmp / "nms.bug.onnx"
+        onnx.save(b, str(f))
+        code, so, se = run([align, "verify", p, f, "--json"])
+        table.add(label, case, "reject", code, margin_of(so), site if code in (0, 1) else se.strip()[:120])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--align", default=str(REPO / "target" / "debug" / "align"))
@@ -441,6 +499,8 @@ def main():
             models += [(f, FIXTURES / f) for f in FIXTURE_MODELS]
         for label, p in models:
             check_model(align, label, p, tmp, table)
+        if a.sizes:
+            check_nms(align, f"{models[0][0]} + NMS head", models[0][1], tmp, table)
     rows = table.rows
     acc = [r for r in rows if r[2] == "accept" and r[4] is not None and r[3] == "accepted"]
     rej = [r for r in rows if r[2] == "reject" and r[4] is not None and r[3] == "rejected"]
