@@ -249,6 +249,10 @@ impl Verification {
         );
         for o in &self.outputs {
             let what = if o.compared == "values" { String::new() } else { format!(" ({})", o.compared) };
+            if o.max_abs == 0.0 && o.passed {
+                t += &format!("  {}{what}: identical to the original, bit for bit\n", o.name);
+                continue;
+            }
             let stat = if o.statistic == "rms" { " RMS" } else { "" };
             let at = if o.slice == "all" { String::new() } else { format!(" at {}{}", o.name, o.slice) };
             t += &format!(
@@ -545,8 +549,15 @@ fn perturbed(t: &Tensor, rng: &mut Rng) -> Result<Tensor> {
             Tensor::from_shape(t.shape(), &v).map_err(terr)
         }
         DatumType::F16 => {
-            let f = t.cast_to::<f32>().map_err(terr)?.into_owned();
-            let p = perturbed(&f, rng)?;
+            // one f16 ulp is 2⁻¹⁰ relative: scale in f32, round back to f16
+            let f = t.cast_to::<f32>().map_err(terr)?;
+            let v: Vec<f32> = f
+                .to_plain_array_view::<f32>()
+                .map_err(terr)?
+                .iter()
+                .map(|&x| x * if rng.next() & 1 == 0 { 1.0 + 1.0 / 1024.0 } else { 1.0 - 1.0 / 1024.0 })
+                .collect();
+            let p = Tensor::from_shape(t.shape(), &v).map_err(terr)?;
             p.cast_to_dt(DatumType::F16).map(|c| c.into_owned()).map_err(terr)
         }
         _ => Ok(t.clone()),
@@ -592,6 +603,8 @@ struct Selections {
     tainted: HashMap<String, Vec<String>>,
     /// tensors to compare instead, with what they feed
     feeders: Vec<(String, String)>,
+    /// feeder → the selection ops it feeds
+    feeds: HashMap<String, Vec<String>>,
 }
 
 fn selections(g: &GraphProto) -> Selections {
@@ -637,6 +650,7 @@ fn selections(g: &GraphProto) -> Selections {
     }
     let outputs: HashSet<&str> = g.output.iter().map(|o| o.name()).collect();
     let mut feeders: Vec<(String, String)> = vec![];
+    let mut feeds: HashMap<String, Vec<String>> = HashMap::new();
     for n in g.node.iter().filter(|n| SELECTION_OPS.contains(&n.op_type())) {
         let label =
             format!("input of {} '{}'", n.op_type(), if n.name().is_empty() { n.output[0].as_str() } else { n.name() });
@@ -644,6 +658,7 @@ fn selections(g: &GraphProto) -> Selections {
             if constants.contains(i.as_str()) || via.contains_key(i.as_str()) || outputs.contains(i.as_str()) {
                 continue;
             }
+            feeds.entry(i.clone()).or_default().push(label["input of ".len()..].to_string());
             match feeders.iter_mut().find(|(t, _)| t == i) {
                 Some((_, l)) => *l += &format!(", {}", &label["input of ".len()..]),
                 None => feeders.push((i.clone(), label.clone())),
@@ -652,7 +667,7 @@ fn selections(g: &GraphProto) -> Selections {
     }
     let tainted =
         g.output.iter().filter_map(|o| via.get(o.name()).map(|v| (o.name().to_string(), v.clone()))).collect();
-    Selections { tainted, feeders }
+    Selections { tainted, feeders, feeds }
 }
 
 /// Statistics of one slice of a compared tensor.
@@ -750,6 +765,17 @@ fn compare(
     let axes: Vec<usize> = (1..rank)
         .filter(|&ax| shape[ax] >= 2 && shape[ax] <= 4096 && numel / shape[ax] * trials.len() >= MIN_SLICE)
         .collect();
+    for t in trials {
+        if t.a[k].shape() != t.b[kb].shape() {
+            return Err(Error::verify(format!(
+                "'{name}' has shape {:?} in the original but {:?} in the candidate",
+                t.a[k].shape(),
+                t.b[kb].shape()
+            )));
+        }
+    }
+    // outputs whose shape varies from trial to trial are judged whole
+    let axes = if trials.iter().all(|t| t.a[k].shape() == &shape[..]) { axes } else { vec![] };
     let mut accs: Vec<Vec<Acc>> = axes.iter().map(|&ax| vec![Acc::default(); shape[ax]]).collect();
     let mut whole = Acc::default();
     let mut d = OutputDiff {
@@ -1069,7 +1095,12 @@ pub fn verify(
             sel.tainted.get(n).map(|via| Selected {
                 name: n.clone(),
                 via: via.clone(),
-                compared_instead: sel.feeders.iter().map(|(t, _)| t.clone()).collect(),
+                compared_instead: sel
+                    .feeders
+                    .iter()
+                    .filter(|(t, _)| sel.feeds.get(t).is_some_and(|ops| ops.iter().any(|o| via.contains(o))))
+                    .map(|(t, _)| t.clone())
+                    .collect(),
             })
         })
         .collect();
