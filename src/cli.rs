@@ -10,7 +10,7 @@ use crate::ir::Model;
 use crate::passes::{Options, Pass};
 use crate::pipeline::{self, Config};
 use crate::report;
-use crate::verify::{Tolerance, VerifyOptions};
+use crate::verify::{Tolerance, Verification, VerifyOptions};
 use crate::{Error, ErrorKind};
 use clap::{Args, Parser, Subcommand};
 use std::collections::HashMap;
@@ -46,6 +46,74 @@ enum Cmd {
         #[arg(long)]
         strict: bool,
     },
+    /// Check that CANDIDATE computes what ORIGINAL computes (exit 0 equivalent, 1 not).
+    Verify {
+        /// The reference model.
+        original: PathBuf,
+        /// The rewrite to check (align's, another tool's, a hand edit).
+        candidate: PathBuf,
+        /// Shape of a graph input with symbolic dims, e.g. images=1x3x640x640 (repeatable).
+        #[arg(long = "input-shape", value_name = "NAME=DIMS")]
+        input_shape: Vec<String>,
+        #[command(flatten)]
+        verify: VerifyArgs,
+        /// Print one JSON object on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// How the equivalence check runs (`align MODEL` and `align verify`).
+#[derive(Args, Debug, Clone)]
+struct VerifyArgs {
+    /// Hold every output element to |a−b| ≤ atol + rtol·|a| instead of the fp32-noise bound.
+    #[arg(long)]
+    strict: bool,
+    /// Absolute tolerance: with --strict the test (default 1e-4); otherwise differences within atol + rtol·|a| count as none (default 0).
+    #[arg(long)]
+    atol: Option<f64>,
+    /// Relative tolerance (of the original's value); see --atol.
+    #[arg(long)]
+    rtol: Option<f64>,
+    /// Random input trials (default: automatic, 1 for a 640x640 image up to 8 for small inputs).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    trials: Option<u32>,
+    /// Seed of the random inputs.
+    #[arg(long, default_value_t = 0x5EED)]
+    seed: u64,
+    /// Range of the random float inputs, LO,HI (default: 0,1 for ultralytics exports, else -1,1).
+    #[arg(long, value_name = "LO,HI", allow_hyphen_values = true)]
+    input_range: Option<String>,
+    /// Real inputs instead of random ones: .npy (one input) or .npz (arrays named by input); a leading extra axis holds several sets.
+    #[arg(long, value_name = "FILE")]
+    inputs: Option<PathBuf>,
+}
+
+impl VerifyArgs {
+    fn options(&self) -> Result<VerifyOptions, Error> {
+        let d = if self.strict { Tolerance::STRICT_DEFAULT } else { Tolerance::default() };
+        let input_range = match &self.input_range {
+            None => None,
+            Some(s) => {
+                let bad = || Error::model(format!("--input-range '{s}' is not LO,HI with LO < HI (e.g. 0,1)"));
+                let (lo, hi) = s.split_once(',').ok_or_else(bad)?;
+                let (lo, hi) =
+                    (lo.trim().parse::<f64>().map_err(|_| bad())?, hi.trim().parse::<f64>().map_err(|_| bad())?);
+                if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+                    return Err(bad());
+                }
+                Some((lo, hi))
+            }
+        };
+        Ok(VerifyOptions {
+            tolerance: Tolerance { atol: self.atol.unwrap_or(d.atol), rtol: self.rtol.unwrap_or(d.rtol) },
+            strict: self.strict,
+            trials: self.trials.unwrap_or(0) as usize,
+            seed: self.seed,
+            input_range,
+            inputs: self.inputs.clone(),
+        })
+    }
 }
 
 /// Options every command takes.
@@ -87,18 +155,8 @@ struct AlignArgs {
     /// Write without running the equivalence check.
     #[arg(long)]
     no_verify: bool,
-    /// Absolute tolerance of the equivalence check.
-    #[arg(long, default_value_t = 1e-4)]
-    atol: f64,
-    /// Relative tolerance of the equivalence check.
-    #[arg(long, default_value_t = 1e-4)]
-    rtol: f64,
-    /// Random input trials for the equivalence check.
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    trials: u32,
-    /// Seed of the random inputs.
-    #[arg(long, default_value_t = 0x5EED)]
-    seed: u64,
+    #[command(flatten)]
+    verify: VerifyArgs,
     #[command(flatten)]
     shared: Shared,
     /// No summary on stderr.
@@ -176,7 +234,63 @@ pub fn run(cli: Cli) -> Result<u8, Failure> {
             }
             Ok(if c.ok { 0 } else { 1 })
         }
+        Some(Cmd::Verify { original, candidate, input_shape, verify, json }) => {
+            verify_cmd(&original, &candidate, &input_shape, &verify, json)
+        }
         None => align(cli.align),
+    }
+}
+
+/// `align verify ORIGINAL CANDIDATE`.
+fn verify_cmd(
+    original: &Path,
+    candidate: &Path,
+    shapes: &[String],
+    va: &VerifyArgs,
+    json: bool,
+) -> Result<u8, Failure> {
+    let both = |e: Error| Failure {
+        code: if e.kind == ErrorKind::Verify { 1 } else { 2 },
+        msg: format!("{} vs {}: {e}", original.display(), candidate.display()),
+    };
+    let shapes = parse_shapes(shapes).map_err(both)?;
+    let opts = va.options().map_err(both)?;
+    let (a, _) = crate::onnx::load(original).map_err(|e| fail(original, e))?;
+    let (b, _) = crate::onnx::load(candidate).map_err(|e| fail(candidate, e))?;
+    let v = crate::verify::verify(&a, &b, &shapes, &opts).map_err(both)?;
+    if json {
+        let j = serde_json::json!({
+            "original": original.display().to_string(),
+            "candidate": candidate.display().to_string(),
+            "equivalent": v.passed,
+            "verification": v,
+        });
+        emit(&(serde_json::to_string_pretty(&j).expect("verification serialises") + "\n"));
+    } else {
+        emit(&v.text());
+    }
+    if v.passed {
+        Ok(0)
+    } else {
+        Err(Failure {
+            code: 1,
+            msg: format!("{}: not equivalent to {}: {}", candidate.display(), original.display(), worst_line(&v)),
+        })
+    }
+}
+
+/// The failing tensor in one line.
+fn worst_line(v: &Verification) -> String {
+    match v.worst() {
+        Some(w) => format!(
+            "'{}' is off by {:.3e} where {:.3e} is allowed (margin {:.2}{})",
+            w.name,
+            w.deviation,
+            w.allowed,
+            w.margin,
+            if w.mismatches > 0 { format!(", {} elements over", w.mismatches) } else { String::new() }
+        ),
+        None => "no output compared".into(),
     }
 }
 
@@ -273,11 +387,7 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
             slice_pinned: a.shared.slice_pinned,
         },
         passes: pass_list,
-        verify: (!a.no_verify).then_some(VerifyOptions {
-            tolerance: Tolerance { atol: a.atol, rtol: a.rtol },
-            trials: a.trials as usize,
-            seed: a.seed,
-        }),
+        verify: if a.no_verify { None } else { Some(a.verify.options().map_err(bad)?) },
     };
     let mut out = pipeline::align_model(proto, &cfg, &|msg| progress.stage(msg)).map_err(bad)?;
     out.summary.millis.insert("load", load_ms);
@@ -299,16 +409,9 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
     }
     if !passed {
         let v = summary.verification.as_ref().expect("failed verification has a result");
-        let worst = v.outputs.iter().max_by(|x, y| x.max_abs.total_cmp(&y.max_abs)).expect("models have outputs");
         return Err(Failure {
             code: 1,
-            msg: format!(
-                "{}: verification failed: output '{}' differs by up to {:.3e} ({} mismatching elements); nothing was written",
-                input.display(),
-                worst.name,
-                worst.max_abs,
-                worst.mismatches
-            ),
+            msg: format!("{}: verification failed: {}; nothing was written", input.display(), worst_line(v)),
         });
     }
     Ok(0)

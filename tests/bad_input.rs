@@ -226,7 +226,7 @@ fn paths_and_arguments() {
 }
 
 #[test]
-fn symbolic_batch_needs_input_shape_to_verify() {
+fn symbolic_batch_verifies_at_1_without_input_shape() {
     use onnx::tensor_shape_proto::dimension::Value;
     let mut m = base_model();
     let g = graph(&mut m);
@@ -243,14 +243,21 @@ fn symbolic_batch_needs_input_shape_to_verify() {
     let o = align_p(&["report".as_ref(), f.as_os_str(), "--json".as_ref()]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(json(&o)["totals"]["free_unaligned"].as_u64().unwrap() > 0);
-    // align needs a concrete shape to verify
-    let o = align_p(&[f.as_os_str()]);
-    assert_input_error(&o, "dyn.onnx", Some(tmp.path()), 1);
-    assert!(stderr(&o).contains("--input-shape images=1x3x640x640"), "{}", stderr(&o));
-    let o = align_p(&[f.as_os_str(), "--input-shape".as_ref(), "images=1x3x64x64".as_ref(), "-q".as_ref()]);
+    // a symbolic batch verifies at 1 without a flag (dynamic_axes exports)
+    let o = align_p(&[f.as_os_str(), "--json".as_ref()]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(json(&o)["verification"]["input_shapes"][0]["shape"][0], 1);
     let (out, _) = onnx::load(&tmp.path().join("dyn.aligned.onnx")).unwrap();
-    assert_eq!(out.graph.unwrap().input, m.graph.unwrap().input, "the symbolic input stays symbolic");
+    assert_eq!(out.graph.unwrap().input, m.graph.as_ref().unwrap().input, "the symbolic input stays symbolic");
+    let o = align_p(&[
+        f.as_os_str(),
+        "--input-shape".as_ref(),
+        "images=1x3x64x64".as_ref(),
+        "-q".as_ref(),
+        "-o".as_ref(),
+        tmp.path().join("c.onnx").as_os_str(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
     let o = align_p(&[
         f.as_os_str(),
         "--input-shape".as_ref(),

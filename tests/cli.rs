@@ -180,12 +180,14 @@ fn deconv_dims_are_pinned_without_the_deconv_pass() {
 
 #[test]
 fn failed_verification_exits_1_and_writes_nothing() {
-    // Folding BN moves outputs by ~1e-6: with zero tolerance the check must fail.
+    // Folding BN moves outputs by ~1e-6: the strict elementwise test with
+    // zero tolerance must fail.
     let tmp = tempfile::tempdir().unwrap();
     let f = fixtures().join("v4_c3_deconv_bn_op13.onnx");
     let out = tmp.path().join("a.onnx");
     let o = align_p(&[
         f.as_os_str(),
+        "--strict".as_ref(),
         "--atol".as_ref(),
         "0".as_ref(),
         "--rtol".as_ref(),

@@ -1,0 +1,349 @@
+//! `align verify ORIGINAL CANDIDATE` and the fp32-noise criterion, end to end.
+
+mod util;
+
+use align::onnx::{self, ModelProto};
+use prost::Message;
+use std::fs;
+use std::path::{Path, PathBuf};
+use util::*;
+
+fn save(m: &ModelProto, p: &Path) {
+    fs::write(p, m.encode_to_vec()).unwrap();
+}
+
+/// `align MODEL -o OUT` with the defaults; returns OUT.
+fn aligned(f: &Path, dir: &Path) -> PathBuf {
+    let out = dir.join("aligned.onnx");
+    let o = align_p(&[f.as_os_str(), "-q".as_ref(), "-o".as_ref(), out.as_os_str()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    out
+}
+
+fn verify(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let mut v: Vec<&std::ffi::OsStr> = vec!["verify".as_ref()];
+    v.extend(args);
+    align_p(&v)
+}
+
+/// Multiplies the largest |weight| of the `k`-th Conv by `factor`.
+fn scale_largest_weight(m: &mut ModelProto, k: usize, factor: f64) -> String {
+    let g = m.graph.as_mut().unwrap();
+    let conv = g.node.iter().filter(|n| n.op_type() == "Conv").nth(k).unwrap();
+    let wname = conv.input[1].clone();
+    let w = g.initializer.iter_mut().find(|t| t.name() == wname).unwrap();
+    let mut v = align::tensor::to_f64(w).unwrap();
+    let i = (0..v.len()).max_by(|&a, &b| v[a].abs().total_cmp(&v[b].abs())).unwrap();
+    v[i] *= factor;
+    *w = align::tensor::rewrite(w, &align::tensor::dims(w), &v).unwrap();
+    conv.name().to_string()
+}
+
+#[test]
+fn a_correct_rewrite_is_equivalent_and_json_has_the_bound_and_margin() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures().join("v4_c3_deconv_bn_op13.onnx");
+    let a = aligned(&f, tmp.path());
+    let o = verify(&[f.as_os_str(), a.as_os_str(), "--json".as_ref()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let j = json(&o);
+    assert_eq!(j["equivalent"], true);
+    let v = &j["verification"];
+    assert_eq!(v["criterion"], "fp32-noise");
+    assert_eq!(v["passed"], true);
+    assert_eq!(v["input_shapes"][0]["shape"], serde_json::json!([1, 3, 64, 64]));
+    assert_eq!(v["trials"], 8, "a 64x64 input gets 8 automatic trials");
+    let out = &v["outputs"][0];
+    assert_eq!(out["name"], "output");
+    assert_eq!(out["compared"], "values");
+    let (dev, allowed, margin) =
+        (out["deviation"].as_f64().unwrap(), out["allowed"].as_f64().unwrap(), out["margin"].as_f64().unwrap());
+    assert!(dev > 0.0, "folding BN moves the outputs a little: {out}");
+    assert!(margin > 0.0 && margin <= 1.0, "{out}");
+    assert!((dev / allowed - margin).abs() < 1e-9, "{out}");
+    assert!(out["noise"].as_f64().unwrap() > 0.0, "the original's own noise is measured: {out}");
+    for k in ["scale", "slice", "statistic", "max_abs", "max_value", "elements", "mismatches"] {
+        assert!(out.get(k).is_some(), "missing {k}: {out}");
+    }
+    // the text names the deviation, the bound and the margin
+    let t = stdout(&verify(&[f.as_os_str(), a.as_os_str()]));
+    assert!(t.contains("passed") && t.contains("is allowed (margin") && t.contains("fp32 noise"), "{t}");
+    assert!(!t.contains("max rel"), "{t}");
+}
+
+#[test]
+fn injected_bugs_are_not_equivalent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures().join("v4_c3_deconv_bn_op13.onnx");
+    let a = aligned(&f, tmp.path());
+    let (good, _) = onnx::load(&a).unwrap();
+    // the largest weight of the first conv x1.01: a 1% error in one weight
+    let mut m = good.clone();
+    let node = scale_largest_weight(&mut m, 0, 1.01);
+    let bug = tmp.path().join("bug.onnx");
+    save(&m, &bug);
+    let o = verify(&[f.as_os_str(), bug.as_os_str(), "--json".as_ref()]);
+    assert_eq!(o.status.code(), Some(1), "{node}: {}", stderr(&o));
+    let j = json(&o);
+    assert_eq!(j["equivalent"], false);
+    assert!(j["verification"]["margin"].as_f64().unwrap() > 1.0);
+    let err = stderr(&o);
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("bug.onnx") && err.contains("not equivalent") && err.contains("margin"), "{err}");
+    // a bias moved by 0.01
+    let mut m = good.clone();
+    let g = m.graph.as_mut().unwrap();
+    let conv = g.node.iter().filter(|n| n.op_type() == "Conv" && n.input.len() > 2).nth(5).unwrap();
+    let bname = conv.input[2].clone();
+    let b = g.initializer.iter_mut().find(|t| t.name() == bname).unwrap();
+    let mut v = align::tensor::to_f64(b).unwrap();
+    v[0] += 0.01;
+    *b = align::tensor::rewrite(b, &align::tensor::dims(b), &v).unwrap();
+    save(&m, &bug);
+    let o = verify(&[f.as_os_str(), bug.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stdout(&o).contains("FAILED"));
+}
+
+#[test]
+fn strict_mode_is_the_elementwise_test() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures().join("v4_c3_deconv_bn_op13.onnx");
+    let a = aligned(&f, tmp.path());
+    let o = verify(&[f.as_os_str(), a.as_os_str(), "--strict".as_ref(), "--json".as_ref()]);
+    assert_eq!(o.status.code(), Some(0), "1e-4 + 1e-4·|a| holds for this fixture: {}", stderr(&o));
+    let v = &json(&o)["verification"];
+    assert_eq!(v["criterion"], "elementwise");
+    assert_eq!(v["tolerance"]["atol"], 1e-4);
+    assert!(v["outputs"][0]["noise"].is_null());
+    // zero tolerance: BN folding moves outputs by ~1e-6, so this fails
+    let o = verify(&[
+        f.as_os_str(),
+        a.as_os_str(),
+        "--strict".as_ref(),
+        "--atol".as_ref(),
+        "0".as_ref(),
+        "--rtol".as_ref(),
+        "0".as_ref(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    // without --strict, --atol only loosens: a huge atol accepts even a bug
+    let (mut m, _) = onnx::load(&a).unwrap();
+    scale_largest_weight(&mut m, 0, 1.01);
+    let bug = tmp.path().join("bug.onnx");
+    save(&m, &bug);
+    assert_eq!(verify(&[f.as_os_str(), bug.as_os_str()]).status.code(), Some(1));
+    let o = verify(&[f.as_os_str(), bug.as_os_str(), "--atol".as_ref(), "10".as_ref()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+}
+
+#[test]
+fn different_interfaces_are_refused_with_a_clear_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures().join("v4_c3_deconv_bn_op13.onnx");
+    // same input and output names, another output shape: not equivalent
+    let other = fixtures().join("v3_csp_op13_bn.onnx");
+    let o = verify(&[f.as_os_str(), other.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("output 'output' has shape") && err.contains("v3_csp_op13_bn.onnx"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    // an output renamed: not equivalent
+    let (mut m, _) = onnx::load(&f).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let last = g.node.iter_mut().find(|n| n.output.iter().any(|o| o == "output")).unwrap();
+    for o in last.output.iter_mut().filter(|o| *o == "output") {
+        *o = "dets".into();
+    }
+    g.output[0].name = Some("dets".into());
+    let renamed = tmp.path().join("renamed.onnx");
+    save(&m, &renamed);
+    let o = verify(&[f.as_os_str(), renamed.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no output 'output'"), "{}", stderr(&o));
+    // an input renamed: the same inputs cannot be fed, an input error
+    let (mut m, _) = onnx::load(&f).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    g.input[0].name = Some("pixels".into());
+    for n in g.node.iter_mut() {
+        for i in n.input.iter_mut().filter(|i| *i == "images") {
+            *i = "pixels".into();
+        }
+    }
+    let p = tmp.path().join("pixels.onnx");
+    save(&m, &p);
+    let o = verify(&[f.as_os_str(), p.as_os_str()]);
+    assert_input_error(&o, "pixels.onnx", None, 0);
+    assert!(stderr(&o).contains("'pixels'"), "{}", stderr(&o));
+    // a missing file names that file
+    let o = verify(&[f.as_os_str(), tmp.path().join("nope.onnx").as_os_str()]);
+    assert_input_error(&o, "nope.onnx", None, 0);
+    // bad options
+    let o = verify(&[f.as_os_str(), f.as_os_str(), "--input-range".as_ref(), "1,0".as_ref()]);
+    assert_input_error(&o, "v4_c3_deconv_bn_op13.onnx", None, 0);
+    let o = verify(&[f.as_os_str(), f.as_os_str(), "--input-shape".as_ref(), "nope=1x3x64x64".as_ref()]);
+    assert_input_error(&o, "v4_c3_deconv_bn_op13.onnx", None, 0);
+}
+
+/// The fixture with its input's batch and spatial dims made symbolic, as
+/// `torch.onnx.export(dynamic_axes=…)` or ultralytics `dynamic=True` write it.
+fn dynamic(f: &Path, imgsz: Option<&str>) -> ModelProto {
+    use onnx::tensor_shape_proto::dimension::Value;
+    let (mut m, _) = onnx::load(f).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let dims = match g.input[0].r#type.as_mut().unwrap().value.as_mut().unwrap() {
+        onnx::type_proto::Value::TensorType(tt) => &mut tt.shape.as_mut().unwrap().dim,
+        _ => unreachable!(),
+    };
+    for (i, name) in [(0, "batch"), (2, "height"), (3, "width")] {
+        dims[i].value = Some(Value::DimParam(name.into()));
+    }
+    g.value_info.clear();
+    if let Some(s) = imgsz {
+        m.metadata_props.push(onnx::StringStringEntryProto { key: Some("imgsz".into()), value: Some(s.into()) });
+    }
+    m
+}
+
+#[test]
+fn symbolic_batch_verifies_at_1_and_spatial_dims_come_from_metadata() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures().join("v4_c3_deconv_bn_op13.onnx");
+    // no size recorded: ask for --input-shape, exit 2, nothing written
+    let d = tmp.path().join("dyn.onnx");
+    save(&dynamic(&f, None), &d);
+    let out = tmp.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let o = align_p(&[d.as_os_str(), "-o".as_ref(), out.join("a.onnx").as_os_str()]);
+    assert_input_error(&o, "dyn.onnx", Some(&out), 0);
+    assert!(stderr(&o).contains("--input-shape images="), "{}", stderr(&o));
+    let o = align_p(&[
+        d.as_os_str(),
+        "--input-shape".as_ref(),
+        "images=1x3x64x64".as_ref(),
+        "--json".as_ref(),
+        "-o".as_ref(),
+        out.join("a.onnx").as_os_str(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // ultralytics records the size: no flag needed, and the batch is 1
+    let u = tmp.path().join("ultra.onnx");
+    save(&dynamic(&f, Some("[64, 64]")), &u);
+    let a = out.join("u.onnx");
+    let o = align_p(&[u.as_os_str(), "--json".as_ref(), "-o".as_ref(), a.as_os_str()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v = &json(&o)["verification"];
+    assert_eq!(v["input_shapes"][0]["shape"], serde_json::json!([1, 3, 64, 64]));
+    assert!(v["inputs"].as_str().unwrap().contains("[0, 1)"), "ultralytics inputs are in [0, 1]: {v}");
+    // the written model keeps its symbolic dims
+    let (m, _) = onnx::load(&a).unwrap();
+    let (m0, _) = onnx::load(&u).unwrap();
+    assert_eq!(m.graph.as_ref().unwrap().input, m0.graph.as_ref().unwrap().input);
+    // and align verify takes it the same way
+    assert_eq!(verify(&[u.as_os_str(), a.as_os_str()]).status.code(), Some(0));
+}
+
+/// A .npy file as numpy writes it (version 1, little-endian float32).
+fn npy(shape: &[usize], data: &[f32]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let mut h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}", dims.join(", "));
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut b = b"\x93NUMPY\x01\x00".to_vec();
+    b.extend((h.len() as u16).to_le_bytes());
+    b.extend(h.as_bytes());
+    for x in data {
+        b.extend(x.to_le_bytes());
+    }
+    b
+}
+
+#[test]
+fn real_inputs_from_an_npy_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures().join("v4_c3_deconv_bn_op13.onnx");
+    let a = aligned(&f, tmp.path());
+    // two input sets: a leading axis of 2
+    let data: Vec<f32> = (0..2 * 3 * 64 * 64).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+    let x = tmp.path().join("x.npy");
+    fs::write(&x, npy(&[2, 1, 3, 64, 64], &data)).unwrap();
+    let o = verify(&[f.as_os_str(), a.as_os_str(), "--inputs".as_ref(), x.as_os_str(), "--json".as_ref()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = &json(&o)["verification"];
+    assert_eq!(v["trials"], 2);
+    assert!(v["inputs"].as_str().unwrap().contains("x.npy"), "{v}");
+    // a wrong shape is an input error naming the file
+    fs::write(&x, npy(&[1, 3, 32, 32], &data[..3 * 32 * 32])).unwrap();
+    let o = verify(&[f.as_os_str(), a.as_os_str(), "--inputs".as_ref(), x.as_os_str()]);
+    assert_input_error(&o, "x.npy", None, 0);
+}
+
+/// `output` [1, 960, 8] → TopK over the boxes by column 4 → graph outputs
+/// `scores` (values) and `picked` (indices).
+fn with_topk(m: &mut ModelProto) {
+    use onnx::{NodeProto, TensorProto, ValueInfoProto};
+    let g = m.graph.as_mut().unwrap();
+    let i64s = |name: &str, v: &[i64]| TensorProto {
+        name: Some(name.into()),
+        data_type: Some(7),
+        dims: vec![v.len() as i64],
+        int64_data: v.to_vec(),
+        ..Default::default()
+    };
+    g.initializer.extend([
+        i64s("sel.k", &[10]),
+        i64s("sel.starts", &[4]),
+        i64s("sel.ends", &[5]),
+        i64s("sel.axes", &[2]),
+    ]);
+    let node = |op: &str, ins: &[&str], outs: &[&str], attrs: Vec<onnx::AttributeProto>| NodeProto {
+        op_type: Some(op.into()),
+        name: Some(format!("/sel/{op}")),
+        input: ins.iter().map(|s| s.to_string()).collect(),
+        output: outs.iter().map(|s| s.to_string()).collect(),
+        attribute: attrs,
+        ..Default::default()
+    };
+    let axis = onnx::AttributeProto { name: Some("axis".into()), i: Some(1), r#type: Some(2), ..Default::default() };
+    g.node.push(node("Slice", &["output", "sel.starts", "sel.ends", "sel.axes"], &["conf"], vec![]));
+    g.node.push(node("TopK", &["conf", "sel.k"], &["scores", "picked"], vec![axis]));
+    g.output = ["scores", "picked"]
+        .iter()
+        .map(|n| ValueInfoProto { name: Some(n.to_string()), ..Default::default() })
+        .collect();
+}
+
+#[test]
+fn selected_outputs_are_compared_through_what_feeds_the_selection() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures().join("v4_c3_deconv_bn_op13.onnx");
+    let a = aligned(&f, tmp.path());
+    let (mut m0, _) = onnx::load(&f).unwrap();
+    let (mut m1, _) = onnx::load(&a).unwrap();
+    with_topk(&mut m0);
+    with_topk(&mut m1);
+    let (p0, p1) = (tmp.path().join("topk.onnx"), tmp.path().join("topk.aligned.onnx"));
+    save(&m0, &p0);
+    save(&m1, &p1);
+    let o = verify(&[p0.as_os_str(), p1.as_os_str(), "--json".as_ref()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v = &json(&o)["verification"];
+    let sel = v["selected"].as_array().unwrap();
+    assert_eq!(sel.len(), 2, "{v}");
+    assert_eq!(sel[0]["name"], "scores");
+    assert_eq!(sel[0]["via"][0], "TopK '/sel/TopK'");
+    let outs = v["outputs"].as_array().unwrap();
+    assert_eq!(outs.len(), 1, "{v}");
+    assert_eq!(outs[0]["name"], "conf");
+    assert_eq!(outs[0]["compared"], "input of TopK '/sel/TopK'");
+    let t = stdout(&verify(&[p0.as_os_str(), p1.as_os_str()]));
+    assert!(t.contains("scores: not compared by value") && t.contains("conf (input of TopK"), "{t}");
+    // a bug before the selection is still caught
+    scale_largest_weight(&mut m1, 0, 1.01);
+    save(&m1, &p1);
+    let o = verify(&[p0.as_os_str(), p1.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("'conf'"), "{}", stderr(&o));
+}
