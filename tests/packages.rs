@@ -27,18 +27,6 @@ fn packages() -> Vec<PathBuf> {
     v
 }
 
-/// Concrete input shapes of the fixtures exported with symbolic dims.
-fn shape_args(f: &std::path::Path) -> Vec<String> {
-    let name = f.file_name().unwrap().to_string_lossy();
-    if name.contains("shufflenetv2_dynbatch") {
-        vec!["--input-shape".into(), "images=1x3x64x64".into()]
-    } else if name.contains("dynbhw") {
-        vec!["--input-shape".into(), "images=1x3x128x128".into()]
-    } else {
-        vec![]
-    }
-}
-
 #[test]
 fn every_package_export_ends_with_every_alignable_dim_aligned() {
     let tmp = tempfile::tempdir().unwrap();
@@ -48,10 +36,9 @@ fn every_package_export_ends_with_every_alignable_dim_aligned() {
         assert!(before["totals"]["free_unaligned"].as_u64().unwrap() > 0, "{name}: fixture is not pruned");
         assert_eq!(before["totals"]["unanalysed"], 0, "{name}: {}", before["unanalysed"]);
         let out = tmp.path().join("a.onnx");
-        let mut args: Vec<String> =
-            vec![f.display().to_string(), "--json".into(), "-o".into(), out.display().to_string()];
-        args.extend(shape_args(&f));
-        let o = align_p(&args);
+        // the default command, no flags: dynamic exports verify at batch 1
+        // and at the imgsz their metadata records
+        let o = align_p(&[f.as_os_str(), "--json".as_ref(), "-o".as_ref(), out.as_os_str()]);
         assert!(o.status.success(), "{name}: {}", stderr(&o));
         let j = json(&o);
         assert_eq!(j["verification"]["passed"], true, "{name}: {}", j["verification"]);
@@ -66,6 +53,13 @@ fn every_package_export_ends_with_every_alignable_dim_aligned() {
         }
         let c = align_p(&["check".as_ref(), out.as_os_str()]);
         assert_eq!(c.status.code(), Some(0), "{name}: {}", stdout(&c));
+        // symbolic input dims stay symbolic in the written model
+        let symbolic = |m: &align::onnx::ModelProto| {
+            m.graph.as_ref().unwrap().input.iter().map(|i| format!("{:?}", i.r#type)).collect::<Vec<_>>()
+        };
+        let (a, _) = align::onnx::load(&f).unwrap();
+        let (b, _) = align::onnx::load(&out).unwrap();
+        assert_eq!(symbolic(&a), symbolic(&b), "{name}: graph inputs changed");
         fs::remove_file(&out).unwrap();
     }
 }
@@ -121,4 +115,37 @@ fn spatial_reductions_pass_layouts_and_channel_shuffles_pin_with_their_reason() 
     let f = fixtures().join("packages/torchvision_shufflenetv2_op13.onnx");
     let r = json(&align_p(&["report".as_ref(), f.as_os_str(), "--json".as_ref()]));
     assert!(r["pinned"].to_string().contains("channel shuffle at Reshape"), "{}", r["pinned"]);
+}
+
+#[test]
+fn a_wrong_weight_in_an_aligned_package_export_fails_verification() {
+    // the negative control of this family: the largest weight of a middle
+    // conv ×1.01 in align's own output must be caught, on every exporter kind
+    use prost::Message;
+    let tmp = tempfile::tempdir().unwrap();
+    for name in [
+        "ultralytics_yolov8n_detect_op17.onnx",
+        "ultralytics_yolov8n_detect_dynbhw_op17.onnx",
+        "torchvision_regnety_group3_dynamo_op18.onnx",
+        "smp_unet_resnet18_op17.onnx",
+    ] {
+        let f = fixtures().join("packages").join(name);
+        let out = tmp.path().join("a.onnx");
+        assert!(align_p(&[f.as_os_str(), "-q".as_ref(), "-o".as_ref(), out.as_os_str()]).status.success());
+        let (mut m, _) = align::onnx::load(&out).unwrap();
+        let g = m.graph.as_mut().unwrap();
+        let convs: Vec<_> = g.node.iter().filter(|n| n.op_type() == "Conv").map(|n| n.input[1].clone()).collect();
+        let wname = &convs[convs.len() / 2];
+        let w = g.initializer.iter_mut().find(|t| t.name() == wname).unwrap();
+        let mut v = align::tensor::to_f64(w).unwrap();
+        let i = (0..v.len()).max_by(|&a, &b| v[a].abs().total_cmp(&v[b].abs())).unwrap();
+        v[i] *= 1.01;
+        *w = align::tensor::rewrite(w, &align::tensor::dims(w), &v).unwrap();
+        let bad = tmp.path().join("bad.onnx");
+        fs::write(&bad, m.encode_to_vec()).unwrap();
+        let o = align_p(&["verify".as_ref(), f.as_os_str(), out.as_os_str()]);
+        assert_eq!(o.status.code(), Some(0), "{name}: the correct rewrite: {}", stderr(&o));
+        let o = align_p(&["verify".as_ref(), f.as_os_str(), bad.as_os_str()]);
+        assert_eq!(o.status.code(), Some(1), "{name}: weight {wname}[{i}] ×1.01 passed: {}", stdout(&o));
+    }
 }

@@ -289,8 +289,7 @@ def check_model(align: str, model_path: Path, multiple: int) -> Result:
         tmp = Path(tmp)
         aligned = tmp / "aligned.onnx"
         p = subprocess.run(
-            [align, str(model_path), "-o", str(aligned), "--json", "-q", "--multiple", str(multiple),
-             *symbolic.align_args(display_name(model_path))],
+            [align, str(model_path), "-o", str(aligned), "--json", "-q", "--multiple", str(multiple)],
             capture_output=True, text=True, timeout=600,
         )
         detail = f"exit {p.returncode}"
@@ -307,8 +306,7 @@ def check_model(align: str, model_path: Path, multiple: int) -> Result:
         # d into "BN folded by align vs by onnxruntime" and "padding" parts.
         fold_only = tmp / "fold_only.onnx"
         p = subprocess.run(
-            [align, str(model_path), "-o", str(fold_only), "--passes", "fold-bn", "-q",
-             *symbolic.align_args(display_name(model_path))],
+            [align, str(model_path), "-o", str(fold_only), "--passes", "fold-bn", "-q"],
             capture_output=True, text=True, timeout=600,
         )
         if p.returncode != 0:
