@@ -195,6 +195,20 @@ impl Analysis {
                 crate::ir::NodeKind::Op(_) => a.op(m, n)?,
             }
         }
+        // Subgraphs (If / Loop / Scan bodies) are not analysed: what they
+        // read from the main graph keeps its exact width, as a gap.
+        for n in m.ops() {
+            for o in m.implicit_inputs(n) {
+                let why =
+                    format!("read inside a subgraph of {} '{}' (subgraphs are not analysed)", m.op_type(n), m.label(n));
+                if let Some(l) = a.layouts.get(&o).cloned() {
+                    a.gap(&l, &why);
+                }
+                if let Some(f) = a.flats.get(&o).cloned() {
+                    a.gap(&f.layout, &why);
+                }
+            }
+        }
         for (i, (o, vi)) in m.outputs.iter().enumerate() {
             let why = format!("graph output '{}'", vi.name());
             a.pin_or_slice(m, *o, Reader::Output(i), &why);

@@ -36,6 +36,12 @@ pub struct Outlet {
     pub slot: usize,
 }
 
+/// Input slots from this one on are *implicit*: a tensor of the main graph
+/// read by name inside a subgraph (If / Loop / Scan bodies) of the consumer.
+/// They order the graph and keep the producer alive, but are no input of the
+/// node's own (`n_inputs`, export and the passes ignore them).
+pub const IMPLICIT_SLOT: usize = 1 << 20;
+
 /// Producer output slot → consumer input slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Edge {
@@ -167,6 +173,13 @@ impl Model {
                 })?;
                 g.add_edge(o.node, id, Edge { out_slot: o.slot, in_slot: slot });
             }
+            // tensors of this graph that the node's subgraphs read by name
+            let NodeKind::Op(n) = &g[id].kind else { unreachable!() };
+            let implicit: Vec<Outlet> =
+                subgraph_reads(n).iter().filter_map(|name| producer.get(name).copied()).collect();
+            for (k, o) in implicit.into_iter().enumerate() {
+                g.add_edge(o.node, id, Edge { out_slot: o.slot, in_slot: IMPLICIT_SLOT + k });
+            }
         }
         let mut outputs = Vec::new();
         for vi in std::mem::take(&mut graph.output) {
@@ -218,7 +231,7 @@ impl Model {
             .filter_map(|id| match &self.g[id].kind {
                 NodeKind::Op(n) => {
                     let mut n = n.clone();
-                    for e in self.g.edges_directed(id, Incoming) {
+                    for e in self.g.edges_directed(id, Incoming).filter(|e| e.weight().in_slot < IMPLICIT_SLOT) {
                         let w = e.weight();
                         if n.input.len() <= w.in_slot {
                             n.input.resize(w.in_slot + 1, String::new());
@@ -395,8 +408,24 @@ impl Model {
     /// Number of input slots of an op (its `input` list length).
     pub fn n_inputs(&self, n: NodeId) -> usize {
         let declared = self.op(n).map_or(0, |p| p.input.len());
-        let fed = self.g.edges_directed(n, Incoming).map(|e| e.weight().in_slot + 1).max().unwrap_or(0);
+        let fed = self
+            .g
+            .edges_directed(n, Incoming)
+            .map(|e| e.weight().in_slot)
+            .filter(|&s| s < IMPLICIT_SLOT)
+            .map(|s| s + 1)
+            .max()
+            .unwrap_or(0);
         declared.max(fed)
+    }
+
+    /// Tensors of the main graph that the subgraphs of `n` read by name.
+    pub fn implicit_inputs(&self, n: NodeId) -> Vec<Outlet> {
+        self.g
+            .edges_directed(n, Incoming)
+            .filter(|e| e.weight().in_slot >= IMPLICIT_SLOT)
+            .map(|e| Outlet { node: e.source(), slot: e.weight().out_slot })
+            .collect()
     }
 
     fn input_edge(&self, n: NodeId, slot: usize) -> Option<EdgeIndex> {
@@ -706,6 +735,40 @@ impl Model {
     pub fn opset(&self) -> i64 {
         onnx::opset(&self.proto)
     }
+}
+
+/// Names a node's subgraphs (attributes of type GRAPH / GRAPHS, nested
+/// ones included) read from outside themselves.
+fn subgraph_reads(n: &NodeProto) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    for a in &n.attribute {
+        for sub in a.g.iter().chain(a.graphs.iter()) {
+            for name in free_names(sub) {
+                if !out.contains(&name) {
+                    out.push(name);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Names a graph reads but does not define (its inputs, initializers and
+/// node outputs are defined), through its nodes and their subgraphs.
+fn free_names(g: &GraphProto) -> Vec<String> {
+    let mut defined: HashSet<&str> = g.input.iter().map(|v| v.name()).collect();
+    defined.extend(g.initializer.iter().map(|t| t.name()));
+    defined.extend(g.sparse_initializer.iter().filter_map(|s| s.values.as_ref()).map(|t| t.name()));
+    defined.extend(g.node.iter().flat_map(|n| n.output.iter().map(|s| s.as_str())));
+    let mut out: Vec<String> = vec![];
+    for n in &g.node {
+        for name in n.input.iter().cloned().chain(subgraph_reads(n)) {
+            if !name.is_empty() && !defined.contains(name.as_str()) && !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    out
 }
 
 fn o_name(p: &NodeProto) -> &str {
