@@ -463,6 +463,7 @@ impl Analysis {
             Some(Role::Reduce) => self.reduce(m, n),
             Some(Role::ShapeOf) => self.shape_reader(m, n),
             Some(Role::Dense) => self.dense(m, n),
+            Some(Role::Broadcast) => self.expand(m, n),
             Some(Role::Mixing) | None => false,
         };
         if !handled {
@@ -549,6 +550,24 @@ impl Analysis {
             _ => false,
         };
         ok && self.pass(m, n)
+    }
+
+    /// Expand: over other axes the layout passes; one channel broadcast to C
+    /// (a constant target) starts a free space, every channel a copy of the
+    /// one (finite), and `pad` writes the padded width into the target.
+    fn expand(&mut self, m: &Model, n: NodeId) -> bool {
+        let out = Outlet { node: n, slot: 0 };
+        let (Some(x), Some(c)) = (m.input(n, 0), self.channels(out)) else {
+            return false;
+        };
+        if self.layouts.get(&x).is_some_and(|l| self.size(l) == c) {
+            return self.pass(m, n);
+        }
+        let single = self.shapes.get(&x).is_some_and(|s| s.len() == self.shapes[&out].len() && s[1] == Some(1));
+        if single && m.input(n, 1).is_some_and(|o| m.is_const(o)) {
+            return self.fresh(out, None).is_some();
+        }
+        false
     }
 
     /// Pad with constant pads that leave batch and channels alone.

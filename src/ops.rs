@@ -62,6 +62,10 @@ pub enum Role {
     Reduce,
     /// Shape: pins only when the channel count it reports is read.
     ShapeOf,
+    /// Expand: over non-channel axes it passes; a single channel broadcast
+    /// to C (`expand_as`) starts a space whose padded channels repeat a real
+    /// one, its constant target rewritten to the padded width.
+    Broadcast,
     /// Needs the exact channels of everything it reads and writes
     /// (Transpose, Softmax, GroupNormalization…): pins.
     Mixing,
@@ -99,6 +103,7 @@ impl Role {
                 | Role::Dense
                 | Role::Reduce
                 | Role::ShapeOf
+                | Role::Broadcast
                 | Role::Mixing
         )
     }
@@ -147,6 +152,8 @@ pub enum ShapeRule {
     Unsqueeze,
     /// Gather along an axis.
     Gather,
+    /// Expand: the input broadcast against the target shape.
+    Expand,
     /// Unknown here: the model's value_info may record it.
     Declared,
 }
@@ -265,7 +272,7 @@ pub const TABLE: &[OpEntry] = &[
     e("Gather", R::Mixing, S::Gather, true),
     e("GatherElements", R::Mixing, S::Declared, false),
     e("Tile", R::Mixing, S::Declared, false),
-    e("Expand", R::Mixing, S::Declared, true),
+    e("Expand", R::Broadcast, S::Expand, true),
     e("CumSum", R::Mixing, S::Declared, false),
     e("NonMaxSuppression", R::Mixing, S::Declared, false),
     // element-wise maths a padded channel could turn into Inf or NaN, and booleans: pin

@@ -15,10 +15,13 @@ use util::*;
 /// the model's contract (graph I/O) or an op that really mixes channels.
 const GENUINE: &[&str] = &["graph input", "graph output", "Reshape", "Softmax", "channel shuffle", "Transpose"];
 
+/// The package exports, and the small models around timm blocks whose
+/// exporter idioms (F.pad pads built at run time, `expand_as`) the sweep of
+/// larger real models found unanalysed.
 fn packages() -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(fixtures().join("packages"))
-        .unwrap()
-        .flatten()
+    let mut v: Vec<PathBuf> = ["packages", "blocks"]
+        .iter()
+        .flat_map(|d| fs::read_dir(fixtures().join(d)).unwrap().flatten())
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
         .collect();

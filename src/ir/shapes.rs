@@ -427,6 +427,14 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>, vals: &HashMap<Ou
                 out.extend(x[a + 1..].iter().copied());
                 one(Some(out))
             }
+            S::Expand => {
+                let x = inp(0)?;
+                let target: Shape = match m.input(n, 1).and_then(|o| vals.get(&o)) {
+                    Some(v) => v.data.iter().map(|d| d.map(|d| d as i64)).collect(),
+                    None => ints(m, n, 1)?.into_iter().map(Some).collect(),
+                };
+                one(Some(broadcast(&[x, &target])?))
+            }
             S::Declared => return None,
         })
     })();

@@ -60,6 +60,25 @@ fn numel(dims: &[usize]) -> Option<usize> {
     dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
 }
 
+/// The indices ONNX Slice takes from a dim of length `d` (any non-zero step).
+fn slice_indices(d: i64, start: i64, end: i64, step: i64) -> Vec<usize> {
+    let norm = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
+    let (s, e) = if step > 0 {
+        (norm(start).clamp(0, d), norm(end).clamp(0, d))
+    } else {
+        (norm(start).clamp(-1, d - 1), norm(end).clamp(-1, d - 1))
+    };
+    let mut out = vec![];
+    let mut i = s;
+    while (step > 0 && i < e) || (step < 0 && i > e) {
+        if (0..d).contains(&i) {
+            out.push(i as usize);
+        }
+        i += step;
+    }
+    out
+}
+
 /// Numpy broadcasting of two dims lists.
 fn bcast_dims(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let r = a.len().max(b.len());
@@ -223,25 +242,61 @@ pub fn eval_op(m: &Model, n: NodeId, shapes: &HashMap<Outlet, Shape>, vals: &Has
         }
         "Slice" => {
             let d = arg(0)?;
-            if d.dims.len() != 1 {
-                return None;
-            }
-            let (st, en) = if m.opset() >= 10 {
-                (arg(1)?.ints()?, arg(2)?.ints()?)
+            let r = d.dims.len();
+            let (st, en, axes, steps) = if m.opset() >= 10 {
+                let st = arg(1)?.ints()?;
+                let en = arg(2)?.ints()?;
+                let ax = if m.input(n, 3).is_some() { arg(3)?.ints()? } else { (0..st.len() as i64).collect() };
+                let sp = if m.input(n, 4).is_some() { arg(4)?.ints()? } else { vec![1; st.len()] };
+                (st, en, ax, sp)
             } else {
-                (attr_ints(p, "starts"), attr_ints(p, "ends"))
+                let st = attr_ints(p, "starts");
+                let ax = match attr_ints(p, "axes") {
+                    a if a.is_empty() => (0..st.len() as i64).collect(),
+                    a => a,
+                };
+                let k = st.len();
+                (st, attr_ints(p, "ends"), ax, vec![1; k])
             };
-            let step = if m.opset() >= 10 && m.input(n, 4).is_some() { arg(4)?.ints()? } else { vec![1] };
-            if st.len() != 1 || en.len() != 1 || step != [1] {
+            if st.len() != en.len() || st.len() != axes.len() || st.len() != steps.len() || steps.contains(&0) {
                 return None;
             }
-            if m.opset() >= 10 && m.input(n, 3).is_some() && norm_axis(arg(3)?.ints()?.first().copied()?, 1) != Some(0)
-            {
+            // the indices kept along every axis (F.pad reverses its pads with step -1)
+            let mut keep: Vec<Vec<usize>> = d.dims.iter().map(|&k| (0..k).collect()).collect();
+            for i in 0..st.len() {
+                let a = norm_axis(axes[i], r)?;
+                keep[a] = slice_indices(d.dims[a] as i64, st[i], en[i], steps[i]);
+            }
+            let dims: Vec<usize> = keep.iter().map(|k| k.len()).collect();
+            let (src, dst) = (tensor::strides(&d.dims), tensor::strides(&dims));
+            let data = (0..numel(&dims)?)
+                .map(|i| {
+                    let at: usize = (0..r).map(|k| keep[k][(i / dst[k]) % dims[k]] * src[k]).sum();
+                    d.data[at]
+                })
+                .collect();
+            out(dims, data, d.elem)
+        }
+        "Transpose" => {
+            // F.pad builds its pads as [n, 2] and transposes them
+            let v = arg(0)?;
+            let r = v.dims.len();
+            let perm: Vec<usize> = match attr_ints(p, "perm") {
+                p if p.is_empty() => (0..r).rev().collect(),
+                p => p.iter().map(|&a| usize::try_from(a).ok().filter(|&a| a < r)).collect::<Option<_>>()?,
+            };
+            if perm.len() != r {
                 return None;
             }
-            let (a, b) = shapes::slice_range(d.dims[0] as i64, st[0], en[0]);
-            let data = d.data[a as usize..b as usize].to_vec();
-            out(vec![data.len()], data, d.elem)
+            let dims: Vec<usize> = perm.iter().map(|&a| v.dims[a]).collect();
+            let (src, dst) = (tensor::strides(&v.dims), tensor::strides(&dims));
+            let mut data = vec![None; v.data.len()];
+            for (i, slot) in data.iter_mut().enumerate() {
+                // output index i → coordinates → input offset
+                let at: usize = (0..r).map(|k| (i / dst[k]) % dims[k] * src[perm[k]]).sum();
+                *slot = v.data[at];
+            }
+            out(dims, data, v.elem)
         }
         "Concat" => {
             let parts: Vec<&Value> = (0..m.n_inputs(n)).map(arg).collect::<Option<_>>()?;
@@ -363,5 +418,19 @@ pub fn eval_op(m: &Model, n: NodeId, shapes: &HashMap<Outlet, Shape>, vals: &Has
             out(if keep { vec![1] } else { vec![] }, vec![Some(r)], v.elem)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::slice_indices;
+
+    #[test]
+    fn slice_indices_follow_onnx_for_every_step() {
+        assert_eq!(slice_indices(4, 0, 2, 1), [0, 1]);
+        assert_eq!(slice_indices(4, -1, i64::MIN, -1), [3, 2, 1, 0], "reversed, as F.pad exports its pads");
+        assert_eq!(slice_indices(5, 4, 0, -2), [4, 2]);
+        assert_eq!(slice_indices(5, 1, 100, 2), [1, 3]);
+        assert!(slice_indices(3, 2, 2, 1).is_empty());
     }
 }

@@ -108,6 +108,7 @@ fn rewrite_node(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
         Role::Resize => rewrite_resize(m, a, n),
         Role::Dense => rewrite_dense(m, a, n),
         Role::Flatten => rewrite_flatten(m, a, n),
+        Role::Broadcast => rewrite_expand(m, a, n),
         _ => Ok(()),
     }
 }
@@ -321,6 +322,25 @@ fn rewrite_flatten(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
     if target.len() == 2 && target[1] > 0 {
         target[1] = fm.len as i64;
         let nt = tensor::rewrite(&t, &[2], &target.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
+        m.replace_input_const(n, 1, nt);
+    }
+    Ok(())
+}
+
+/// Expand of one channel to a padded space: the constant target's channel
+/// dim becomes the padded width (where the layout passed through, the input
+/// already has it and the target keeps 1 or the logical count is rewritten).
+fn rewrite_expand(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
+    let Some(om) = a.channel_map(Outlet { node: n, slot: 0 }).filter(|c| !c.is_identity()) else {
+        return Ok(());
+    };
+    let Some(t) = m.input_const(n, 1).map(|t| t.into_owned()) else {
+        return Err(Error::model("Expand into a padded space has a computed target"));
+    };
+    let mut target = tensor::to_i64(&t)?;
+    if target.len() >= 2 && target[1] == om.map.len() as i64 && target[1] != 1 {
+        target[1] = om.len as i64;
+        let nt = tensor::rewrite(&t, &[target.len()], &target.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
         m.replace_input_const(n, 1, nt);
     }
     Ok(())

@@ -117,7 +117,7 @@ SKIP = {"opset9_resize.onnx", "unknown_op.onnx"}
 def default_models() -> list[Path]:
     models = sorted(FIXTURES.glob("*.onnx")) + [FIXTURES / "dynamo_op18" / "model.onnx"]
     models += sorted(p for p in (FIXTURES / "realworld").glob("*.onnx") if p.name not in SKIP)
-    return models + sorted((FIXTURES / "packages").glob("*.onnx"))
+    return models + sorted((FIXTURES / "packages").glob("*.onnx")) + sorted((FIXTURES / "blocks").glob("*.onnx"))
 
 
 def display_name(path: Path) -> str:
