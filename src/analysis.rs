@@ -547,7 +547,9 @@ impl Analysis {
         let ok = match shapes::resize_params(m, n) {
             Some((_, Some(sizes))) => sizes.get(1) == Some(&(c as i64)),
             Some((Some(sc), None)) => sc.get(1) == Some(&1.0) && sc.first() == Some(&1.0),
-            _ => false,
+            // sizes computed at run time from the input's own shape (dynamic
+            // H, W): the channel count read there is the padded one
+            _ => m.input(n, 3).is_some_and(|s| own_batch_and_channels(m, s.node, m.input(n, 0))),
         };
         ok && self.pass(m, n)
     }
@@ -935,12 +937,15 @@ impl Analysis {
                         .input_const(c, 1)
                         .and_then(|t| tensor::to_i64(&t).ok())
                         .is_some_and(|idx| idx.iter().all(|&i| (if i < 0 { i + len } else { i }) != pos)),
-                    "Slice" => shapes::slice_params(m, c, 1).is_some_and(|sl| {
-                        sl.iter().all(|&(_, st, en, step)| {
-                            let (s, e) = shapes::slice_range(len, st, en);
-                            step == 1 && !(s..e).contains(&pos)
-                        })
-                    }),
+                    "Slice" => {
+                        shapes::slice_params(m, c, 1).is_some_and(|sl| {
+                            sl.iter().all(|&(_, st, en, step)| {
+                                let (s, e) = shapes::slice_range(len, st, en);
+                                step == 1 && !(s..e).contains(&pos)
+                            })
+                        }) || sizes_of_own_resize(m, Outlet { node: c, slot: 0 }, m.input(n, 0))
+                    }
+                    "Concat" => a == 0 && b == 2 && sizes_of_own_resize(m, Outlet { node: n, slot: 0 }, m.input(n, 0)),
                     _ => false,
                 }
         })
@@ -1066,6 +1071,45 @@ fn shuffle_part(m: &Model, n: NodeId) -> bool {
         }
         _ => false,
     }
+}
+
+/// `x.shape[:2]` as a Shape with start 0, end 2, or Shape → Slice [0, 2).
+fn batch_and_channels_of(m: &Model, o: Outlet) -> Option<Outlet> {
+    let p = m.op(o.node)?;
+    match p.op_type() {
+        "Shape" if attr_i(p, "start", 0) == 0 && attr_i(p, "end", i64::MAX) == 2 => m.input(o.node, 0),
+        "Slice" => {
+            let sh = m.input(o.node, 0)?;
+            let sp = m.op(sh.node)?;
+            let whole = sp.op_type() == "Shape" && attr_i(sp, "start", 0) == 0 && sp.attribute.len() <= 1;
+            let params = shapes::slice_params(m, o.node, 1)?;
+            (whole && params.len() == 1 && params[0].1 == 0 && params[0].2 == 2 && params[0].3 == 1)
+                .then(|| m.input(sh.node, 0))
+                .flatten()
+        }
+        _ => None,
+    }
+}
+
+/// True when Concat `cat` starts with `x.shape[:2]` (F.interpolate's sizes
+/// for a dynamic H, W): the batch and channel counts it passes on are x's own.
+fn own_batch_and_channels(m: &Model, cat: NodeId, x: Option<Outlet>) -> bool {
+    m.op(cat).is_some_and(|p| crate::ops::is(p, "Concat") && attr_i(p, "axis", 0) == 0)
+        && m.input(cat, 0).and_then(|o| batch_and_channels_of(m, o)).is_some_and(|o| Some(o) == x)
+}
+
+/// True when `v` (x.shape[:2]) feeds only Concats that are the sizes of
+/// Resizes of x itself: the channel count read there follows x's padding.
+fn sizes_of_own_resize(m: &Model, v: Outlet, x: Option<Outlet>) -> bool {
+    let readers = m.consumers(v);
+    !readers.is_empty()
+        && readers.iter().all(|&(cat, slot)| {
+            slot == 0
+                && own_batch_and_channels(m, cat, x)
+                && m.consumers(Outlet { node: cat, slot: 0 })
+                    .iter()
+                    .all(|&(r, s)| s == 3 && m.op(r).is_some_and(|p| crate::ops::is(p, "Resize")) && m.input(r, 0) == x)
+        })
 }
 
 /// True when every reader of `o` is a dense layer (Gemm / MatMul with a

@@ -40,8 +40,16 @@ fn every_package_export_ends_with_every_alignable_dim_aligned() {
         assert_eq!(before["totals"]["unanalysed"], 0, "{name}: {}", before["unanalysed"]);
         let out = tmp.path().join("a.onnx");
         // the default command, no flags: dynamic exports verify at batch 1
-        // and at the imgsz their metadata records
-        let o = align_p(&[f.as_os_str(), "--json".as_ref(), "-o".as_ref(), out.as_os_str()]);
+        // and at the imgsz their metadata records; a symbolic H, W without
+        // such metadata is the one case align asks for a size
+        let mut args = vec![f.display().to_string(), "--json".into(), "-o".into(), out.display().to_string()];
+        if name.contains("dynbhw") && !name.starts_with("ultralytics") {
+            let asked = align_p(&args);
+            assert_eq!(asked.status.code(), Some(2), "{name}: {}", stderr(&asked));
+            assert!(stderr(&asked).contains("--input-shape"), "{name}: {}", stderr(&asked));
+            args.extend(["--input-shape".to_string(), "images=1x3x32x32".to_string()]);
+        }
+        let o = align_p(&args);
         assert!(o.status.success(), "{name}: {}", stderr(&o));
         let j = json(&o);
         assert_eq!(j["verification"]["passed"], true, "{name}: {}", j["verification"]);
@@ -150,5 +158,31 @@ fn a_wrong_weight_in_an_aligned_package_export_fails_verification() {
         assert_eq!(o.status.code(), Some(0), "{name}: the correct rewrite: {}", stderr(&o));
         let o = align_p(&["verify".as_ref(), f.as_os_str(), bad.as_os_str()]);
         assert_eq!(o.status.code(), Some(1), "{name}: weight {wname}[{i}] ×1.01 passed: {}", stdout(&o));
+    }
+}
+
+#[test]
+fn a_dynamic_resize_whose_sizes_read_the_input_shape_stays_right_at_every_size() {
+    // torchvision ASPP with dynamic b, h, w: the pooling branch resizes to
+    // Concat(Shape(x)[0:2], H, W) at run time; the padded model must agree
+    // with the original at sizes other than the one align analysed
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures().join("blocks/torchvision_aspp_dynbhw_op17.onnx");
+    let out = tmp.path().join("a.onnx");
+    let o = align_p(&[
+        f.as_os_str(),
+        "--json".as_ref(),
+        "--input-shape".as_ref(),
+        "images=1x3x32x32".as_ref(),
+        "-o".as_ref(),
+        out.as_os_str(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j = json(&o);
+    assert_eq!(j["unanalysed_dims_after"], 0, "{j}");
+    assert!(!j["pinned"].to_string().contains("Resize"), "{}", j["pinned"]);
+    for shape in ["images=2x3x48x40", "images=1x3x24x56"] {
+        let v = align_p(&["verify".as_ref(), f.as_os_str(), out.as_os_str(), "--input-shape".as_ref(), shape.as_ref()]);
+        assert_eq!(v.status.code(), Some(0), "{shape}: {}{}", stdout(&v), stderr(&v));
     }
 }

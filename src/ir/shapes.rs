@@ -314,6 +314,14 @@ fn op_shapes(m: &Model, n: NodeId, s: &HashMap<Outlet, Shape>, vals: &HashMap<Ou
             }
             S::Resize => {
                 let x = inp(0)?;
+                // sizes computed at run time (dynamic H, W) may be known in part
+                let computed = (m.opset() >= 11 && m.input_const(n, 3).is_none())
+                    .then(|| m.input(n, 3).and_then(|o| vals.get(&o)))
+                    .flatten()
+                    .filter(|v| v.data.len() == x.len());
+                if let Some(v) = computed {
+                    return Some(one(Some(v.data.iter().map(|d| d.map(|d| d as i64)).collect())));
+                }
                 let (scales, sizes) = resize_params(m, n)?;
                 let out = if let Some(sz) = sizes {
                     sz.iter().map(|&d| Some(d)).collect()

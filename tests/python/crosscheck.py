@@ -307,7 +307,7 @@ def check_model(align: str, model_path: Path, multiple: int, align_args=()) -> R
 
         # 1. align
         extra = ["--no-verify"] if display_name(model_path) in NO_TRACT else []
-        p = run_align(align, [str(model_path), "-o", str(aligned), "--json", "-q", "--multiple", str(multiple), *extra, *align_args])
+        p = run_align(align, [str(model_path), "-o", str(aligned), "--json", "-q", "--multiple", str(multiple), *extra, *symbolic.ALIGN_ARGS.get(name, []), *align_args])
         detail = f"exit {p.returncode}"
         if p.returncode == 0:
             try:

@@ -289,7 +289,8 @@ def check_model(align: str, model_path: Path, multiple: int) -> Result:
         tmp = Path(tmp)
         aligned = tmp / "aligned.onnx"
         p = subprocess.run(
-            [align, str(model_path), "-o", str(aligned), "--json", "-q", "--multiple", str(multiple)],
+            [align, str(model_path), "-o", str(aligned), "--json", "-q", "--multiple", str(multiple),
+             *symbolic.ALIGN_ARGS.get(display_name(model_path), [])],
             capture_output=True, text=True, timeout=600,
         )
         detail = f"exit {p.returncode}"
@@ -306,7 +307,8 @@ def check_model(align: str, model_path: Path, multiple: int) -> Result:
         # d into "BN folded by align vs by onnxruntime" and "padding" parts.
         fold_only = tmp / "fold_only.onnx"
         p = subprocess.run(
-            [align, str(model_path), "-o", str(fold_only), "--passes", "fold-bn", "-q"],
+            [align, str(model_path), "-o", str(fold_only), "--passes", "fold-bn", "-q",
+             *symbolic.ALIGN_ARGS.get(display_name(model_path), [])],
             capture_output=True, text=True, timeout=600,
         )
         if p.returncode != 0:
