@@ -1069,13 +1069,21 @@ pub fn verify(
     for (k, name) in names_a.iter().enumerate() {
         let kb = names_b.iter().position(|n| n == name).expect("checked above");
         let (sa, sb) = (trials[0].a[k].shape(), trials[0].b[kb].shape());
+        if sel.tainted.contains_key(name) {
+            // a selection may keep one box more or less: only the rank must agree
+            if sa.len() != sb.len() {
+                return Err(Error::verify(format!(
+                    "output '{name}' has rank {} in the original but {} in the candidate",
+                    sa.len(),
+                    sb.len()
+                )));
+            }
+            continue;
+        }
         if sa != sb {
             return Err(Error::verify(format!(
                 "output '{name}' has shape {sa:?} in the original but {sb:?} in the candidate"
             )));
-        }
-        if sel.tainted.contains_key(name) {
-            continue;
         }
         outputs.push(compare(name, "values", k, kb, &trials, opts)?);
     }
