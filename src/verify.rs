@@ -868,7 +868,9 @@ fn compare(
                     acc.max_n = acc.max_n.max(n);
                 }
             };
-            add(&mut whole);
+            if axes.is_empty() {
+                add(&mut whole);
+            }
             for (j, &c) in cur.iter().enumerate() {
                 add(&mut accs[j][c]);
             }
@@ -1331,6 +1333,90 @@ mod tests {
         assert!(parse_npy(&npy("<f4", "(2, 4)", &data), "x.npy").unwrap_err().msg.contains("does not match"));
         assert!(parse_npy(&npy(">f4", "(2, 3)", &data), "x.npy").unwrap_err().msg.contains("not supported"));
         assert!(parse_npy(b"garbage", "x.npy").is_err());
+    }
+
+    /// A zip with stored (uncompressed) members, as `np.savez` writes it.
+    fn zip(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let (mut out, mut dir) = (vec![], vec![]);
+        for (name, data) in members {
+            let off = out.len() as u32;
+            let head = |sig: u32, central: bool| {
+                let mut h = sig.to_le_bytes().to_vec();
+                if central {
+                    h.extend(20u16.to_le_bytes()); // version made by
+                }
+                h.extend(20u16.to_le_bytes()); // version needed
+                h.extend([0u8; 4]); // flags, method 0 (stored)
+                h.extend([0u8; 4]); // time, date
+                h.extend([0u8; 4]); // crc (not checked)
+                h.extend((data.len() as u32).to_le_bytes());
+                h.extend((data.len() as u32).to_le_bytes());
+                h.extend((name.len() as u16).to_le_bytes());
+                h.extend(0u16.to_le_bytes()); // extra
+                if central {
+                    h.extend([0u8; 6]); // comment length, disk, internal attributes
+                    h.extend([0u8; 4]); // external attributes
+                    h.extend(off.to_le_bytes());
+                }
+                h.extend(name.as_bytes());
+                h
+            };
+            out.extend(head(0x0403_4b50, false));
+            out.extend(data);
+            dir.extend(head(0x0201_4b50, true));
+        }
+        let at = out.len() as u32;
+        out.extend(&dir);
+        out.extend(0x0605_4b50u32.to_le_bytes());
+        out.extend([0u8; 4]);
+        out.extend((members.len() as u16).to_le_bytes());
+        out.extend((members.len() as u16).to_le_bytes());
+        out.extend((dir.len() as u32).to_le_bytes());
+        out.extend(at.to_le_bytes());
+        out.extend(0u16.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn npz_members_are_input_sets_by_name() {
+        let f32s = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let specs = vec![
+            InputSpec { name: "a".into(), shape: vec![1, 2], elem: 1 },
+            InputSpec { name: "b".into(), shape: vec![3], elem: 1 },
+        ];
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("x.npz");
+        // two sets: a leading axis of 2 on both arrays
+        let z = zip(&[
+            ("b.npy", npy("<f4", "(2, 3)", &f32s(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]))),
+            ("a.npy", npy("<f4", "(2, 1, 2)", &f32s(&[0.5, -0.5, 0.25, -0.25]))),
+        ]);
+        std::fs::write(&p, &z).unwrap();
+        let sets = read_inputs(&p, &specs).unwrap();
+        assert_eq!(sets.len(), 2);
+        assert_eq!(
+            sets[1][0].to_plain_array_view::<f32>().unwrap().iter().copied().collect::<Vec<_>>(),
+            vec![0.25, -0.25]
+        );
+        assert_eq!(
+            sets[1][1].to_plain_array_view::<f32>().unwrap().iter().copied().collect::<Vec<_>>(),
+            vec![4.0, 5.0, 6.0]
+        );
+        // a missing array and a mismatched set count are input errors naming the file
+        std::fs::write(&p, zip(&[("a.npy", npy("<f4", "(1, 2)", &f32s(&[0.5, -0.5])))])).unwrap();
+        let e = read_inputs(&p, &specs).unwrap_err();
+        assert!(e.msg.contains("x.npz") && e.msg.contains("no array named 'b'"), "{e}");
+        std::fs::write(
+            &p,
+            zip(&[
+                ("a.npy", npy("<f4", "(2, 1, 2)", &f32s(&[0.5, -0.5, 0.25, -0.25]))),
+                ("b.npy", npy("<f4", "(3,)", &f32s(&[1.0, 2.0, 3.0]))),
+            ]),
+        )
+        .unwrap();
+        assert!(read_inputs(&p, &specs).unwrap_err().msg.contains("different numbers of input sets"));
+        std::fs::write(&p, b"PK not really").unwrap();
+        assert!(read_inputs(&p, &specs).is_err());
     }
 
     #[test]
