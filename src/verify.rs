@@ -506,8 +506,13 @@ fn random_input(spec: &InputSpec, range: (f64, f64), rng: &mut Rng) -> Result<Te
         // integer inputs (indices, sizes): zeros are valid everywhere
         return Tensor::zero_dt(dt, &spec.shape).map_err(terr);
     }
-    let v: Vec<f64> = (0..n).map(|_| range.0 + (range.1 - range.0) * rng.unit()).collect();
-    tensor_of(spec, &v)
+    let v: Vec<f32> = (0..n).map(|_| (range.0 + (range.1 - range.0) * rng.unit()) as f32).collect();
+    let t = Tensor::from_shape(&spec.shape, &v).map_err(terr)?;
+    if dt == DatumType::F32 {
+        Ok(t)
+    } else {
+        t.cast_to_dt(dt).map(|c| c.into_owned()).map_err(terr)
+    }
 }
 
 /// The input moved by one ulp of its own type per element, in a random
