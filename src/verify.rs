@@ -53,6 +53,12 @@ pub fn auto_trials(specs: &[InputSpec]) -> usize {
 /// least this many elements over all trials.
 const MIN_SLICE: usize = 32;
 
+/// ... and when the axis has at most this many indices: channels, columns
+/// of a detection output, rows of a feature map are kinds of element; the
+/// box index of a [1, 4032, 85] output is a sample index, and the largest of
+/// thousands of per-box ratios of four dominant elements is noise.
+const MAX_SLICES: usize = 1024;
+
 /// Ops whose outputs are a discrete selection of their inputs.
 const SELECTION_OPS: [&str; 4] = ["TopK", "ArgMax", "ArgMin", "NonMaxSuppression"];
 
@@ -697,7 +703,7 @@ impl Acc {
         }
     }
     /// (margin, deviation, allowed, noise, scale, statistic) of this slice.
-    fn judge(&self) -> (f64, f64, f64, f64, f64, &'static str) {
+    fn judge(&self, n_total: u64) -> (f64, f64, f64, f64, f64, &'static str) {
         let eps = f32::EPSILON as f64;
         let ratio = |d: f64, a: f64| {
             if d == 0.0 {
@@ -711,25 +717,26 @@ impl Acc {
         let (rd, rn, ra) =
             (Self::rms(self.sum_d2, self.n), Self::rms(self.sum_n2, self.n_noise), Self::rms(self.sum_a2, self.n));
         let r_allowed = NOISE_MULTIPLE * rn + ULPS * eps * ra;
-        let m_allowed = self.element_bound();
+        let m_allowed = self.element_bound(n_total);
         let (rm, mm) = (ratio(rd, r_allowed), ratio(self.max_d, m_allowed));
         if rm > mm {
             (rm, rd, r_allowed, rn, ra, "rms")
         } else {
-            (mm, self.max_d, m_allowed, self.max_noise(), self.max_a, "max")
+            (mm, self.max_d, m_allowed, self.max_noise(n_total), self.max_a, "max")
         }
     }
     /// The element bound of this slice (its `max` statistic).
     /// The largest noise of one run is a noisy estimate of the largest
-    /// noise the slice can show; it is taken as at least what its RMS noise
-    /// predicts for that many elements (√(2·ln n) RMS, the expected maximum
-    /// of n Gaussian samples).
-    fn max_noise(&self) -> f64 {
+    /// noise the slice can show, and the worst of many slices is judged; it
+    /// is taken as at least what the slice's RMS noise predicts for the
+    /// largest of all `n_total` elements compared (√(2·ln n_total) RMS, the
+    /// expected maximum of that many Gaussian samples).
+    fn max_noise(&self, n_total: u64) -> f64 {
         let rn = Self::rms(self.sum_n2, self.n_noise);
-        self.max_n.max(rn * (2.0 * (self.n.max(2) as f64).ln()).sqrt())
+        self.max_n.max(rn * (2.0 * (n_total.max(2) as f64).ln()).sqrt())
     }
-    fn element_bound(&self) -> f64 {
-        NOISE_MULTIPLE * self.max_noise() + ULPS * f32::EPSILON as f64 * self.max_a
+    fn element_bound(&self, n_total: u64) -> f64 {
+        NOISE_MULTIPLE * self.max_noise(n_total) + ULPS * f32::EPSILON as f64 * self.max_a
     }
 }
 
@@ -768,7 +775,7 @@ fn compare(
     let strides: Vec<usize> = (0..rank).map(|i| shape[i + 1..].iter().product()).collect();
     // candidate axes: slices of comparable elements
     let axes: Vec<usize> = (1..rank)
-        .filter(|&ax| shape[ax] >= 2 && shape[ax] <= 4096 && numel / shape[ax] * trials.len() >= MIN_SLICE)
+        .filter(|&ax| shape[ax] >= 2 && shape[ax] <= MAX_SLICES && numel / shape[ax] * trials.len() >= MIN_SLICE)
         .collect();
     for t in trials {
         if t.a[k].shape() != t.b[kb].shape() {
@@ -892,6 +899,7 @@ fn compare(
     // apart from each class score; each channel apart from the others) is
     // judged, and the worst slice of any decides: a bug that shows in one
     // kind of element is not drowned by the noise of a bigger kind
+    let n_total = (numel * trials.len()) as u64;
     let mut partitions: Vec<(Option<usize>, Vec<Acc>)> = axes.iter().copied().map(Some).zip(accs).collect();
     if partitions.is_empty() {
         partitions.push((None, vec![whole]));
@@ -899,7 +907,7 @@ fn compare(
     let mut worst = (-1.0, 0usize, 0usize);
     for (p, (_, slices)) in partitions.iter().enumerate() {
         for (g, acc) in slices.iter().enumerate() {
-            let (m, ..) = acc.judge();
+            let (m, ..) = acc.judge(n_total);
             if m > worst.0 {
                 worst = (m, p, g);
             }
@@ -907,7 +915,7 @@ fn compare(
     }
     let (axis, slices) = partitions.swap_remove(worst.1);
     let worst = (worst.0, worst.2);
-    let (m, dev, allowed, noise, scale, stat) = slices[worst.1].judge();
+    let (m, dev, allowed, noise, scale, stat) = slices[worst.1].judge(n_total);
     d.margin = m;
     d.deviation = dev;
     d.allowed = allowed;
@@ -925,7 +933,7 @@ fn compare(
                 let (p, q) = (x.get(i), y.get(i));
                 let diff = if p.is_nan() && q.is_nan() { 0.0 } else { (p - q).abs() };
                 let mag = if p.is_finite() { p.abs() } else { 0.0 };
-                if !(diff <= tol.atol + tol.rtol * mag || diff <= slices[g].element_bound()) {
+                if !(diff <= tol.atol + tol.rtol * mag || diff <= slices[g].element_bound(n_total)) {
                     d.mismatches += 1;
                 }
             }
