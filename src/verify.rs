@@ -53,6 +53,12 @@ pub fn auto_trials(specs: &[InputSpec]) -> usize {
 /// least this many elements over all trials.
 const MIN_SLICE: usize = 32;
 
+/// ... and when the axis has at most this many indices: channels, columns
+/// of a detection output, rows of a feature map are kinds of element; the
+/// box index of a [1, 4032, 85] output is a sample index, and the largest of
+/// thousands of per-box ratios of four dominant elements is noise.
+const MAX_SLICES: usize = 1024;
+
 /// Ops whose outputs are a discrete selection of their inputs.
 const SELECTION_OPS: [&str; 4] = ["TopK", "ArgMax", "ArgMin", "NonMaxSuppression"];
 
@@ -506,8 +512,13 @@ fn random_input(spec: &InputSpec, range: (f64, f64), rng: &mut Rng) -> Result<Te
         // integer inputs (indices, sizes): zeros are valid everywhere
         return Tensor::zero_dt(dt, &spec.shape).map_err(terr);
     }
-    let v: Vec<f64> = (0..n).map(|_| range.0 + (range.1 - range.0) * rng.unit()).collect();
-    tensor_of(spec, &v)
+    let v: Vec<f32> = (0..n).map(|_| (range.0 + (range.1 - range.0) * rng.unit()) as f32).collect();
+    let t = Tensor::from_shape(&spec.shape, &v).map_err(terr)?;
+    if dt == DatumType::F32 {
+        Ok(t)
+    } else {
+        t.cast_to_dt(dt).map(|c| c.into_owned()).map_err(terr)
+    }
 }
 
 /// The input moved by one ulp of its own type per element, in a random
@@ -692,7 +703,7 @@ impl Acc {
         }
     }
     /// (margin, deviation, allowed, noise, scale, statistic) of this slice.
-    fn judge(&self) -> (f64, f64, f64, f64, f64, &'static str) {
+    fn judge(&self, n_total: u64) -> (f64, f64, f64, f64, f64, &'static str) {
         let eps = f32::EPSILON as f64;
         let ratio = |d: f64, a: f64| {
             if d == 0.0 {
@@ -706,25 +717,26 @@ impl Acc {
         let (rd, rn, ra) =
             (Self::rms(self.sum_d2, self.n), Self::rms(self.sum_n2, self.n_noise), Self::rms(self.sum_a2, self.n));
         let r_allowed = NOISE_MULTIPLE * rn + ULPS * eps * ra;
-        let m_allowed = self.element_bound();
+        let m_allowed = self.element_bound(n_total);
         let (rm, mm) = (ratio(rd, r_allowed), ratio(self.max_d, m_allowed));
         if rm > mm {
             (rm, rd, r_allowed, rn, ra, "rms")
         } else {
-            (mm, self.max_d, m_allowed, self.max_noise(), self.max_a, "max")
+            (mm, self.max_d, m_allowed, self.max_noise(n_total), self.max_a, "max")
         }
     }
     /// The element bound of this slice (its `max` statistic).
     /// The largest noise of one run is a noisy estimate of the largest
-    /// noise the slice can show; it is taken as at least what its RMS noise
-    /// predicts for that many elements (√(2·ln n) RMS, the expected maximum
-    /// of n Gaussian samples).
-    fn max_noise(&self) -> f64 {
+    /// noise the slice can show, and the worst of many slices is judged; it
+    /// is taken as at least what the slice's RMS noise predicts for the
+    /// largest of all `n_total` elements compared (√(2·ln n_total) RMS, the
+    /// expected maximum of that many Gaussian samples).
+    fn max_noise(&self, n_total: u64) -> f64 {
         let rn = Self::rms(self.sum_n2, self.n_noise);
-        self.max_n.max(rn * (2.0 * (self.n.max(2) as f64).ln()).sqrt())
+        self.max_n.max(rn * (2.0 * (n_total.max(2) as f64).ln()).sqrt())
     }
-    fn element_bound(&self) -> f64 {
-        NOISE_MULTIPLE * self.max_noise() + ULPS * f32::EPSILON as f64 * self.max_a
+    fn element_bound(&self, n_total: u64) -> f64 {
+        NOISE_MULTIPLE * self.max_noise(n_total) + ULPS * f32::EPSILON as f64 * self.max_a
     }
 }
 
@@ -763,7 +775,7 @@ fn compare(
     let strides: Vec<usize> = (0..rank).map(|i| shape[i + 1..].iter().product()).collect();
     // candidate axes: slices of comparable elements
     let axes: Vec<usize> = (1..rank)
-        .filter(|&ax| shape[ax] >= 2 && shape[ax] <= 4096 && numel / shape[ax] * trials.len() >= MIN_SLICE)
+        .filter(|&ax| shape[ax] >= 2 && shape[ax] <= MAX_SLICES && numel / shape[ax] * trials.len() >= MIN_SLICE)
         .collect();
     for t in trials {
         if t.a[k].shape() != t.b[kb].shape() {
@@ -868,7 +880,9 @@ fn compare(
                     acc.max_n = acc.max_n.max(n);
                 }
             };
-            add(&mut whole);
+            if axes.is_empty() {
+                add(&mut whole);
+            }
             for (j, &c) in cur.iter().enumerate() {
                 add(&mut accs[j][c]);
             }
@@ -885,6 +899,7 @@ fn compare(
     // apart from each class score; each channel apart from the others) is
     // judged, and the worst slice of any decides: a bug that shows in one
     // kind of element is not drowned by the noise of a bigger kind
+    let n_total = (numel * trials.len()) as u64;
     let mut partitions: Vec<(Option<usize>, Vec<Acc>)> = axes.iter().copied().map(Some).zip(accs).collect();
     if partitions.is_empty() {
         partitions.push((None, vec![whole]));
@@ -892,7 +907,7 @@ fn compare(
     let mut worst = (-1.0, 0usize, 0usize);
     for (p, (_, slices)) in partitions.iter().enumerate() {
         for (g, acc) in slices.iter().enumerate() {
-            let (m, ..) = acc.judge();
+            let (m, ..) = acc.judge(n_total);
             if m > worst.0 {
                 worst = (m, p, g);
             }
@@ -900,7 +915,7 @@ fn compare(
     }
     let (axis, slices) = partitions.swap_remove(worst.1);
     let worst = (worst.0, worst.2);
-    let (m, dev, allowed, noise, scale, stat) = slices[worst.1].judge();
+    let (m, dev, allowed, noise, scale, stat) = slices[worst.1].judge(n_total);
     d.margin = m;
     d.deviation = dev;
     d.allowed = allowed;
@@ -918,7 +933,7 @@ fn compare(
                 let (p, q) = (x.get(i), y.get(i));
                 let diff = if p.is_nan() && q.is_nan() { 0.0 } else { (p - q).abs() };
                 let mag = if p.is_finite() { p.abs() } else { 0.0 };
-                if !(diff <= tol.atol + tol.rtol * mag || diff <= slices[g].element_bound()) {
+                if !(diff <= tol.atol + tol.rtol * mag || diff <= slices[g].element_bound(n_total)) {
                     d.mismatches += 1;
                 }
             }
@@ -1069,13 +1084,21 @@ pub fn verify(
     for (k, name) in names_a.iter().enumerate() {
         let kb = names_b.iter().position(|n| n == name).expect("checked above");
         let (sa, sb) = (trials[0].a[k].shape(), trials[0].b[kb].shape());
+        if sel.tainted.contains_key(name) {
+            // a selection may keep one box more or less: only the rank must agree
+            if sa.len() != sb.len() {
+                return Err(Error::verify(format!(
+                    "output '{name}' has rank {} in the original but {} in the candidate",
+                    sa.len(),
+                    sb.len()
+                )));
+            }
+            continue;
+        }
         if sa != sb {
             return Err(Error::verify(format!(
                 "output '{name}' has shape {sa:?} in the original but {sb:?} in the candidate"
             )));
-        }
-        if sel.tainted.contains_key(name) {
-            continue;
         }
         outputs.push(compare(name, "values", k, kb, &trials, opts)?);
     }
@@ -1323,6 +1346,90 @@ mod tests {
         assert!(parse_npy(&npy("<f4", "(2, 4)", &data), "x.npy").unwrap_err().msg.contains("does not match"));
         assert!(parse_npy(&npy(">f4", "(2, 3)", &data), "x.npy").unwrap_err().msg.contains("not supported"));
         assert!(parse_npy(b"garbage", "x.npy").is_err());
+    }
+
+    /// A zip with stored (uncompressed) members, as `np.savez` writes it.
+    fn zip(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let (mut out, mut dir) = (vec![], vec![]);
+        for (name, data) in members {
+            let off = out.len() as u32;
+            let head = |sig: u32, central: bool| {
+                let mut h = sig.to_le_bytes().to_vec();
+                if central {
+                    h.extend(20u16.to_le_bytes()); // version made by
+                }
+                h.extend(20u16.to_le_bytes()); // version needed
+                h.extend([0u8; 4]); // flags, method 0 (stored)
+                h.extend([0u8; 4]); // time, date
+                h.extend([0u8; 4]); // crc (not checked)
+                h.extend((data.len() as u32).to_le_bytes());
+                h.extend((data.len() as u32).to_le_bytes());
+                h.extend((name.len() as u16).to_le_bytes());
+                h.extend(0u16.to_le_bytes()); // extra
+                if central {
+                    h.extend([0u8; 6]); // comment length, disk, internal attributes
+                    h.extend([0u8; 4]); // external attributes
+                    h.extend(off.to_le_bytes());
+                }
+                h.extend(name.as_bytes());
+                h
+            };
+            out.extend(head(0x0403_4b50, false));
+            out.extend(data);
+            dir.extend(head(0x0201_4b50, true));
+        }
+        let at = out.len() as u32;
+        out.extend(&dir);
+        out.extend(0x0605_4b50u32.to_le_bytes());
+        out.extend([0u8; 4]);
+        out.extend((members.len() as u16).to_le_bytes());
+        out.extend((members.len() as u16).to_le_bytes());
+        out.extend((dir.len() as u32).to_le_bytes());
+        out.extend(at.to_le_bytes());
+        out.extend(0u16.to_le_bytes());
+        out
+    }
+
+    #[test]
+    fn npz_members_are_input_sets_by_name() {
+        let f32s = |v: &[f32]| -> Vec<u8> { v.iter().flat_map(|x| x.to_le_bytes()).collect() };
+        let specs = vec![
+            InputSpec { name: "a".into(), shape: vec![1, 2], elem: 1 },
+            InputSpec { name: "b".into(), shape: vec![3], elem: 1 },
+        ];
+        let tmp = tempfile::tempdir().unwrap();
+        let p = tmp.path().join("x.npz");
+        // two sets: a leading axis of 2 on both arrays
+        let z = zip(&[
+            ("b.npy", npy("<f4", "(2, 3)", &f32s(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]))),
+            ("a.npy", npy("<f4", "(2, 1, 2)", &f32s(&[0.5, -0.5, 0.25, -0.25]))),
+        ]);
+        std::fs::write(&p, &z).unwrap();
+        let sets = read_inputs(&p, &specs).unwrap();
+        assert_eq!(sets.len(), 2);
+        assert_eq!(
+            sets[1][0].to_plain_array_view::<f32>().unwrap().iter().copied().collect::<Vec<_>>(),
+            vec![0.25, -0.25]
+        );
+        assert_eq!(
+            sets[1][1].to_plain_array_view::<f32>().unwrap().iter().copied().collect::<Vec<_>>(),
+            vec![4.0, 5.0, 6.0]
+        );
+        // a missing array and a mismatched set count are input errors naming the file
+        std::fs::write(&p, zip(&[("a.npy", npy("<f4", "(1, 2)", &f32s(&[0.5, -0.5])))])).unwrap();
+        let e = read_inputs(&p, &specs).unwrap_err();
+        assert!(e.msg.contains("x.npz") && e.msg.contains("no array named 'b'"), "{e}");
+        std::fs::write(
+            &p,
+            zip(&[
+                ("a.npy", npy("<f4", "(2, 1, 2)", &f32s(&[0.5, -0.5, 0.25, -0.25]))),
+                ("b.npy", npy("<f4", "(3,)", &f32s(&[1.0, 2.0, 3.0]))),
+            ]),
+        )
+        .unwrap();
+        assert!(read_inputs(&p, &specs).unwrap_err().msg.contains("different numbers of input sets"));
+        std::fs::write(&p, b"PK not really").unwrap();
+        assert!(read_inputs(&p, &specs).is_err());
     }
 
     #[test]
