@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
 
 /// The candidate's deviation may be this many times the original's own fp32
 /// noise (calibrated in `docs/verify.md`).
@@ -473,6 +474,17 @@ fn load(
         ))
     };
     let mut model = tract_onnx::onnx().model_for_read(&mut &bytes[..]).map_err(fail)?;
+    // Intermediate value_info of dynamic exports (dynamo, onnxslim) names
+    // symbolic dims ('batch', 's53'); with the inputs made concrete those
+    // would contradict them. Keep their types, let tract infer their shapes.
+    let inputs: HashSet<usize> = model.input_outlets().map_err(fail)?.iter().map(|o| o.node).collect();
+    for node in model.nodes.iter_mut().filter(|n| !inputs.contains(&n.id)) {
+        for o in &mut node.outputs {
+            if o.fact.shape.dims().any(|d| Factoid::concretize(d).is_some_and(|t| t.to_i64().is_err())) {
+                o.fact.shape = InferenceFact::default().shape;
+            }
+        }
+    }
     for (i, &k) in order.iter().enumerate() {
         let s = &specs[k];
         let dt = datum(s.elem).ok_or_else(|| {
