@@ -12,6 +12,8 @@ pub mod ir;
 pub mod onnx;
 pub mod passes;
 pub mod pipeline;
+#[cfg(feature = "python")]
+pub mod python;
 pub mod report;
 pub mod svg;
 pub mod tensor;
