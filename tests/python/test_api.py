@@ -131,8 +131,12 @@ def test_input_shapes_for_symbolic_inputs():
     m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
     name = m.graph.input[0].name
     dims = [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim]
-    res = onnx_align.align(m, input_shapes={name: [2] + dims[1:]})
+    with pytest.raises(onnx_align.InputError, match="graph input 'images' has a symbolic dim"):
+        onnx_align.align(m)
+    # (the model's Reshape fixes the batch at 1)
+    res = onnx_align.align(m, input_shapes={name: [1] + dims[1:]})
     assert res.summary["verification"]["passed"] is True
+    assert res.model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     with pytest.raises(onnx_align.InputError, match="positive"):
         onnx_align.align(m, input_shapes={name: [0] + dims[1:]})
 
