@@ -13,7 +13,7 @@ script runs that pipeline on an ONNX file standing in for the export:
 4. quantize the aligned model with onnxruntime's `quantize_static` (QDQ,
    per-channel int8) and run it.
 
-    pip install onnx-align onnxruntime      # or `pip install .` in the repository
+    pip install . onnxruntime      # in the repository: the onnx-align wheel
     python examples/align_after_export.py fixtures/v4_c3_deconv_bn_op13.onnx --out-dir /tmp/aligned
 
 Exits non-zero (with the reason) if any step fails; CI runs it.
@@ -22,6 +22,7 @@ Exits non-zero (with the reason) if any step fails; CI runs it.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -104,6 +105,7 @@ def main() -> int:
 
     # 4. Quantize the aligned model (rknn-toolkit2: rknn.load_onnx(model=str(aligned_path)) instead).
     int8_path = args.out_dir / (args.model.stem + ".aligned.int8.onnx")
+    logging.getLogger().setLevel(logging.ERROR)  # the quantizer's pre-processing advice
     quantize_static(
         str(aligned_path),
         str(int8_path),
