@@ -80,9 +80,10 @@ impl<'a> Source<'a> {
     }
 }
 
-/// An error for Python: kind decides the class, the message is the CLI's.
+/// An error for Python: kind decides the class (`None`: a limit of the
+/// binding, plain `AlignError`), the message is the CLI's.
 struct Failure {
-    kind: ErrorKind,
+    kind: Option<ErrorKind>,
     msg: String,
 }
 
@@ -92,15 +93,16 @@ impl Failure {
             Some(f) => format!("{}: {e}", f.display()),
             None => e.to_string(),
         };
-        Failure { kind: e.kind, msg }
+        Failure { kind: Some(e.kind), msg }
     }
 }
 
 impl From<Failure> for PyErr {
     fn from(f: Failure) -> PyErr {
         match f.kind {
-            ErrorKind::Input => InputError::new_err(f.msg),
-            ErrorKind::Verify => VerificationError::new_err(f.msg),
+            Some(ErrorKind::Input) => InputError::new_err(f.msg),
+            Some(ErrorKind::Verify) => VerificationError::new_err(f.msg),
+            None => AlignError::new_err(f.msg),
         }
     }
 }
@@ -183,7 +185,7 @@ fn py_align<'py>(
         let len = out.model.encoded_len();
         if len > onnx::PROTOBUF_LIMIT {
             return Err(Failure {
-                kind: ErrorKind::Input,
+                kind: None,
                 msg: format!(
                     "{}the aligned model is {len} bytes, over protobuf's 2 GiB limit for one message, so it cannot be \
                      an onnx.ModelProto; use the align command, which writes large weights as external data",
