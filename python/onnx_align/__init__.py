@@ -40,6 +40,9 @@ __all__ = [
 
 __version__: str = _native.__version__
 
+#: The summary of a failed :func:`align`; ``None`` when the error came from elsewhere.
+VerificationError.summary = None
+
 
 class Result:
     """What :func:`align` returns: the rewritten model and its summary."""
@@ -117,7 +120,8 @@ def align(
             slice_pinned=slice_pinned,
         )
     except VerificationError as e:
-        e.summary = json.loads(e.summary_json) if hasattr(e, "summary_json") else None
+        if hasattr(e, "summary_json"):
+            e.summary = json.loads(e.summary_json)
         raise
     import onnx
 
