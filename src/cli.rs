@@ -1,6 +1,6 @@
 //! Command-line interface: argument definitions (clap) and the three
 //! commands. Part of the library so that the Python wheel's `align` command
-//! runs the same code; `main.rs` only maps the outcome to an exit code.
+//! runs the same code ([`main_from`]); `main.rs` only calls it.
 //!
 //! Exit codes: 0 success; 1 `check` found unaligned dims or verification
 //! failed; 2 usage or input error (one line on stderr naming the file, and
@@ -135,10 +135,35 @@ struct Shared {
 
 #[derive(Args, Debug, Clone)]
 struct CommonArgs {
-    /// The ONNX model.
-    model: PathBuf,
+    /// The ONNX models (one block of output per model).
+    #[arg(required = true, num_args = 1..)]
+    models: Vec<PathBuf>,
     #[command(flatten)]
     shared: Shared,
+    /// Output format: text, github (GitHub Actions annotations) or json (as --json).
+    #[arg(long, value_enum, conflicts_with = "json")]
+    format: Option<Format>,
+}
+
+/// How `report` and `check` print their results.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// Human-readable blocks.
+    Text,
+    /// GitHub Actions workflow commands (`::error file=…::…`).
+    Github,
+    /// JSON: one object (one line per model when several are given).
+    Json,
+}
+
+impl CommonArgs {
+    fn format(&self) -> Format {
+        if self.shared.json {
+            Format::Json
+        } else {
+            self.format.unwrap_or(Format::Text)
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -207,36 +232,82 @@ fn load(path: &Path) -> Result<Model, Failure> {
     Model::import(proto).map_err(|e| fail(path, e))
 }
 
+/// The whole command line: parses `args` (the first is the program name),
+/// runs the command, prints a failure as one line on stderr and returns the
+/// exit code. The `align` binary and the Python wheel's `align` command are
+/// both this function.
+pub fn main_from<I, T>(args: I) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 };
+            }
+            let text = e.to_string();
+            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            eprintln!("align: {}", first.trim_start_matches("error: "));
+            return 2;
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(f) => {
+            eprintln!("align: error: {}", f.msg);
+            f.code
+        }
+    }
+}
+
 /// Runs the parsed command line; Ok(exit code).
 pub fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.cmd {
-        Some(Cmd::Report { common: c, svg }) => {
-            let (_, r) = report_of(&c)?;
+        Some(Cmd::Report { common: c, svg }) if c.models.len() == 1 => {
+            let model = &c.models[0];
+            let r = report_of(&c, model).inspect_err(|f| annotate_failure(&c, model, f))?;
             if let Some(path) = svg {
-                let title = c.model.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+                let title = model.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
                 crate::onnx::write_file_atomic(&path, crate::svg::render(&r, &title).as_bytes())
-                    .map_err(|e| fail(&c.model, e))?;
+                    .map_err(|e| fail(model, e))?;
             }
-            if c.shared.json {
-                emit(&(serde_json::to_string_pretty(&r).expect("report serialises") + "\n"));
-            } else {
-                emit(&r.text());
+            match c.format() {
+                Format::Json => emit(&(serde_json::to_string_pretty(&r).expect("report serialises") + "\n")),
+                Format::Text => emit(&r.text()),
+                Format::Github => emit(&github_report(model, &r)),
             }
             Ok(0)
         }
-        Some(Cmd::Check { common, strict }) => {
-            let (_, r) = report_of(&common)?;
+        Some(Cmd::Check { common, strict }) if common.models.len() == 1 => {
+            let model = &common.models[0];
+            let r = report_of(&common, model).inspect_err(|f| annotate_failure(&common, model, f))?;
             let c = report::check(&r, strict);
-            if common.shared.json {
-                emit(&(serde_json::to_string_pretty(&c).expect("check serialises") + "\n"));
-            } else {
-                emit(&c.text());
+            match common.format() {
+                Format::Json => emit(&(serde_json::to_string_pretty(&c).expect("check serialises") + "\n")),
+                Format::Text => emit(&c.text()),
+                Format::Github => emit(&github_check(model, &c, strict)),
             }
             Ok(if c.ok { 0 } else { 1 })
         }
         Some(Cmd::Verify { original, candidate, input_shape, verify, json }) => {
             verify_cmd(&original, &candidate, &input_shape, &verify, json)
         }
+        Some(Cmd::Report { common, svg }) => {
+            if svg.is_some() {
+                return Err(Failure { code: 2, msg: "--svg draws one model; give a single MODEL".into() });
+            }
+            gate(&common, None)
+        }
+        Some(Cmd::Check { common, strict }) => gate(&common, Some(strict)),
         None => align(cli.align),
     }
 }
@@ -294,17 +365,154 @@ fn worst_line(v: &Verification) -> String {
     }
 }
 
-fn report_of(c: &CommonArgs) -> Result<(Model, report::Report), Failure> {
-    let shapes = parse_shapes(&c.shared.input_shape).map_err(|e| fail(&c.model, e))?;
-    let m = load(&c.model)?;
+fn report_of(c: &CommonArgs, model: &Path) -> Result<report::Report, Failure> {
+    let shapes = parse_shapes(&c.shared.input_shape).map_err(|e| fail(model, e))?;
+    let m = load(model)?;
     let opts = Options {
         multiple: c.shared.multiple as usize,
         input_shapes: shapes,
         deconv: true,
         slice_pinned: c.shared.slice_pinned,
     };
-    let r = report::build(&m, &opts).map_err(|e| fail(&c.model, e))?;
-    Ok((m, r))
+    report::build(&m, &opts).map_err(|e| fail(model, e))
+}
+
+/// `report` / `check` over several models: one block (or JSON line) per
+/// model, every model checked even when an earlier one fails. A model that
+/// cannot be read fails in its own block; exit 1 when any model failed or
+/// could not be read, 2 only for usage errors. `strict` is `Some` for check.
+fn gate(c: &CommonArgs, strict: Option<bool>) -> Result<u8, Failure> {
+    // a bad --input-shape is a usage error, before any model is read
+    parse_shapes(&c.shared.input_shape).map_err(|e| Failure { code: 2, msg: e.to_string() })?;
+    let fmt = c.format();
+    let mut failed = 0;
+    for (i, model) in c.models.iter().enumerate() {
+        let mut out = String::new();
+        if fmt == Format::Text {
+            out += &format!("{}== {}\n", if i > 0 { "\n" } else { "" }, model.display());
+        }
+        let (ok, block) = match (report_of(c, model), strict) {
+            (Err(f), _) => {
+                let msg = f.msg.strip_prefix(&format!("{}: ", model.display())).unwrap_or(&f.msg).to_string();
+                let block = match fmt {
+                    Format::Text => format!("error: {msg}\n"),
+                    Format::Github => github_line("error", model, "align: cannot check the model", &msg),
+                    Format::Json => json_line(model, serde_json::json!({"ok": false, "error": msg})),
+                };
+                (false, block)
+            }
+            (Ok(r), None) => {
+                let block = match fmt {
+                    Format::Text => r.text(),
+                    Format::Github => github_report(model, &r),
+                    Format::Json => json_line(model, serde_json::to_value(&r).expect("report serialises")),
+                };
+                (true, block)
+            }
+            (Ok(r), Some(strict)) => {
+                let k = report::check(&r, strict);
+                let block = match fmt {
+                    Format::Text => k.text(),
+                    Format::Github => github_check(model, &k, strict),
+                    Format::Json => json_line(model, serde_json::to_value(&k).expect("check serialises")),
+                };
+                (k.ok, block)
+            }
+        };
+        out += &block;
+        emit(&out);
+        failed += usize::from(!ok);
+    }
+    if fmt != Format::Json {
+        let n = c.models.len();
+        let what = if strict.is_some() { "failed the check" } else { "could not be read" };
+        emit(&if failed == 0 {
+            format!("{}all {n} models ok\n", if fmt == Format::Text { "\n" } else { "" })
+        } else {
+            format!("{}{failed} of {n} models {what}\n", if fmt == Format::Text { "\n" } else { "" })
+        });
+    }
+    Ok(u8::from(failed > 0))
+}
+
+/// One JSON line: `value` (an object) with the model's path as `"file"`.
+fn json_line(model: &Path, mut value: serde_json::Value) -> String {
+    value["file"] = serde_json::Value::String(model.display().to_string());
+    serde_json::to_string(&value).expect("JSON serialises") + "\n"
+}
+
+/// A GitHub Actions workflow command (`::error file=F,title=T::message`),
+/// with the escaping GitHub's runner expects.
+fn github_line(level: &str, model: &Path, title: &str, msg: &str) -> String {
+    let data = |s: &str| s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A");
+    let prop = |s: &str| data(s).replace(':', "%3A").replace(',', "%2C");
+    format!("::{level} file={},title={}::{}\n", prop(&model.display().to_string()), prop(title), data(msg))
+}
+
+/// An input error of a single-model `report`/`check --format github` as an
+/// annotation too (the one line on stderr and exit 2 stay).
+fn annotate_failure(c: &CommonArgs, model: &Path, f: &Failure) {
+    if c.format() == Format::Github {
+        let msg = f.msg.strip_prefix(&format!("{}: ", model.display())).unwrap_or(&f.msg);
+        emit(&github_line("error", model, "align: cannot check the model", msg));
+    }
+}
+
+/// `check --format github`: an error annotation per failing dim, a notice
+/// per pinned unaligned dim (an error with --strict), then the verdict line.
+fn github_check(model: &Path, k: &report::Check, strict: bool) -> String {
+    let mut s = String::new();
+    for o in &k.offenders {
+        s += &github_line(
+            "error",
+            model,
+            "align: unaligned channels",
+            &format!(
+                "{} ({}) {} {} channels, not a multiple of {}: align pads it to {}",
+                o.node, o.op, o.side, o.channels, k.multiple, o.padded_to
+            ),
+        );
+    }
+    for o in &k.unanalysed {
+        s += &github_line(
+            "error",
+            model,
+            "align: unanalysed channels",
+            &format!(
+                "{} ({}) {} {} channels, not a multiple of {}, and align cannot follow it: {}",
+                o.node,
+                o.op,
+                o.side,
+                o.channels,
+                k.multiple,
+                o.unanalysed.join("; ")
+            ),
+        );
+    }
+    for o in &k.pinned {
+        s += &github_line(
+            if strict { "error" } else { "notice" },
+            model,
+            "align: pinned channels",
+            &format!(
+                "{} ({}) {} {} channels, not a multiple of {}, pinned: {}",
+                o.node,
+                o.op,
+                o.side,
+                o.channels,
+                k.multiple,
+                o.pinned.join("; ")
+            ),
+        );
+    }
+    let verdict = k.text();
+    s += &format!("{}: {}", model.display(), verdict.lines().last().map(|l| format!("{l}\n")).unwrap_or_default());
+    s
+}
+
+/// `report --format github`: the text report in a collapsible log group.
+fn github_report(model: &Path, r: &report::Report) -> String {
+    format!("::group::align report {}\n{}::endgroup::\n", model.display(), r.text())
 }
 
 /// The default output path: `<stem>.aligned.onnx` beside the input.

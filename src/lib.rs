@@ -13,6 +13,8 @@ pub mod onnx;
 pub mod ops;
 pub mod passes;
 pub mod pipeline;
+#[cfg(feature = "python")]
+pub mod python;
 pub mod report;
 pub mod svg;
 pub mod tensor;

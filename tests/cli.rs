@@ -405,3 +405,151 @@ fn large_models_are_saved_with_external_data_and_load_back() {
     let o = align_p(&[out.as_os_str(), "-q".as_ref(), "-o".as_ref(), tmp.path().join("a.onnx").as_os_str()]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+// ---- several models per `check` / `report` (the CI gate) ----
+
+#[test]
+fn check_gates_several_models_with_one_block_each() {
+    let ok = fixtures().join("aligned_op13.onnx");
+    let bad = fixtures().join("v4_c3_deconv_bn_op13.onnx");
+    let o = align_p(&["check".as_ref(), ok.as_os_str(), bad.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    let (first, second) = out.split_once(&format!("== {}\n", bad.display())).expect("a block per model");
+    assert!(first.starts_with(&format!("== {}\n", ok.display())) && first.contains("\nok: "), "{out}");
+    assert!(!first.contains("unaligned: "), "{out}");
+    assert!(second.contains("unaligned: ") && second.contains("FAIL: "), "{out}");
+    assert!(out.trim_end().ends_with("1 of 2 models failed the check"), "{out}");
+    // the order does not matter, and two good models pass
+    assert_eq!(align_p(&["check".as_ref(), bad.as_os_str(), ok.as_os_str()]).status.code(), Some(1));
+    let o = align_p(&["check".as_ref(), ok.as_os_str(), ok.as_os_str()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert!(stdout(&o).trim_end().ends_with("all 2 models ok"), "{}", stdout(&o));
+}
+
+#[test]
+fn an_unreadable_model_among_several_fails_in_its_block_and_the_others_are_checked() {
+    let tmp = tempfile::tempdir().unwrap();
+    let junk = tmp.path().join("junk.onnx");
+    fs::write(&junk, b"not a model").unwrap();
+    let missing = tmp.path().join("missing.onnx");
+    let ok = fixtures().join("aligned_op13.onnx");
+    let o = align_p(&["check".as_ref(), junk.as_os_str(), ok.as_os_str(), missing.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1), "not a usage error: {}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains(&format!("== {}\nerror: not an ONNX model", junk.display())), "{out}");
+    let ok_block = out.split(&format!("== {}\n", ok.display())).nth(1).expect("a block for the good model");
+    assert!(ok_block.split("\n== ").next().unwrap().contains("\nok: "), "{out}");
+    assert!(out.contains(&format!("== {}\nerror: cannot read: no such file", missing.display())), "{out}");
+    assert!(out.trim_end().ends_with("2 of 3 models failed the check"), "{out}");
+    // report too: the readable model is reported, the run fails
+    let o = align_p(&["report".as_ref(), ok.as_os_str(), junk.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stdout(&o).contains("1 of 2 models could not be read"), "{}", stdout(&o));
+    // one model alone keeps the input-error contract: exit 2, one line on stderr
+    let o = align_p(&["check".as_ref(), junk.as_os_str()]);
+    assert_input_error(&o, "junk.onnx", None, 0);
+}
+
+#[test]
+fn github_format_annotates_each_offender_and_escapes_the_file_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    // a comma and a colon in the name must not end the file= property
+    let model = tmp.path().join("v4,c3:x.onnx");
+    fs::copy(fixtures().join("v4_c3_deconv_bn_op13.onnx"), &model).unwrap();
+    let junk = tmp.path().join("junk.onnx");
+    fs::write(&junk, b"").unwrap();
+    let ok = fixtures().join("aligned_op13.onnx");
+    let j = json(&align_p(&["check".as_ref(), model.as_os_str(), "--json".as_ref()]));
+    let offenders = j["offenders"].as_array().unwrap().len();
+    let pinned = j["pinned"].as_array().unwrap().len();
+    assert!(offenders > 10 && pinned > 0, "{j}");
+    let o = align_p(&[
+        "check".as_ref(),
+        model.as_os_str(),
+        junk.as_os_str(),
+        ok.as_os_str(),
+        "--format".as_ref(),
+        "github".as_ref(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let out = stdout(&o);
+    let escaped = model.display().to_string().replace(',', "%2C").replace(':', "%3A");
+    let lines: Vec<&str> = out.lines().collect();
+    let errors = lines.iter().filter(|l| l.starts_with(&format!("::error file={escaped},"))).count();
+    assert_eq!(errors, offenders, "{out}");
+    let notices = lines.iter().filter(|l| l.starts_with(&format!("::notice file={escaped},"))).count();
+    assert_eq!(notices, pinned, "pinned dims are notices without --strict: {out}");
+    let junk_err = format!("::error file={},title=align%3A cannot check the model::empty file", junk.display());
+    assert!(lines.iter().any(|l| l.starts_with(&junk_err)), "{out}");
+    assert!(!lines.iter().any(|l| l.starts_with(&format!("::error file={}", ok.display()))), "{out}");
+    for l in &lines {
+        assert!(l.starts_with("::") || l.contains(": ok: ") || l.contains(": FAIL: ") || l.contains("models"), "{l}");
+    }
+    // --strict turns the pinned notices into errors
+    let o =
+        align_p(&["check".as_ref(), model.as_os_str(), "--strict".as_ref(), "--format".as_ref(), "github".as_ref()]);
+    let errors = stdout(&o).lines().filter(|l| l.starts_with("::error ")).count();
+    assert_eq!(errors, offenders + pinned, "{}", stdout(&o));
+    // an aligned model gives no error annotation (its pinned input is a notice)
+    let o = align_p(&["check".as_ref(), ok.as_os_str(), "--format".as_ref(), "github".as_ref()]);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(!stdout(&o).contains("::error"), "{}", stdout(&o));
+    assert!(stdout(&o).contains(&format!("::notice file={},", ok.display())), "{}", stdout(&o));
+}
+
+#[test]
+fn json_format_gives_one_object_per_model_per_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let junk = tmp.path().join("junk.onnx");
+    fs::write(&junk, b"junk").unwrap();
+    let ok = fixtures().join("aligned_op13.onnx");
+    let bad = fixtures().join("v3_csp_op13_bn.onnx");
+    for cmd in ["check", "report"] {
+        let o = align_p(&[
+            cmd.as_ref(),
+            ok.as_os_str(),
+            bad.as_os_str(),
+            junk.as_os_str(),
+            "--format".as_ref(),
+            "json".as_ref(),
+        ]);
+        assert_eq!(o.status.code(), Some(1), "{cmd}");
+        let objs: Vec<serde_json::Value> =
+            stdout(&o).lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+        assert_eq!(objs.len(), 3, "{cmd}: {}", stdout(&o));
+        for (v, f) in objs.iter().zip([&ok, &bad, &junk]) {
+            assert_eq!(v["file"], f.display().to_string(), "{cmd}");
+        }
+        assert!(objs[2]["error"].as_str().unwrap().contains("not an ONNX model"), "{cmd}");
+        assert_eq!(objs[2]["ok"], false);
+        if cmd == "check" {
+            assert_eq!((&objs[0]["ok"], &objs[1]["ok"]), (&true.into(), &false.into()));
+        } else {
+            assert!(!objs[1]["layers"].as_array().unwrap().is_empty());
+        }
+    }
+    // --json is --format json
+    let a = stdout(&align_p(&["check".as_ref(), ok.as_os_str(), bad.as_os_str(), "--json".as_ref()]));
+    let b =
+        stdout(&align_p(&["check".as_ref(), ok.as_os_str(), bad.as_os_str(), "--format".as_ref(), "json".as_ref()]));
+    assert_eq!(a, b);
+}
+
+#[test]
+fn usage_errors_of_the_gate_exit_2() {
+    let ok = fixtures().join("aligned_op13.onnx");
+    let p = ok.as_os_str();
+    for args in [
+        vec!["check".as_ref(), p, p, "--input-shape".as_ref(), "images".as_ref()],
+        vec!["report".as_ref(), p, p, "--svg".as_ref(), "w.svg".as_ref()],
+        vec!["check".as_ref(), p, "--format".as_ref(), "xml".as_ref()],
+        vec!["check".as_ref(), p, "--format".as_ref(), "text".as_ref(), "--json".as_ref()],
+        vec!["check".as_ref()],
+    ] {
+        let o = align_p(&args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", stderr(&o));
+        assert!(stdout(&o).is_empty(), "{args:?}: nothing checked: {}", stdout(&o));
+        assert!(!stderr(&o).contains("panicked"), "{args:?}");
+    }
+}

@@ -45,6 +45,17 @@ pub fn load(path: &Path) -> Result<(ModelProto, bool)> {
 /// Decodes a model from bytes, resolving external data relative to `dir`.
 /// Returns the model and whether any tensor was stored externally.
 pub fn decode(bytes: &[u8], dir: &Path) -> Result<(ModelProto, bool)> {
+    decode_with(bytes, Some(dir))
+}
+
+/// Decodes a model held in memory with no folder beside it (the Python API's
+/// bytes and `onnx.ModelProto` inputs): a tensor stored as external data is an
+/// error naming the tensor, since there is nowhere to resolve it from.
+pub fn decode_in_memory(bytes: &[u8]) -> Result<ModelProto> {
+    decode_with(bytes, None).map(|(m, _)| m)
+}
+
+fn decode_with(bytes: &[u8], dir: Option<&Path>) -> Result<(ModelProto, bool)> {
     let mut model = ModelProto::decode(bytes)
         .map_err(|e| Error::model(format!("not an ONNX model (protobuf decoding failed: {e})")))?;
     validate_header(&model)?;
@@ -54,7 +65,14 @@ pub fn decode(bytes: &[u8], dir: &Path) -> Result<(ModelProto, bool)> {
         for_each_tensor(g, &mut |t| {
             if t.data_location == Some(tensor_proto::DataLocation::External as i32) {
                 external = true;
-                resolve_external(t, dir, &mut files)
+                match dir {
+                    Some(dir) => resolve_external(t, dir, &mut files),
+                    None => Err(Error::model(format!(
+                        "tensor '{}' is stored as external data, which a model given in memory cannot resolve; \
+                         pass the model's path instead",
+                        t.name()
+                    ))),
+                }
             } else {
                 Ok(())
             }

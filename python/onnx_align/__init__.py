@@ -1,0 +1,194 @@
+"""Zero-pad the channel widths of pruned ONNX CNNs to multiples of 8 (or 16,
+32) without changing any output, proven with tract.
+
+A thin binding of the Rust crate ``align``: every function runs the same code
+as the ``align`` command (with the GIL released). Models go in as an
+``onnx.ModelProto``, a path (external data is resolved beside it) or the
+serialized bytes; results come back as an ``onnx.ModelProto`` and the dicts
+that the command's ``--json`` prints (docs/json.md).
+
+    import onnx, onnx_align
+    res = onnx_align.align("model.onnx", multiple=8)
+    onnx.save(res.model, "model.aligned.onnx")
+    print(res.summary["unaligned_free_dims_after"])
+
+Errors raise :class:`AlignError`: :class:`InputError` for a model align
+cannot read or handle, :class:`VerificationError` when the rewritten model's
+outputs differ; ``str(e)`` is the command's one-line message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Dict, Mapping, Optional, Sequence, Union
+
+from . import _native
+from ._native import AlignError, InputError, VerificationError
+
+__all__ = [
+    "AlignError",
+    "InputError",
+    "VerificationError",
+    "Result",
+    "align",
+    "report",
+    "check",
+    "verify",
+    "__version__",
+]
+
+__version__: str = _native.__version__
+
+#: The summary of a failed :func:`align`; ``None`` when the error came from elsewhere.
+VerificationError.summary = None
+
+
+class Result:
+    """What :func:`align` returns: the rewritten model and its summary."""
+
+    __slots__ = ("model", "summary")
+
+    def __init__(self, model: Any, summary: Dict[str, Any]) -> None:
+        #: The aligned model, an ``onnx.ModelProto``.
+        self.model = model
+        #: What align did: the object ``align MODEL --json`` prints.
+        self.summary = summary
+
+    def __repr__(self) -> str:
+        s = self.summary
+        return (
+            f"Result(unaligned free dims {s['unaligned_free_dims_before']} -> "
+            f"{s['unaligned_free_dims_after']}, params {s['params_before']} -> {s['params_after']})"
+        )
+
+
+def _source(model: Any) -> Union[bytes, str, "os.PathLike[str]"]:
+    """A ModelProto becomes its serialized bytes; paths and bytes pass as they are."""
+    if isinstance(model, (bytes, str, os.PathLike)):
+        return model
+    if hasattr(model, "SerializeToString") and hasattr(model, "graph"):
+        return model.SerializeToString()
+    raise InputError(f"model must be an onnx.ModelProto, a path or bytes, not {type(model).__name__}")
+
+
+def _shapes(input_shapes: Optional[Mapping[str, Sequence[int]]]) -> Optional[Dict[str, list]]:
+    return None if input_shapes is None else {k: [int(d) for d in v] for k, v in input_shapes.items()}
+
+
+def align(
+    model: Any,
+    *,
+    multiple: int = 8,
+    passes: Union[None, str, Sequence[str]] = None,
+    verify: bool = True,
+    atol: Optional[float] = None,
+    rtol: Optional[float] = None,
+    trials: Optional[int] = None,
+    seed: Optional[int] = None,
+    input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+    slice_pinned: bool = False,
+) -> Result:
+    """Align ``model``: fold BatchNormalization, zero-pad every free channel
+    dim to a multiple of ``multiple``, and verify with tract that no output
+    changed (``align MODEL``).
+
+    ``passes`` is a subset of ``["fold-bn", "deconv", "pad"]`` (or the CLI's
+    comma-separated string, or ``"none"``); ``None`` runs all.
+    ``verify=False`` skips the equivalence check; ``atol``/``rtol``/``trials``/
+    ``seed`` default to the command's 1e-4, 1e-4, 3 and its fixed seed.
+    ``input_shapes`` gives concrete shapes for inputs with symbolic dims,
+    e.g. ``{"images": [1, 3, 640, 640]}``.
+
+    Raises :class:`VerificationError` (with ``.summary``) when an output
+    differs, :class:`InputError` when the model cannot be read or handled.
+    Nothing is written to disk.
+    """
+    if passes is not None and not isinstance(passes, str):
+        passes = ",".join(passes) if len(passes) else "none"
+    try:
+        data, summary = _native.align(
+            _source(model),
+            multiple=multiple,
+            passes=passes,
+            verify=verify,
+            atol=atol,
+            rtol=rtol,
+            trials=trials,
+            seed=seed,
+            input_shapes=_shapes(input_shapes),
+            slice_pinned=slice_pinned,
+        )
+    except VerificationError as e:
+        if hasattr(e, "summary_json"):
+            e.summary = json.loads(e.summary_json)
+        raise
+    import onnx
+
+    return Result(onnx.ModelProto.FromString(data), json.loads(summary))
+
+
+def report(
+    model: Any,
+    *,
+    multiple: int = 8,
+    input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+    slice_pinned: bool = False,
+) -> Dict[str, Any]:
+    """Per-layer channels, params and MACs, and what is pinned and why: the
+    object ``align report MODEL --json`` prints."""
+    return json.loads(
+        _native.report(_source(model), multiple=multiple, input_shapes=_shapes(input_shapes), slice_pinned=slice_pinned)
+    )
+
+
+def check(
+    model: Any,
+    *,
+    multiple: int = 8,
+    strict: bool = False,
+    input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+    slice_pinned: bool = False,
+) -> Dict[str, Any]:
+    """The export gate: ``{"ok": bool, "offenders": [...], "pinned": [...], ...}``,
+    the object ``align check MODEL --json`` prints. ``ok`` is false when a free
+    channel dim is not a multiple (pinned ones too with ``strict=True``)."""
+    return json.loads(
+        _native.check(
+            _source(model),
+            multiple=multiple,
+            strict=strict,
+            input_shapes=_shapes(input_shapes),
+            slice_pinned=slice_pinned,
+        )
+    )
+
+
+def verify(
+    original: Any,
+    candidate: Any,
+    *,
+    atol: Optional[float] = None,
+    rtol: Optional[float] = None,
+    trials: Optional[int] = None,
+    seed: Optional[int] = None,
+    input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+) -> Dict[str, Any]:
+    """Run both models with tract on the same seeded random inputs and compare
+    every output element: ``{"passed": bool, "outputs": [{"name", "max_abs",
+    "mismatches", ...}], ...}`` (the ``verification`` object of docs/json.md).
+
+    A difference is reported as ``passed: False``, not raised; models that
+    cannot be compared at all (different outputs or shapes) raise
+    :class:`VerificationError`."""
+    return json.loads(
+        _native.verify(
+            _source(original),
+            _source(candidate),
+            atol=atol,
+            rtol=rtol,
+            trials=trials,
+            seed=seed,
+            input_shapes=_shapes(input_shapes),
+        )
+    )
