@@ -127,15 +127,19 @@ fn verify_options(
     rtol: Option<f64>,
     trials: Option<u32>,
     seed: Option<u64>,
+    strict: bool,
 ) -> PyResult<VerifyOptions> {
     let d = VerifyOptions::default();
+    // the CLI's defaults: strict mode has its own elementwise tolerances
+    let tol = if strict { Tolerance::STRICT_DEFAULT } else { d.tolerance };
     // None: as many trials as the input size calls for (the CLI's default)
     let trials = trials.map(|t| t as usize).unwrap_or(d.trials);
     if trials > 1000 {
         return Err(InputError::new_err(format!("trials must be 1–1000, not {trials}")));
     }
     Ok(VerifyOptions {
-        tolerance: Tolerance { atol: atol.unwrap_or(d.tolerance.atol), rtol: rtol.unwrap_or(d.tolerance.rtol) },
+        tolerance: Tolerance { atol: atol.unwrap_or(tol.atol), rtol: rtol.unwrap_or(tol.rtol) },
+        strict,
         trials,
         seed: seed.unwrap_or(d.seed),
         ..d
@@ -150,7 +154,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
 /// summary as JSON. Verification failure raises `VerificationError` with the
 /// summary (as JSON text) in its `summary_json` attribute.
 #[pyfunction]
-#[pyo3(name = "align", signature = (model, *, multiple, passes, verify, atol, rtol, trials, seed, input_shapes, slice_pinned))]
+#[pyo3(name = "align", signature = (model, *, multiple, passes, verify, atol, rtol, trials, seed, input_shapes, slice_pinned, strict))]
 #[allow(clippy::too_many_arguments)]
 fn py_align<'py>(
     py: Python<'py>,
@@ -164,6 +168,7 @@ fn py_align<'py>(
     seed: Option<u64>,
     input_shapes: Option<HashMap<String, Vec<i64>>>,
     slice_pinned: bool,
+    strict: bool,
 ) -> PyResult<(Bound<'py, PyBytes>, String)> {
     let src = Source::from_py(model)?;
     let file = src.path().map(Path::to_path_buf);
@@ -175,7 +180,7 @@ fn py_align<'py>(
     let cfg = Config {
         options: options(multiple, input_shapes, slice_pinned)?,
         passes,
-        verify: if verify { Some(verify_options(atol, rtol, trials, seed)?) } else { None },
+        verify: if verify { Some(verify_options(atol, rtol, trials, seed, strict)?) } else { None },
     };
     let outcome = py.detach(|| -> Result<_, Failure> {
         let proto = src.load().map_err(fail)?;
@@ -255,7 +260,7 @@ fn report_of(src: &Source<'_>, opts: &Options) -> Result<report::Report, Failure
 /// Runs two models on the same seeded inputs and compares every output; the
 /// verification as JSON (`passed` false when an element differs).
 #[pyfunction]
-#[pyo3(name = "verify", signature = (original, candidate, *, atol, rtol, trials, seed, input_shapes))]
+#[pyo3(name = "verify", signature = (original, candidate, *, atol, rtol, trials, seed, input_shapes, strict))]
 #[allow(clippy::too_many_arguments)]
 fn py_verify(
     py: Python<'_>,
@@ -266,9 +271,10 @@ fn py_verify(
     trials: Option<u32>,
     seed: Option<u64>,
     input_shapes: Option<HashMap<String, Vec<i64>>>,
+    strict: bool,
 ) -> PyResult<String> {
     let (a, b) = (Source::from_py(original)?, Source::from_py(candidate)?);
-    let opts = verify_options(atol, rtol, trials, seed)?;
+    let opts = verify_options(atol, rtol, trials, seed, strict)?;
     let shapes = options(8, input_shapes, false)?.input_shapes;
     Ok(py.detach(|| -> Result<_, Failure> {
         let ma = a.load().map_err(|e| Failure::new(a.path(), e))?;

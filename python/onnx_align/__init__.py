@@ -88,6 +88,7 @@ def align(
     seed: Optional[int] = None,
     input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
     slice_pinned: bool = False,
+    strict: bool = False,
 ) -> Result:
     """Align ``model``: fold BatchNormalization, zero-pad every free channel
     dim to a multiple of ``multiple``, and verify with tract that no output
@@ -95,10 +96,15 @@ def align(
 
     ``passes`` is a subset of ``["fold-bn", "deconv", "pad"]`` (or the CLI's
     comma-separated string, or ``"none"``); ``None`` runs all.
-    ``verify=False`` skips the equivalence check; ``atol``/``rtol``/``trials``/
-    ``seed`` default to the command's 1e-4, 1e-4, 3 and its fixed seed.
+    ``verify=False`` skips the equivalence check. The check holds every
+    output to the original's own fp32 noise (docs/verify.md); ``strict=True``
+    holds every element to ``atol + rtol·|a|`` instead (default 1e-5 each), and
+    without it ``atol``/``rtol`` only mark elements as equal before the noise
+    bound (default 0). ``trials=None`` picks as many random inputs as the
+    input size calls for; ``seed`` defaults to the command's.
     ``input_shapes`` gives concrete shapes for inputs with symbolic dims,
-    e.g. ``{"images": [1, 3, 640, 640]}``.
+    e.g. ``{"images": [1, 3, 640, 640]}``; a symbolic batch is verified at 1
+    and symbolic H, W at the model's ``imgsz`` metadata without it.
 
     Raises :class:`VerificationError` (with ``.summary``) when an output
     differs, :class:`InputError` when the model cannot be read or handled.
@@ -118,6 +124,7 @@ def align(
             seed=seed,
             input_shapes=_shapes(input_shapes),
             slice_pinned=slice_pinned,
+            strict=strict,
         )
     except VerificationError as e:
         if hasattr(e, "summary_json"):
@@ -152,7 +159,8 @@ def check(
 ) -> Dict[str, Any]:
     """The export gate: ``{"ok": bool, "offenders": [...], "pinned": [...], ...}``,
     the object ``align check MODEL --json`` prints. ``ok`` is false when a free
-    channel dim is not a multiple (pinned ones too with ``strict=True``)."""
+    or unanalysed channel dim is not a multiple (pinned ones too with
+    ``strict=True``)."""
     return json.loads(
         _native.check(
             _source(model),
@@ -173,10 +181,13 @@ def verify(
     trials: Optional[int] = None,
     seed: Optional[int] = None,
     input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+    strict: bool = False,
 ) -> Dict[str, Any]:
     """Run both models with tract on the same seeded random inputs and compare
-    every output element: ``{"passed": bool, "outputs": [{"name", "max_abs",
-    "mismatches", ...}], ...}`` (the ``verification`` object of docs/json.md).
+    every output against the original's own fp32 noise (``strict=True``:
+    element by element): ``{"passed": bool, "outputs": [{"name", "deviation",
+    "allowed", "margin", ...}], ...}`` (the ``verification`` object of
+    docs/json.md).
 
     A difference is reported as ``passed: False``, not raised; models that
     cannot be compared at all (different outputs or shapes) raise
@@ -190,5 +201,6 @@ def verify(
             trials=trials,
             seed=seed,
             input_shapes=_shapes(input_shapes),
+            strict=strict,
         )
     )

@@ -41,6 +41,7 @@ def align(
     seed: Optional[int] = None,
     input_shapes: Shapes = None,
     slice_pinned: bool = False,
+    strict: bool = False,
 ) -> Result:
     """Fold BN, zero-pad free channel dims to ``multiple``, verify with tract."""
 
@@ -68,5 +69,6 @@ def verify(
     trials: Optional[int] = None,
     seed: Optional[int] = None,
     input_shapes: Shapes = None,
+    strict: bool = False,
 ) -> Dict[str, Any]:
     """Compare both models' outputs on seeded random inputs; ``"passed"`` is the verdict."""

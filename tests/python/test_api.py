@@ -128,15 +128,20 @@ def test_options_reach_the_pipeline():
 
 def test_input_shapes_for_symbolic_inputs():
     m = onnx.load(ALIGNED)
-    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
     name = m.graph.input[0].name
     dims = [d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim]
-    with pytest.raises(onnx_align.InputError, match="graph input 'images' has a symbolic dim"):
-        onnx_align.align(m)
-    # (the model's Reshape fixes the batch at 1)
-    res = onnx_align.align(m, input_shapes={name: [1] + dims[1:]})
+    # a symbolic batch verifies at 1 with no argument and stays symbolic
+    m.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    res = onnx_align.align(m)
     assert res.summary["verification"]["passed"] is True
     assert res.model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    # a symbolic height with no imgsz metadata needs input_shapes
+    m.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "height"
+    with pytest.raises(onnx_align.InputError, match="graph input 'images' has a symbolic dim"):
+        onnx_align.align(m)
+    res = onnx_align.align(m, input_shapes={name: [1] + dims[1:]})
+    assert res.summary["verification"]["passed"] is True
+    assert res.model.graph.input[0].type.tensor_type.shape.dim[2].dim_param == "height"
     with pytest.raises(onnx_align.InputError, match="positive"):
         onnx_align.align(m, input_shapes={name: [0] + dims[1:]})
 
@@ -213,9 +218,10 @@ def test_errors_are_align_errors_with_the_cli_message(tmp_path):
 
 
 def test_failed_verification_raises_with_the_summary():
-    # folding BN moves outputs by ~1e-6: with zero tolerance the check fails
+    # folding BN moves outputs by ~1e-6: the strict elementwise check with
+    # zero tolerance fails
     with pytest.raises(onnx_align.VerificationError) as e:
-        onnx_align.align(PRUNED, atol=0.0, rtol=0.0)
+        onnx_align.align(PRUNED, strict=True, atol=0.0, rtol=0.0)
     assert str(e.value).startswith(f"{PRUNED}: verification failed: output ")
     assert e.value.summary["verification"]["passed"] is False
     assert e.value.summary["output"] is None
