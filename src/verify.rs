@@ -533,44 +533,33 @@ fn random_input(spec: &InputSpec, range: (f64, f64), rng: &mut Rng) -> Result<Te
     }
 }
 
+/// Every element of `t` moved to one of its two neighbours (`step` gives
+/// them; None keeps the element), chosen by `rng`.
+fn nudged<T: Datum + Copy>(t: &Tensor, rng: &mut Rng, step: impl Fn(T) -> Option<(T, T)>) -> Result<Tensor> {
+    let v: Vec<T> = t
+        .to_plain_array_view::<T>()
+        .map_err(terr)?
+        .iter()
+        .map(|&x| match step(x) {
+            Some((up, down)) => {
+                if rng.next() & 1 == 0 {
+                    up
+                } else {
+                    down
+                }
+            }
+            None => x,
+        })
+        .collect();
+    Tensor::from_shape(t.shape(), &v).map_err(terr)
+}
+
 /// The input moved by one ulp of its own type per element, in a random
 /// direction (zeros and integers stay).
 fn perturbed(t: &Tensor, rng: &mut Rng) -> Result<Tensor> {
     match t.datum_type() {
-        DatumType::F32 => {
-            let v: Vec<f32> = t
-                .to_plain_array_view::<f32>()
-                .map_err(terr)?
-                .iter()
-                .map(|&x| {
-                    if x == 0.0 || !x.is_finite() {
-                        x
-                    } else if rng.next() & 1 == 0 {
-                        x.next_up()
-                    } else {
-                        x.next_down()
-                    }
-                })
-                .collect();
-            Tensor::from_shape(t.shape(), &v).map_err(terr)
-        }
-        DatumType::F64 => {
-            let v: Vec<f64> = t
-                .to_plain_array_view::<f64>()
-                .map_err(terr)?
-                .iter()
-                .map(|&x| {
-                    if x == 0.0 || !x.is_finite() {
-                        x
-                    } else if rng.next() & 1 == 0 {
-                        x.next_up()
-                    } else {
-                        x.next_down()
-                    }
-                })
-                .collect();
-            Tensor::from_shape(t.shape(), &v).map_err(terr)
-        }
+        DatumType::F32 => nudged(t, rng, |x: f32| (x != 0.0 && x.is_finite()).then(|| (x.next_up(), x.next_down()))),
+        DatumType::F64 => nudged(t, rng, |x: f64| (x != 0.0 && x.is_finite()).then(|| (x.next_up(), x.next_down()))),
         DatumType::F16 => {
             // one f16 ulp is 2⁻¹⁰ relative: scale in f32, round back to f16
             let f = t.cast_to::<f32>().map_err(terr)?;
