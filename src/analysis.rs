@@ -201,12 +201,7 @@ impl Analysis {
             for o in m.implicit_inputs(n) {
                 let why =
                     format!("read inside a subgraph of {} '{}' (subgraphs are not analysed)", m.op_type(n), m.label(n));
-                if let Some(l) = a.layouts.get(&o).cloned() {
-                    a.gap(&l, &why);
-                }
-                if let Some(f) = a.flats.get(&o).cloned() {
-                    a.gap(&f.layout, &why);
-                }
+                a.gap_outlet(o, &why);
             }
         }
         for (i, (o, vi)) in m.outputs.iter().enumerate() {
@@ -401,6 +396,16 @@ impl Analysis {
         !self.atoms[r].pins.is_empty() || !self.atoms[r].gaps.is_empty()
     }
 
+    /// Marks the layout (or flattened layout) of `o` as a gap.
+    fn gap_outlet(&mut self, o: Outlet, why: &str) {
+        if let Some(l) = self.layouts.get(&o).cloned() {
+            self.gap(&l, why);
+        }
+        if let Some(f) = self.flats.get(&o).cloned() {
+            self.gap(&f.layout, why);
+        }
+    }
+
     fn pin_outlet(&mut self, o: Outlet, why: &str) {
         if let Some(l) = self.layouts.get(&o).cloned() {
             self.pin(&l, why);
@@ -484,14 +489,7 @@ impl Analysis {
                 let Some(o) = *o else { continue };
                 match &stop {
                     Stop::Pin(why) => self.pin_or_slice(m, o, Reader::Input(n, slot), why),
-                    Stop::Gap(why) => {
-                        if let Some(l) = self.layouts.get(&o).cloned() {
-                            self.gap(&l, why);
-                        }
-                        if let Some(f) = self.flats.get(&o).cloned() {
-                            self.gap(&f.layout, why);
-                        }
-                    }
+                    Stop::Gap(why) => self.gap_outlet(o, why),
                 }
             }
             for slot in 0..p.output.len() {
