@@ -467,10 +467,7 @@ fn github_check(model: &Path, k: &report::Check, strict: bool) -> String {
             "error",
             model,
             "align: unaligned channels",
-            &format!(
-                "{} ({}) {} {} channels, not a multiple of {}: align pads it to {}",
-                o.node, o.op, o.side, o.channels, k.multiple, o.padded_to
-            ),
+            &format!("{}, not a multiple of {}: align pads it to {}", o.what(), k.multiple, o.padded_to),
         );
     }
     for o in &k.unanalysed {
@@ -479,11 +476,8 @@ fn github_check(model: &Path, k: &report::Check, strict: bool) -> String {
             model,
             "align: unanalysed channels",
             &format!(
-                "{} ({}) {} {} channels, not a multiple of {}, and align cannot follow it: {}",
-                o.node,
-                o.op,
-                o.side,
-                o.channels,
+                "{}, not a multiple of {}, and align cannot follow it: {}",
+                o.what(),
                 k.multiple,
                 o.unanalysed.join("; ")
             ),
@@ -494,15 +488,7 @@ fn github_check(model: &Path, k: &report::Check, strict: bool) -> String {
             if strict { "error" } else { "notice" },
             model,
             "align: pinned channels",
-            &format!(
-                "{} ({}) {} {} channels, not a multiple of {}, pinned: {}",
-                o.node,
-                o.op,
-                o.side,
-                o.channels,
-                k.multiple,
-                o.pinned.join("; ")
-            ),
+            &format!("{}, not a multiple of {}, pinned: {}", o.what(), k.multiple, o.pinned.join("; ")),
         );
     }
     let verdict = k.text();

@@ -479,6 +479,13 @@ pub struct Offender {
     pub unanalysed: Vec<String>,
 }
 
+impl Offender {
+    /// "node (op) side N channels", as every check output names a dim.
+    pub fn what(&self) -> String {
+        format!("{} ({}) {} {} channels", self.node, self.op, self.side, self.channels)
+    }
+}
+
 /// The result of `align check`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Check {
@@ -533,27 +540,13 @@ impl Check {
     pub fn text(&self) -> String {
         let mut s = String::new();
         for o in &self.offenders {
-            s += &format!("unaligned: {} ({}) {} {} channels → {}\n", o.node, o.op, o.side, o.channels, o.padded_to);
+            s += &format!("unaligned: {} → {}\n", o.what(), o.padded_to);
         }
         for o in &self.pinned {
-            s += &format!(
-                "pinned:    {} ({}) {} {} channels: {}\n",
-                o.node,
-                o.op,
-                o.side,
-                o.channels,
-                o.pinned.join("; ")
-            );
+            s += &format!("pinned:    {}: {}\n", o.what(), o.pinned.join("; "));
         }
         for o in &self.unanalysed {
-            s += &format!(
-                "unanalysed: {} ({}) {} {} channels: {}\n",
-                o.node,
-                o.op,
-                o.side,
-                o.channels,
-                o.unanalysed.join("; ")
-            );
+            s += &format!("unanalysed: {}: {}\n", o.what(), o.unanalysed.join("; "));
         }
         s += &format!(
             "{}: {} unaligned free channel dim(s), {} unanalysed unaligned, {} pinned unaligned (multiple of {})\n",
