@@ -4,6 +4,8 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/onnx.proto");
     let fds = protox::compile(["proto/onnx.proto"], ["proto/"])?;
-    prost_build::Config::new().compile_fds(fds)?;
+    // weights as `bytes::Bytes`: decoding from a memory map then slices the
+    // map instead of copying every tensor (see src/onnx/mod.rs)
+    prost_build::Config::new().bytes([".onnx.TensorProto.raw_data"]).compile_fds(fds)?;
     Ok(())
 }

@@ -75,7 +75,7 @@ impl<'a> Source<'a> {
     fn load(&self) -> Result<ModelProto, Error> {
         match self {
             Source::Path(p) => onnx::load(p).map(|(m, _)| m),
-            Source::Bytes(b) => onnx::decode_in_memory(b),
+            Source::Bytes(b) => onnx::decode_in_memory(bytes::Bytes::copy_from_slice(b)),
         }
     }
 }

@@ -473,7 +473,13 @@ fn load(
             one_line(&e)
         ))
     };
-    let mut model = tract_onnx::onnx().model_for_read(&mut &bytes[..]).map_err(fail)?;
+    // one copy of the weights at a time besides tract's finished models:
+    // our encoding goes as soon as tract's protobuf has them, and that as
+    // soon as tract's graph does (docs/benchmarks.md, "Memory")
+    let proto = tract_onnx::pb::ModelProto::decode(&bytes[..]).map_err(|e| fail(e.into()))?;
+    drop(bytes);
+    let mut model = tract_onnx::onnx().model_for_proto_model(&proto).map_err(fail)?;
+    drop(proto);
     // Intermediate value_info of dynamic exports (dynamo, onnxslim) names
     // symbolic dims ('batch', 's53'); with the inputs made concrete those
     // would contradict them. Keep their types, let tract infer their shapes.

@@ -89,8 +89,7 @@ fn contradicting_weight_names_node_and_both_counts() {
     let d = align::tensor::dims(w);
     let cin = d[1];
     let map: Vec<usize> = (0..cin).collect();
-    let (nd, nv) = align::tensor::scatter_axis(&align::tensor::to_f64(w).unwrap(), &d, 1, &map, cin + 1, 0.0);
-    *w = align::tensor::rewrite(w, &nd, &nv).unwrap();
+    *w = align::tensor::scatter_axis(w, 1, &map, cin + 1, 0.0).unwrap();
     let msg = format!(
         "node '{}': Conv weight expects {} input channels ({} per group × group 1) but {cin} are delivered",
         conv.name(),
@@ -136,7 +135,7 @@ fn unsupported_weight_type_is_refused() {
     let w = g.initializer.iter_mut().find(|t| t.name() == conv.input[1]).unwrap();
     let n = align::tensor::numel(w).unwrap();
     w.data_type = Some(3); // int8
-    w.raw_data = Some(vec![1; n]);
+    w.raw_data = Some(vec![1; n].into());
     expect_refused("int8.onnx", &m.encode_to_vec(), "int8");
 }
 

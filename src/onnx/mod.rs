@@ -1,8 +1,14 @@
 //! The ONNX schema as prost types, and reading / writing model files.
 //!
-//! Types are generated at build time from `proto/onnx.proto` (see `build.rs`).
-//! [`load`] resolves external data into memory, refusing locations outside the
-//! model's folder; [`save`] writes atomically, inline below 2 GiB and with an
+//! Types are generated at build time from `proto/onnx.proto` (see `build.rs`),
+//! with `TensorProto.raw_data` as [`bytes::Bytes`].
+//!
+//! [`load`] memory-maps the file and decodes it without copying weights: every
+//! `raw_data` is a slice of the map (external data too, a slice of that file's
+//! map, refusing locations outside the model's folder), so loading costs the
+//! protobuf framing, not the weights. [`save`] encodes straight into the output
+//! file, unchanged tensors written from the map, with no whole-model buffer:
+//! atomically (temporary file, fsync, rename), inline below 2 GiB and with an
 //! external data file above.
 
 #[allow(missing_docs, clippy::all)]
@@ -13,7 +19,11 @@ pub use generated::*;
 
 pub mod dtype;
 
+pub mod mapped;
+mod stream;
+
 use crate::error::{Error, Result};
+use bytes::Bytes;
 use prost::Message;
 use std::collections::HashMap;
 use std::io::Write;
@@ -33,29 +43,33 @@ pub fn load(path: &Path) -> Result<(ModelProto, bool)> {
     if meta.len() == 0 {
         return Err(Error::model("empty file, not an ONNX model"));
     }
-    let file = std::fs::File::open(path).map_err(|e| Error::model(format!("cannot open: {}", io_reason(&e))))?;
-    // SAFETY: the map is read-only and dropped before this function returns;
-    // a concurrent writer could only make decoding fail, which is an error.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| Error::model(format!("cannot map: {e}")))?;
     let dir =
         path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }).unwrap_or(Path::new("."));
-    decode(&map, dir)
+    decode_with(map_file(path).map_err(|e| Error::model(format!("cannot {e}")))?, Some(dir))
+}
+
+/// Maps a file read-only as [`Bytes`] (see [`mapped`]).
+fn map_file(path: &Path) -> std::result::Result<Bytes, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("open: {}", io_reason(&e)))?;
+    mapped::map(&file).map_err(|e| format!("map: {e}"))
 }
 
 /// Decodes a model from bytes, resolving external data relative to `dir`.
-/// Returns the model and whether any tensor was stored externally.
+/// Returns the model and whether any tensor was stored externally. The bytes
+/// are copied once; [`load`] decodes a file without copying.
 pub fn decode(bytes: &[u8], dir: &Path) -> Result<(ModelProto, bool)> {
-    decode_with(bytes, Some(dir))
+    decode_with(Bytes::copy_from_slice(bytes), Some(dir))
 }
 
 /// Decodes a model held in memory with no folder beside it (the Python API's
 /// bytes and `onnx.ModelProto` inputs): a tensor stored as external data is an
 /// error naming the tensor, since there is nowhere to resolve it from.
-pub fn decode_in_memory(bytes: &[u8]) -> Result<ModelProto> {
+pub fn decode_in_memory(bytes: Bytes) -> Result<ModelProto> {
     decode_with(bytes, None).map(|(m, _)| m)
 }
 
-fn decode_with(bytes: &[u8], dir: Option<&Path>) -> Result<(ModelProto, bool)> {
+/// Decodes `bytes`; the weights become slices of it, not copies.
+fn decode_with(bytes: Bytes, dir: Option<&Path>) -> Result<(ModelProto, bool)> {
     let mut model = ModelProto::decode(bytes)
         .map_err(|e| Error::model(format!("not an ONNX model (protobuf decoding failed: {e})")))?;
     validate_header(&model)?;
@@ -156,7 +170,7 @@ pub fn resolve_location(dir: &Path, location: &str) -> Result<PathBuf> {
     Ok(real)
 }
 
-fn resolve_external(t: &mut TensorProto, dir: &Path, files: &mut HashMap<PathBuf, memmap2::Mmap>) -> Result<()> {
+fn resolve_external(t: &mut TensorProto, dir: &Path, files: &mut HashMap<PathBuf, Bytes>) -> Result<()> {
     let name = t.name().to_string();
     let mut location = None;
     let mut offset = 0u64;
@@ -176,10 +190,7 @@ fn resolve_external(t: &mut TensorProto, dir: &Path, files: &mut HashMap<PathBuf
     let location = location.ok_or_else(|| Error::model(format!("tensor '{name}' is external but has no location")))?;
     let path = resolve_location(dir, &location)?;
     if !files.contains_key(&path) {
-        let f = std::fs::File::open(&path)
-            .map_err(|e| Error::model(format!("external data file '{location}': {}", io_reason(&e))))?;
-        // SAFETY: read-only map, copied out before load returns.
-        let m = unsafe { memmap2::Mmap::map(&f) }.map_err(|e| Error::model(format!("cannot map '{location}': {e}")))?;
+        let m = map_file(&path).map_err(|e| Error::model(format!("external data file '{location}': cannot {e}")))?;
         files.insert(path.clone(), m);
     }
     let data = &files[&path];
@@ -192,20 +203,16 @@ fn resolve_external(t: &mut TensorProto, dir: &Path, files: &mut HashMap<PathBuf
             data.len()
         ))
     })?;
-    t.raw_data = Some(data[offset as usize..end as usize].to_vec());
+    t.raw_data = Some(data.slice(offset as usize..end as usize));
     t.data_location = None;
     t.external_data.clear();
     Ok(())
 }
 
-/// Total bytes of `raw_data` in the graph's tensors.
-fn raw_bytes(g: &GraphProto) -> usize {
-    g.initializer.iter().map(|t| t.raw_data.as_ref().map_or(0, |r| r.len())).sum()
-}
-
 /// Writes `model` to `path` atomically: a temporary file in the target folder,
-/// flushed, then renamed. Models whose encoding would exceed `inline_limit`
-/// bytes (normally [`PROTOBUF_LIMIT`]) keep initializers of 1 KiB or more in
+/// encoded into it directly (no whole-model buffer), flushed, then renamed.
+/// Models whose encoding would exceed `inline_limit` bytes (normally
+/// [`PROTOBUF_LIMIT`]) keep initializers of 1 KiB or more in
 /// `<file name>.data` beside it, also written atomically.
 pub fn save(model: &ModelProto, path: &Path, inline_limit: usize) -> Result<()> {
     let dir = match path.parent() {
@@ -216,33 +223,44 @@ pub fn save(model: &ModelProto, path: &Path, inline_limit: usize) -> Result<()> 
         return Err(Error::model(format!("output folder '{}' does not exist", dir.display())));
     }
     if model.encoded_len() <= inline_limit {
-        return write_atomic(dir, path, &model.encode_to_vec());
+        return write_atomic(dir, path, |f| stream::encode(model, f));
     }
     let file_name =
         path.file_name().ok_or_else(|| Error::model("output path has no file name"))?.to_string_lossy().to_string();
     let data_name = format!("{file_name}.data");
+    // the clone shares every tensor's bytes; the data file is written from them
     let mut m = model.clone();
     let g = m.graph.as_mut().expect("validated model has a graph");
-    let mut data = Vec::with_capacity(raw_bytes(g));
+    let mut blobs = Vec::new();
+    let mut end = 0usize;
     for t in &mut g.initializer {
         let Some(raw) = t.raw_data.take_if(|r| r.len() >= 1024) else {
             continue;
         };
-        while data.len() % 4096 != 0 {
-            data.push(0);
-        }
+        let offset = end.next_multiple_of(4096);
         let kv = |k: &str, v: String| StringStringEntryProto { key: Some(k.into()), value: Some(v) };
         t.external_data = vec![
             kv("location", data_name.clone()),
-            kv("offset", data.len().to_string()),
+            kv("offset", offset.to_string()),
             kv("length", raw.len().to_string()),
         ];
         t.data_location = Some(tensor_proto::DataLocation::External as i32);
-        data.extend_from_slice(&raw);
+        end = offset + raw.len();
+        blobs.push((offset, raw));
     }
     let data_path = dir.join(&data_name);
-    write_atomic(dir, &data_path, &data)?;
-    write_atomic(dir, path, &m.encode_to_vec()).inspect_err(|_| {
+    write_atomic(dir, &data_path, |f| {
+        let mut at = 0;
+        for (offset, raw) in &blobs {
+            f.write_all(&vec![0; offset - at])?;
+            f.write_all(raw)?;
+            mapped::release(raw);
+            at = offset + raw.len();
+        }
+        Ok(())
+    })?;
+    drop(blobs);
+    write_atomic(dir, path, |f| stream::encode(&m, f)).inspect_err(|_| {
         let _ = std::fs::remove_file(&data_path);
     })
 }
@@ -257,10 +275,12 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if !dir.is_dir() {
         return Err(Error::model(format!("output folder '{}' does not exist", dir.display())));
     }
-    write_atomic(dir, path, bytes)
+    write_atomic(dir, path, |f| f.write_all(bytes))
 }
 
-fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+/// Creates a temporary file in `dir`, lets `fill` write it, flushes it to
+/// disk and renames it to `path`; on failure nothing is left behind.
+fn write_atomic(dir: &Path, path: &Path, fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<()> {
     let fail =
         |what: &str, e: &dyn std::fmt::Display| Error::model(format!("cannot write '{}': {what}: {e}", path.display()));
     let mut builder = tempfile::Builder::new();
@@ -269,7 +289,7 @@ fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
     #[cfg(unix)]
     builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644));
     let mut tmp = builder.tempfile_in(dir).map_err(|e| fail("creating a temporary file", &e))?;
-    tmp.write_all(bytes).map_err(|e| fail("writing", &e))?;
+    fill(tmp.as_file_mut()).map_err(|e| fail("writing", &e))?;
     tmp.as_file().sync_all().map_err(|e| fail("flushing", &e))?;
     tmp.persist(path).map_err(|e| fail("renaming", &e.error))?;
     Ok(())

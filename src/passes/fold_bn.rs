@@ -103,25 +103,18 @@ fn fold_into(m: &mut Model, c: NodeId, s: &[f64], t: &[f64]) -> Result<()> {
     let p = m.op(c).unwrap().clone();
     let w = m.input_const(c, 1).unwrap().into_owned();
     let wd = tensor::dims(&w);
-    let mut wv = tensor::to_f64(&w).map_err(|e| e.in_node(&op_name(&p)))?;
     let g = attr_i(&p, "group", 1).max(1) as usize;
     let inner: usize = wd[2..].iter().product();
-    if p.op_type() == "Conv" {
-        let per = wd[1] * inner;
-        for (o, chunk) in wv.chunks_mut(per).enumerate() {
-            chunk.iter_mut().for_each(|v| *v *= s[o]);
-        }
+    // one pass over the weight in its own type: output channel o scales
+    // its filters (Conv: rows of wd[1]·inner; ConvTranspose: runs of inner
+    // at (i, j), o = group(i)·cout_g + j)
+    let new_w = if p.op_type() == "Conv" {
+        tensor::scale_blocks(&w, wd[1] * inner, &|o| s[o])
     } else {
-        let (cin, cout_g) = (wd[0], wd[1]);
-        let cin_g = cin / g;
-        for i in 0..cin {
-            for j in 0..cout_g {
-                let o = (i / cin_g) * cout_g + j;
-                let base = (i * cout_g + j) * inner;
-                wv[base..base + inner].iter_mut().for_each(|v| *v *= s[o]);
-            }
-        }
+        let (cin_g, cout_g) = (wd[0] / g, wd[1]);
+        tensor::scale_blocks(&w, inner, &|b| s[(b / cout_g / cin_g) * cout_g + b % cout_g])
     }
+    .map_err(|e| e.in_node(&op_name(&p)))?;
     let bias = match m.input_const(c, 2) {
         Some(b) => tensor::to_f64(&b)?,
         None => vec![0.0; s.len()],
@@ -130,7 +123,6 @@ fn fold_into(m: &mut Model, c: NodeId, s: &[f64], t: &[f64]) -> Result<()> {
         return Err(Error::at(op_name(&p), format!("bias has {} values for {} output channels", bias.len(), s.len())));
     }
     let nb: Vec<f64> = (0..s.len()).map(|o| bias[o] * s[o] + t[o]).collect();
-    let new_w = tensor::rewrite(&w, &wd, &wv)?;
     m.replace_input_const(c, 1, new_w);
     match m.input_const(c, 2).map(|b| b.into_owned()) {
         Some(b) => {

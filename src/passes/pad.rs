@@ -59,21 +59,28 @@ fn map_in(a: &Analysis, m: &Model, n: NodeId, slot: usize) -> Option<ChannelMap>
 }
 
 fn scatter_const(m: &mut Model, n: NodeId, slot: usize, axis: usize, cm: &ChannelMap, fill: f64) -> Result<()> {
-    let Some(t) = m.input_const(n, slot).map(|t| t.into_owned()) else {
+    scatter_const_axes(m, n, slot, &[(axis, cm)], fill)
+}
+
+/// Pads several axes of one constant input in a single rewrite (a conv
+/// weight's output and input channels): the tensor is written once.
+fn scatter_const_axes(m: &mut Model, n: NodeId, slot: usize, axes: &[(usize, &ChannelMap)], fill: f64) -> Result<()> {
+    let Some(t) = m.input_const(n, slot).filter(|_| !axes.is_empty()).map(|t| t.into_owned()) else {
         return Ok(());
     };
     let d = tensor::dims(&t);
-    if d.get(axis) != Some(&cm.map.len()) {
-        return Err(Error::model(format!(
-            "constant '{}' has {:?} where {} channels were expected on axis {axis}",
-            t.name(),
-            d,
-            cm.map.len()
-        )));
+    for &(axis, cm) in axes {
+        if d.get(axis) != Some(&cm.map.len()) {
+            return Err(Error::model(format!(
+                "constant '{}' has {:?} where {} channels were expected on axis {axis}",
+                t.name(),
+                d,
+                cm.map.len()
+            )));
+        }
     }
-    let v = tensor::to_f64(&t)?;
-    let (nd, nv) = tensor::scatter_axis(&v, &d, axis, &cm.map, cm.len, fill);
-    let nt = tensor::rewrite(&t, &nd, &nv)?;
+    let axes: Vec<(usize, &[usize], usize)> = axes.iter().map(|&(a, cm)| (a, &cm.map[..], cm.len)).collect();
+    let nt = tensor::scatter_axes(&t, &axes, fill)?;
     m.replace_input_const(n, slot, nt);
     Ok(())
 }
@@ -136,12 +143,12 @@ fn rewrite_conv(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
     let per_group_in = m.input_const(n, 1).and_then(|w| w.dims.get(1).copied()).unwrap_or(1);
     if p.op_type() == "Conv" && g > 1 && per_group_in >= 2 {
         // grouped: every block padded alike, `group` unchanged
+        let gm = group_map(&im, g)?;
+        let axes: Vec<(usize, &ChannelMap)> =
+            [(0, &om), (1, &gm)].into_iter().filter(|(_, cm)| !cm.is_identity()).collect();
+        scatter_const_axes(m, n, 1, &axes, 0.0)?;
         if !om.is_identity() {
-            scatter_const(m, n, 1, 0, &om, 0.0)?;
             scatter_const(m, n, 2, 0, &om, 0.0)?;
-        }
-        if !im.is_identity() {
-            scatter_const(m, n, 1, 1, &group_map(&im, g)?, 0.0)?;
         }
         return Ok(());
     }
@@ -157,8 +164,10 @@ fn rewrite_conv(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
         return Ok(());
     }
     let (in_axis, out_axis) = if p.op_type() == "Conv" { (1, 0) } else { (0, 1) };
+    let axes: Vec<(usize, &ChannelMap)> =
+        [(out_axis, &om), (in_axis, &im)].into_iter().filter(|(_, cm)| !cm.is_identity()).collect();
+    scatter_const_axes(m, n, 1, &axes, 0.0)?;
     if !om.is_identity() {
-        scatter_const(m, n, 1, out_axis, &om, 0.0)?;
         scatter_const(m, n, 2, 0, &om, 0.0)?;
         if p.op_type() == "ConvTranspose" {
             let os = crate::onnx::attr_ints(&p, "output_shape");
@@ -171,9 +180,6 @@ fn rewrite_conv(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
                 }
             }
         }
-    }
-    if !im.is_identity() {
-        scatter_const(m, n, 1, in_axis, &im, 0.0)?;
     }
     Ok(())
 }
