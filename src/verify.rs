@@ -455,6 +455,7 @@ fn load(
     which: &str,
 ) -> Result<std::sync::Arc<TypedRunnableModel>> {
     let mut bytes = m.encode_to_vec();
+    crate::onnx::mapped::release_weights(m);
     if !extra.is_empty() {
         // protobuf merges a concatenated message: repeated fields append,
         // so this adds graph outputs without copying the weights
