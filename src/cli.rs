@@ -583,16 +583,32 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
         passes: pass_list,
         verify: if a.no_verify { None } else { Some(a.verify.options().map_err(bad)?) },
     };
-    let mut out = pipeline::align_model(proto, &cfg, &|msg| progress.stage(msg)).map_err(bad)?;
+    let stage = |msg: &str| progress.stage(msg);
+    let (original, mut out) = pipeline::rewrite(proto, &cfg, &stage).map_err(bad)?;
     out.summary.millis.insert("load", load_ms);
     out.summary.input = Some(input.display().to_string());
+    // Written to a temporary file beside the output first; verification
+    // reads that file back, so what is checked is the bytes that land, and
+    // the rewritten weights need not stay in memory next to tract's models.
+    progress.stage(&format!("writing {}", output.display()));
+    let t = Instant::now();
+    let staged = crate::onnx::stage(&out.model, &output, crate::onnx::PROTOBUF_LIMIT).map_err(bad)?;
+    out.summary.millis.insert("save", t.elapsed().as_secs_f64() * 1e3);
+    if let Some(original) = original {
+        let candidate = if staged.is_inline() {
+            drop(std::mem::take(&mut out.model));
+            crate::onnx::load(staged.temp_path()).map_err(bad)?.0
+        } else {
+            std::mem::take(&mut out.model) // external data is found by its final name: verify in memory
+        };
+        pipeline::verify_into(&mut out.summary, &original, &candidate, &cfg, &stage).map_err(bad)?;
+    }
     let passed = out.passed();
     if passed {
-        progress.stage(&format!("writing {}", output.display()));
-        let t = Instant::now();
-        crate::onnx::save(&out.model, &output, crate::onnx::PROTOBUF_LIMIT).map_err(bad)?;
-        out.summary.millis.insert("save", t.elapsed().as_secs_f64() * 1e3);
+        staged.commit().map_err(bad)?;
         out.summary.output = Some(output.display().to_string());
+    } else {
+        drop(staged); // removes the temporary files
     }
     drop(progress);
     let summary = out.summary;

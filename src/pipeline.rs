@@ -85,11 +85,23 @@ impl Outcome {
     }
 }
 
-/// Aligns `proto`. `stage` is told what runs (for a progress display).
+/// Aligns `proto` and verifies the result in memory when `cfg.verify` is
+/// set. `stage` is told what runs (for a progress display).
 pub fn align_model(proto: ModelProto, cfg: &Config, stage: &dyn Fn(&str)) -> Result<Outcome> {
+    let (original, mut out) = rewrite(proto, cfg, stage)?;
+    if let Some(original) = original {
+        verify_into(&mut out.summary, &original, &out.model, cfg, stage)?;
+    }
+    Ok(out)
+}
+
+/// The rewrite alone: the outcome with no verification yet, and the
+/// original (sharing its weights' bytes) when `cfg.verify` asks for one, for
+/// [`verify_into`]. The CLI verifies the file it wrote instead of
+/// `out.model`, which it can then drop ([`crate::onnx::stage`]).
+pub fn rewrite(proto: ModelProto, cfg: &Config, stage: &dyn Fn(&str)) -> Result<(Option<ModelProto>, Outcome)> {
     let mut ms = BTreeMap::new();
     let t = Instant::now();
-    // the original is kept (one copy of the weights) only to verify against
     let original = cfg.verify.is_some().then(|| proto.clone());
     let mut m = Model::import(proto)?;
     ms.insert("import", t.elapsed().as_secs_f64() * 1e3);
@@ -102,16 +114,6 @@ pub fn align_model(proto: ModelProto, cfg: &Config, stage: &dyn Fn(&str)) -> Res
     let after = report::build(&m, &opts)?;
     let rewritten = m.into_export();
     ms.insert("passes", t.elapsed().as_secs_f64() * 1e3);
-    let verification = match (&original, &cfg.verify) {
-        (Some(original), Some(v)) => {
-            stage("verifying with tract");
-            let t = Instant::now();
-            let r = verify::verify(original, &rewritten, &opts.input_shapes, v)?;
-            ms.insert("verify", t.elapsed().as_secs_f64() * 1e3);
-            Some(r)
-        }
-        _ => None,
-    };
     let summary = Summary {
         input: None,
         output: None,
@@ -128,10 +130,28 @@ pub fn align_model(proto: ModelProto, cfg: &Config, stage: &dyn Fn(&str)) -> Res
         params_after: after.totals.params,
         macs_before: before.totals.macs,
         macs_after: after.totals.macs,
-        verification,
+        verification: None,
         millis: ms,
     };
-    Ok(Outcome { model: rewritten, summary })
+    Ok((original, Outcome { model: rewritten, summary }))
+}
+
+/// Verifies `candidate` against `original` with `cfg`'s settings (nothing
+/// when `cfg.verify` is `None`), recording the result and its time in
+/// `summary`.
+pub fn verify_into(
+    summary: &mut Summary,
+    original: &ModelProto,
+    candidate: &ModelProto,
+    cfg: &Config,
+    stage: &dyn Fn(&str),
+) -> Result<()> {
+    let Some(v) = &cfg.verify else { return Ok(()) };
+    stage("verifying with tract");
+    let t = Instant::now();
+    summary.verification = Some(verify::verify(original, candidate, &cfg.options.input_shapes, v)?);
+    summary.millis.insert("verify", t.elapsed().as_secs_f64() * 1e3);
+    Ok(())
 }
 
 /// The summary as the text `align` prints on stderr.

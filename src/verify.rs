@@ -444,6 +444,36 @@ fn datum(elem: i32) -> Option<DatumType> {
     })
 }
 
+/// `m` as tract's protobuf types, with `extra` tensors appended as graph
+/// outputs. The model is encoded without its initializers' `raw_data`
+/// (small) and decoded as tract's types; each weight is then copied into
+/// tract's tensor once, straight from our bytes, whose mapped pages are
+/// handed back. No encoding of the whole model is ever held.
+fn tract_proto(
+    m: &ModelProto,
+    extra: &[String],
+) -> std::result::Result<tract_onnx::pb::ModelProto, prost::DecodeError> {
+    let mut light = m.clone(); // shares the weights' bytes
+    let mut weights = Vec::new();
+    if let Some(g) = light.graph.as_mut() {
+        for (i, t) in g.initializer.iter_mut().enumerate() {
+            if let Some(raw) = t.raw_data.take_if(|r| !r.is_empty()) {
+                weights.push((i, raw));
+            }
+        }
+    }
+    let mut proto = tract_onnx::pb::ModelProto::decode(&light.encode_to_vec()[..])?;
+    drop(light);
+    if let Some(g) = proto.graph.as_mut() {
+        for (i, raw) in weights {
+            g.initializer[i].raw_data = raw.to_vec();
+            crate::onnx::mapped::release(&raw);
+        }
+        g.output.extend(extra.iter().map(|n| tract_onnx::pb::ValueInfoProto { name: n.clone(), ..Default::default() }));
+    }
+    Ok(proto)
+}
+
 /// Loads `m` with `extra` tensors appended as graph outputs. `order` gives,
 /// for each of the model's real inputs in its own order, the index into
 /// `specs`.
@@ -454,36 +484,18 @@ fn load(
     order: &[usize],
     which: &str,
 ) -> Result<std::sync::Arc<TypedRunnableModel>> {
-    let mut bytes = m.encode_to_vec();
-    crate::onnx::mapped::release_weights(m);
-    if !extra.is_empty() {
-        // protobuf merges a concatenated message: repeated fields append,
-        // so this adds graph outputs without copying the weights
-        let add = ModelProto {
-            graph: Some(GraphProto {
-                output: extra.iter().map(|n| ValueInfoProto { name: Some(n.clone()), ..Default::default() }).collect(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        add.encode(&mut bytes).expect("a Vec grows");
-    }
     let fail = |e: anyhow::Error| {
         Error::model(format!(
             "tract cannot run the {which} model, so it cannot be verified (--no-verify writes it unverified): {}",
             one_line(&e)
         ))
     };
-    // one copy of the weights at a time besides tract's finished models:
-    // our encoding goes as soon as tract's protobuf has them, and that as
-    // soon as tract's graph does (docs/benchmarks.md, "Memory")
-    let proto = tract_onnx::pb::ModelProto::decode(&bytes[..]).map_err(|e| fail(e.into()))?;
-    drop(bytes);
+    let proto = tract_proto(m, extra).map_err(|e| fail(e.into()))?;
     let mut model = tract_onnx::onnx().model_for_proto_model(&proto).map_err(fail)?;
-    drop(proto);
-    // Intermediate value_info of dynamic exports (dynamo, onnxslim) names
-    // symbolic dims ('batch', 's53'); with the inputs made concrete those
-    // would contradict them. Keep their types, let tract infer their shapes.
+    drop(proto); // tract's graph has the weights now
+                 // Intermediate value_info of dynamic exports (dynamo, onnxslim) names
+                 // symbolic dims ('batch', 's53'); with the inputs made concrete those
+                 // would contradict them. Keep their types, let tract infer their shapes.
     let inputs: HashSet<usize> = model.input_outlets().map_err(fail)?.iter().map(|o| o.node).collect();
     for node in model.nodes.iter_mut().filter(|n| !inputs.contains(&n.id)) {
         for o in &mut node.outputs {

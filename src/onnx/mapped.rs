@@ -74,6 +74,9 @@ pub fn release(data: &[u8]) {
 /// The page size advice is rounded to. Where pages are larger the kernel
 /// rounds the start down, so a neighbour's page may be dropped too: it is
 /// read back unchanged, a cost in time only.
+/// The page size advice is rounded to. Where pages are larger the kernel
+/// rounds the start down, so a neighbour's page may be dropped too: it is
+/// read back unchanged, a cost in time only.
 /// [`release`]s every initializer of `m` (after a full read, such as
 /// encoding the model for another runtime).
 pub fn release_weights(m: &crate::onnx::ModelProto) {

@@ -6,10 +6,11 @@
 //! [`load`] memory-maps the file and decodes it without copying weights: every
 //! `raw_data` is a slice of the map (external data too, a slice of that file's
 //! map, refusing locations outside the model's folder), so loading costs the
-//! protobuf framing, not the weights. [`save`] encodes straight into the output
-//! file, unchanged tensors written from the map, with no whole-model buffer:
-//! atomically (temporary file, fsync, rename), inline below 2 GiB and with an
-//! external data file above.
+//! protobuf framing, not the weights. [`stage`] encodes straight into a
+//! temporary file beside the output, unchanged tensors written from the map,
+//! with no whole-model buffer, and flushes it; [`Staged::commit`] renames it
+//! into place ([`save`] does both). Inline below 2 GiB, with an external data
+//! file above.
 
 #[allow(missing_docs, clippy::all)]
 mod generated {
@@ -209,12 +210,54 @@ fn resolve_external(t: &mut TensorProto, dir: &Path, files: &mut HashMap<PathBuf
     Ok(())
 }
 
-/// Writes `model` to `path` atomically: a temporary file in the target folder,
-/// encoded into it directly (no whole-model buffer), flushed, then renamed.
-/// Models whose encoding would exceed `inline_limit` bytes (normally
-/// [`PROTOBUF_LIMIT`]) keep initializers of 1 KiB or more in
-/// `<file name>.data` beside it, also written atomically.
+/// Writes `model` to `path` atomically: [`stage`], then [`Staged::commit`].
 pub fn save(model: &ModelProto, path: &Path, inline_limit: usize) -> Result<()> {
+    stage(model, path, inline_limit)?.commit()
+}
+
+/// A model written and flushed to temporary files beside its destination,
+/// not yet in place: [`Staged::commit`] renames them, dropping it removes
+/// them. Lets the written bytes be verified before they land.
+pub struct Staged {
+    /// `(temporary file, destination)`, the external data file first.
+    files: Vec<(tempfile::NamedTempFile, PathBuf)>,
+}
+
+impl Staged {
+    /// The temporary model file, loadable as the model when [`Staged::is_inline`].
+    pub fn temp_path(&self) -> &Path {
+        self.files.last().expect("a staged model has its file").0.path()
+    }
+
+    /// The model needs no external data file (which would be found by its
+    /// final name, so a staged model with one can only be loaded once committed).
+    pub fn is_inline(&self) -> bool {
+        self.files.len() == 1
+    }
+
+    /// Moves the files into place: the external data first, then the model;
+    /// if the model cannot be moved, the data file is removed again.
+    pub fn commit(self) -> Result<()> {
+        let mut placed: Vec<PathBuf> = Vec::new();
+        for (tmp, path) in self.files {
+            if let Err(e) = tmp.persist(&path) {
+                for p in &placed {
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(Error::model(format!("cannot write '{}': renaming: {}", path.display(), e.error)));
+            }
+            placed.push(path);
+        }
+        Ok(())
+    }
+}
+
+/// Writes `model` for `path` into temporary files in the target folder,
+/// encoded straight into them (no whole-model buffer) and flushed. Models
+/// whose encoding would exceed `inline_limit` bytes (normally
+/// [`PROTOBUF_LIMIT`]) keep initializers of 1 KiB or more in
+/// `<file name>.data` beside it.
+pub fn stage(model: &ModelProto, path: &Path, inline_limit: usize) -> Result<Staged> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -223,7 +266,8 @@ pub fn save(model: &ModelProto, path: &Path, inline_limit: usize) -> Result<()> 
         return Err(Error::model(format!("output folder '{}' does not exist", dir.display())));
     }
     if model.encoded_len() <= inline_limit {
-        return write_atomic(dir, path, |f| stream::encode(model, f));
+        let tmp = write_temp(dir, path, |f| stream::encode(model, f))?;
+        return Ok(Staged { files: vec![(tmp, path.to_path_buf())] });
     }
     let file_name =
         path.file_name().ok_or_else(|| Error::model("output path has no file name"))?.to_string_lossy().to_string();
@@ -249,7 +293,7 @@ pub fn save(model: &ModelProto, path: &Path, inline_limit: usize) -> Result<()> 
         blobs.push((offset, raw));
     }
     let data_path = dir.join(&data_name);
-    write_atomic(dir, &data_path, |f| {
+    let data = write_temp(dir, &data_path, |f| {
         let mut at = 0;
         for (offset, raw) in &blobs {
             f.write_all(&vec![0; offset - at])?;
@@ -260,9 +304,8 @@ pub fn save(model: &ModelProto, path: &Path, inline_limit: usize) -> Result<()> 
         Ok(())
     })?;
     drop(blobs);
-    write_atomic(dir, path, |f| stream::encode(&m, f)).inspect_err(|_| {
-        let _ = std::fs::remove_file(&data_path);
-    })
+    let main = write_temp(dir, path, |f| stream::encode(&m, f))?;
+    Ok(Staged { files: vec![(data, data_path), (main, path.to_path_buf())] })
 }
 
 /// Writes `bytes` to `path` atomically (temporary file in the same folder,
@@ -281,6 +324,18 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Creates a temporary file in `dir`, lets `fill` write it, flushes it to
 /// disk and renames it to `path`; on failure nothing is left behind.
 fn write_atomic(dir: &Path, path: &Path, fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<()> {
+    let tmp = write_temp(dir, path, fill)?;
+    tmp.persist(path).map_err(|e| Error::model(format!("cannot write '{}': renaming: {}", path.display(), e.error)))?;
+    Ok(())
+}
+
+/// A temporary file in `dir` (for `path`, named in errors) that `fill`
+/// wrote, flushed to disk; removed again if anything fails or it is dropped.
+fn write_temp(
+    dir: &Path,
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<tempfile::NamedTempFile> {
     let fail =
         |what: &str, e: &dyn std::fmt::Display| Error::model(format!("cannot write '{}': {what}: {e}", path.display()));
     let mut builder = tempfile::Builder::new();
@@ -291,8 +346,7 @@ fn write_atomic(dir: &Path, path: &Path, fill: impl FnOnce(&mut std::fs::File) -
     let mut tmp = builder.tempfile_in(dir).map_err(|e| fail("creating a temporary file", &e))?;
     fill(tmp.as_file_mut()).map_err(|e| fail("writing", &e))?;
     tmp.as_file().sync_all().map_err(|e| fail("flushing", &e))?;
-    tmp.persist(path).map_err(|e| fail("renaming", &e.error))?;
-    Ok(())
+    Ok(tmp)
 }
 
 /// Reads the attribute `name` of a node.

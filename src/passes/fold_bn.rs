@@ -16,7 +16,8 @@
 //! `b' = s·(b − μ) + β` (a conv without bias gets one). For ConvTranspose
 //! the weight is `(C_in, C_out/group, k…)`: output channel
 //! `o = g·(C_out/group) + j` scales `W[i, j]` for the inputs `i` of group `g`.
-//! Arithmetic is in f64; results are written in each tensor's own type.
+//! Arithmetic is in f64 per element (the BN parameters as vectors, each weight
+//! product rounded once into the weight's own type: no f64 copy of a weight).
 
 use crate::error::{Error, Result};
 use crate::ir::{op_name, Model, NodeId, Outlet};
