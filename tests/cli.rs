@@ -406,6 +406,35 @@ fn large_models_are_saved_with_external_data_and_load_back() {
     assert!(o.status.success(), "{}", stderr(&o));
 }
 
+#[test]
+fn a_staged_model_lands_on_commit_and_vanishes_when_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (m, _) = onnx::load(&fixtures().join("v4_c3_deconv_bn_op13.onnx")).unwrap();
+    let out = tmp.path().join("m.onnx");
+    let count = || fs::read_dir(tmp.path()).unwrap().count();
+    // dropped: the temporary file goes, nothing lands
+    let staged = onnx::stage(&m, &out, onnx::PROTOBUF_LIMIT).unwrap();
+    assert!(staged.is_inline() && staged.temp_path().is_file() && !out.exists());
+    let (back, _) = onnx::load(staged.temp_path()).unwrap();
+    assert!(back == m, "the staged file is the model");
+    drop(staged);
+    assert_eq!(count(), 0);
+    // committed: exactly the model, no temporary left
+    onnx::stage(&m, &out, onnx::PROTOBUF_LIMIT).unwrap().commit().unwrap();
+    assert_eq!(fs::read(&out).unwrap(), prost::Message::encode_to_vec(&m));
+    assert_eq!(count(), 1);
+    // with external data: two files, both land together
+    let big = tmp.path().join("big.onnx");
+    let staged = onnx::stage(&m, &big, 100_000).unwrap();
+    assert!(!staged.is_inline());
+    assert_eq!(count(), 3, "model, its data, the first output");
+    drop(staged);
+    assert_eq!(count(), 1);
+    onnx::stage(&m, &big, 100_000).unwrap().commit().unwrap();
+    assert!(big.is_file() && tmp.path().join("big.onnx.data").is_file());
+    assert!(onnx::load(&big).unwrap().0 == m);
+}
+
 // ---- several models per `check` / `report` (the CI gate) ----
 
 #[test]
