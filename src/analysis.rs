@@ -589,7 +589,7 @@ impl Analysis {
     /// The input layout and constant weight of a Conv / ConvTranspose that
     /// the analysis can follow (constant weight and bias, known input layout).
     fn conv_parts(&self, m: &Model, n: NodeId, name: &str) -> Result<Option<(Vec<AtomId>, crate::onnx::TensorProto)>> {
-        let (Some(x), Some(w)) = (m.input(n, 0), m.input_const(n, 1)) else {
+        let (Some(x), Some(w)) = (m.input(n, 0), m.input_const_header(n, 1)) else {
             return Ok(None);
         };
         if m.input(n, 2).is_some_and(|o| !m.is_const(o)) {
@@ -599,7 +599,7 @@ impl Analysis {
             return Ok(None);
         };
         float_weight(&w, name)?;
-        Ok(Some((lin, w.into_owned())))
+        Ok(Some((lin, w)))
     }
 
     fn conv(&mut self, m: &Model, n: NodeId, name: &str) -> Result<bool> {

@@ -49,7 +49,7 @@ pub enum Role {
     Split,
     /// Slice on the channel axis cuts like Split; on other axes it passes.
     Slice,
-    /// Resize / Upsample with channel scale 1 (or sizes[1] = C) passes.
+    /// Resize / Upsample with channel scale 1 (or `sizes[1] = C`) passes.
     Resize,
     /// Pad without channel padding passes.
     Pad,

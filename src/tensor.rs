@@ -84,6 +84,23 @@ fn scale<T: Codec>(raw: &[u8], block: usize, factor: &dyn Fn(usize) -> f64) -> V
     out
 }
 
+/// `src` (elements `first..` of a tensor) into `dst`, element `i` times
+/// `factors[i / block]`.
+fn scale_into<T: Codec>(src: &[u8], dst: &mut [u8], first: usize, block: usize, factors: &[f64]) {
+    // segment by segment of one block, so the inner loop has one factor
+    let (mut at, n) = (0, src.len() / T::SIZE);
+    while at < n {
+        let i = first + at;
+        let seg = (block - i % block).min(n - at);
+        let f = factors[i / block];
+        let (s, d) = (&src[at * T::SIZE..(at + seg) * T::SIZE], &mut dst[at * T::SIZE..(at + seg) * T::SIZE]);
+        for (x, y) in s.chunks_exact(T::SIZE).zip(d.chunks_exact_mut(T::SIZE)) {
+            T::put(T::get(x) * f, y);
+        }
+        at += seg;
+    }
+}
+
 /// Dims of a tensor as `usize` (validated by [`numel`]).
 pub fn dims(t: &TensorProto) -> Vec<usize> {
     t.dims.iter().map(|&d| d.max(0) as usize).collect()
@@ -240,14 +257,22 @@ pub fn scatter_axis(
     new_len: usize,
     fill: f64,
 ) -> Result<TensorProto, Error> {
-    scatter_axes(t, &[(axis, map, new_len)], fill)
+    scatter_axes(t, &[(axis, map, new_len)], fill, None)
 }
 
 /// `t` with several axes grown at once, each `(axis, map, new_len)` as in
 /// [`scatter_axis`]: one pass and one new tensor however many axes change.
 /// Whole runs of bytes are moved (an axis mapped contiguously moves as one
-/// block), so no element is converted.
-pub fn scatter_axes(t: &TensorProto, axes: &[(usize, &[usize], usize)], fill: f64) -> Result<TensorProto, Error> {
+/// block), so no element is converted; with `scale` (`(block, factors)`,
+/// source element `i` times `factors[i / block]`, as [`scale_blocks`]) each
+/// element is scaled on its way, so a folded and padded weight is written
+/// once.
+pub fn scatter_axes(
+    t: &TensorProto,
+    axes: &[(usize, &[usize], usize)],
+    fill: f64,
+    scale: Option<(usize, &[f64])>,
+) -> Result<TensorProto, Error> {
     let e = elem_of(t)?;
     let d = dims(t);
     let mut maps: Vec<Option<&[usize]>> = vec![None; d.len()];
@@ -264,7 +289,10 @@ pub fn scatter_axes(t: &TensorProto, axes: &[(usize, &[usize], usize)], fill: f6
     // the last changed axis k splits the tensor: below it, blocks of
     // `inner` bytes move whole; along it, runs of consecutive targets merge
     let Some(k) = maps.iter().rposition(Option::is_some) else {
-        out.copy_from_slice(&raw);
+        match scale {
+            None => out.copy_from_slice(&raw),
+            Some((block, factors)) => by_elem!(e, scale_into(&raw, &mut out, 0, block, factors)),
+        }
         return Ok(with_raw(t, &nd, out));
     };
     let inner = d[k + 1..].iter().product::<usize>() * e.size();
@@ -288,7 +316,11 @@ pub fn scatter_axes(t: &TensorProto, axes: &[(usize, &[usize], usize)], fill: f6
         let (src, dst) = (src * e.size(), dst * e.size());
         for &(from, to, len) in &runs {
             let (s0, d0) = (src + from * inner, dst + to * inner);
-            out[d0..d0 + len * inner].copy_from_slice(&raw[s0..s0 + len * inner]);
+            let (from, to) = (&raw[s0..s0 + len * inner], &mut out[d0..d0 + len * inner]);
+            match scale {
+                None => to.copy_from_slice(from),
+                Some((block, factors)) => by_elem!(e, scale_into(from, to, s0 / e.size(), block, factors)),
+            }
         }
         // next multi-index of the outer axes, last fastest
         for a in (0..k).rev() {
@@ -359,7 +391,17 @@ mod tests {
             assert_eq!(p.dims, vec![2, 3]);
             assert_eq!(to_f64(&p).unwrap(), vec![0.0, 1.0, 2.0, 0.0, 3.0, 4.0]);
             // both axes at once is one axis after the other
-            let both = scatter_axes(&t, &[(0, &[0, 2], 3), (1, &[1, 2], 3)], 9.0).unwrap();
+            let both = scatter_axes(&t, &[(0, &[0, 2], 3), (1, &[1, 2], 3)], 9.0, None).unwrap();
+            // a scale applied on the way is the scale applied first
+            for block in [1, 2, 4] {
+                let f: Vec<f64> = (0..4 / block).map(|b| 1.5 - b as f64).collect();
+                let fused = scatter_axes(&t, &[(0, &[0, 2], 3), (1, &[1, 2], 3)], 0.0, Some((block, &f))).unwrap();
+                let first = scale_blocks(&t, block, &|b| f[b]).unwrap();
+                let apart = scatter_axes(&first, &[(0, &[0, 2], 3), (1, &[1, 2], 3)], 0.0, None).unwrap();
+                assert_eq!(fused, apart, "{dt:?} block {block}");
+                let whole = scatter_axes(&t, &[], 0.0, Some((block, &f))).unwrap();
+                assert_eq!(whole.raw_data, first.raw_data);
+            }
             let seq = scatter_axis(&scatter_axis(&t, 0, &[0, 2], 3, 9.0).unwrap(), 1, &[1, 2], 3, 9.0).unwrap();
             assert_eq!(both, seq);
         }
@@ -388,7 +430,7 @@ mod tests {
                     (a, map.clone(), map.last().unwrap() + 1 + extra)
                 }).collect();
             let axes: Vec<(usize, &[usize], usize)> = maps.iter().map(|(a, m, l)| (*a, &m[..], *l)).collect();
-            let got = scatter_axes(&t, &axes, -1.0).unwrap();
+            let got = scatter_axes(&t, &axes, -1.0, None).unwrap();
             let mut nd = dims.clone();
             for (a, _, l) in &maps { nd[*a] = *l; }
             let mut want = vec![-1.0; nd.iter().product()];

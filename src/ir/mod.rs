@@ -86,6 +86,29 @@ pub struct Model {
     pub value_info: Vec<ValueInfoProto>,
     names: HashSet<String>,
     next_order: u64,
+    /// Initializers whose value is their stored data times a per-block
+    /// factor not yet applied ([`Model::defer_scale`]).
+    scaled: HashMap<NodeId, BlockScale>,
+}
+
+/// A factor per block of consecutive elements (element `i` times
+/// `factors[i / block]`) that belongs to an initializer's value but is not
+/// yet applied to its bytes. fold-bn defers its weight scaling this way so
+/// that pad writes a folded and padded weight once; every reader of the
+/// value ([`Model::const_value`], export) sees it applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BlockScale {
+    /// Elements per block.
+    pub block: usize,
+    /// One factor per block.
+    pub factors: Vec<f64>,
+}
+
+impl BlockScale {
+    /// `t` with the factors applied, in its own type.
+    pub fn apply(&self, t: &TensorProto) -> Result<TensorProto> {
+        crate::tensor::scale_blocks(t, self.block, &|b| self.factors[b])
+    }
 }
 
 /// How deep constant folding follows a chain (Identity of Identity…).
@@ -190,7 +213,7 @@ impl Model {
         }
         let value_info = std::mem::take(&mut graph.value_info);
         proto.graph = Some(graph);
-        let m = Model { proto, g, outputs, value_info, names, next_order: order + 1024 };
+        let m = Model { proto, g, outputs, value_info, names, next_order: order + 1024, scaled: HashMap::new() };
         m.check()?;
         Ok(m)
     }
@@ -207,7 +230,7 @@ impl Model {
         graph.initializer = consts
             .iter()
             .map(|&n| match &self.g[n].kind {
-                NodeKind::Const(t) => t.clone(),
+                NodeKind::Const(t) => self.applied(n, t),
                 _ => unreachable!(),
             })
             .collect();
@@ -271,7 +294,12 @@ impl Model {
         for n in self.g.node_indices().collect::<Vec<_>>() {
             if let NodeKind::Const(t) = &mut self.g[n].kind {
                 let stub = TensorProto { name: t.name.clone(), dims: t.dims.clone(), ..Default::default() };
-                moved.insert(t.name().to_string(), std::mem::replace(t, stub));
+                let full = std::mem::replace(t, stub);
+                let full = match self.scaled.remove(&n) {
+                    Some(s) => s.apply(&full).unwrap_or(full),
+                    None => full,
+                };
+                moved.insert(full.name().to_string(), full);
             }
         }
         let mut proto = self.export();
@@ -511,13 +539,12 @@ impl Model {
         if let Some(o) = self.input(n, slot) {
             // An initializer that is also a graph input (IR < 4) is part of
             // the model's contract: never change it in place.
-            let listed =
-                self.proto.graph.as_ref().is_some_and(|g| g.input.iter().any(|vi| vi.name() == self.tensor_name(o)));
-            let sole = self.consumers(o).len() == 1 && !self.is_graph_output(o) && !listed;
+            let sole = self.sole_const(o);
             if let NodeKind::Const(old) = &mut self.g[o.node].kind {
                 if sole {
                     t.name = old.name.clone();
                     *old = t;
+                    self.scaled.remove(&o.node);
                     return;
                 }
             }
@@ -529,6 +556,67 @@ impl Model {
         t.name = Some(if base.is_empty() { "align_const".to_string() } else { base });
         let o = self.add_const(t);
         self.set_input(n, slot, o);
+    }
+
+    /// True when `o` is an initializer that only one input reads, that is no
+    /// graph output and no graph input (IR < 4 lists initializers as inputs:
+    /// part of the model's contract, never changed in place).
+    fn sole_const(&self, o: Outlet) -> bool {
+        let listed =
+            self.proto.graph.as_ref().is_some_and(|g| g.input.iter().any(|vi| vi.name() == self.tensor_name(o)));
+        matches!(self.g[o.node].kind, NodeKind::Const(_))
+            && self.consumers(o).len() == 1
+            && !self.is_graph_output(o)
+            && !listed
+    }
+
+    /// Multiplies the constant at input `slot` of `n` by `scale`: deferred
+    /// (recorded, applied when the value is read or written) when it is an
+    /// initializer read only here, else applied now through
+    /// [`Model::replace_input_const`].
+    pub fn defer_scale(&mut self, n: NodeId, slot: usize, scale: BlockScale) -> Result<()> {
+        let Some(o) = self.input(n, slot) else { return Ok(()) };
+        if self.sole_const(o) && !self.scaled.contains_key(&o.node) {
+            self.scaled.insert(o.node, scale);
+            return Ok(());
+        }
+        let Some(t) = self.input_const(n, slot).map(|t| t.into_owned()) else { return Ok(()) };
+        let t = scale.apply(&t)?;
+        self.replace_input_const(n, slot, t);
+        Ok(())
+    }
+
+    /// The initializer at `o` as stored, with the scale its value still
+    /// owes (for a rewrite that applies the scale in the same pass).
+    pub fn const_unscaled(&self, o: Outlet) -> Option<(&TensorProto, Option<&BlockScale>)> {
+        match &self.g[o.node].kind {
+            NodeKind::Const(t) => Some((t, self.scaled.get(&o.node))),
+            _ => None,
+        }
+    }
+
+    /// Dims and data type of the constant at input `slot` of `n` (a tensor
+    /// without data), without applying a deferred scale.
+    pub fn input_const_header(&self, n: NodeId, slot: usize) -> Option<TensorProto> {
+        let o = self.input(n, slot)?;
+        let header = |t: &TensorProto| TensorProto {
+            name: t.name.clone(),
+            data_type: t.data_type,
+            dims: t.dims.clone(),
+            ..Default::default()
+        };
+        match self.const_unscaled(o) {
+            Some((t, _)) => Some(header(t)),
+            None => self.const_value(o).map(|t| header(&t)),
+        }
+    }
+
+    /// The value of initializer `n` (stored data `t`), its deferred scale applied.
+    fn applied(&self, n: NodeId, t: &TensorProto) -> TensorProto {
+        match self.scaled.get(&n) {
+            Some(s) => s.apply(t).unwrap_or_else(|_| t.clone()),
+            None => t.clone(),
+        }
     }
 
     /// Adds an operator node (its inputs are wired with [`Model::set_input`]),
@@ -544,6 +632,7 @@ impl Model {
     /// Removes a node and its edges.
     pub fn remove(&mut self, n: NodeId) {
         self.g.remove_node(n);
+        self.scaled.remove(&n);
     }
 
     /// Removes initializers and pure constant-producing ops (Constant,
@@ -576,6 +665,7 @@ impl Model {
             }
             for n in dead {
                 self.g.remove_node(n);
+                self.scaled.remove(&n);
                 removed += 1;
             }
         }
@@ -611,6 +701,7 @@ impl Model {
                 (n <= MAX_CONST_ELEMENTS).then_some(shape)
             }
             NodeKind::Op(p) if crate::ops::is(p, "Identity") => self.const_dims_at(self.input(o.node, 0)?, depth + 1),
+            NodeKind::Const(t) => Some(t.dims.clone()),
             _ => self.const_at(o, depth).map(|t| t.dims.clone()),
         }
     }
@@ -630,7 +721,10 @@ impl Model {
             self.const_at(x, depth + 1)
         };
         match &self.g[o.node].kind {
-            NodeKind::Const(t) => Some(Cow::Borrowed(t)),
+            NodeKind::Const(t) => match self.scaled.get(&o.node) {
+                Some(s) => s.apply(t).ok().map(Cow::Owned),
+                None => Some(Cow::Borrowed(t)),
+            },
             NodeKind::Input(_) => None,
             NodeKind::Op(p) if !crate::ops::standard(p) => None,
             NodeKind::Op(p) => match p.op_type() {
@@ -847,5 +941,74 @@ pub fn value_info_elem(vi: &ValueInfoProto) -> Option<i32> {
     match vi.r#type.as_ref()?.value.as_ref()? {
         crate::onnx::type_proto::Value::TensorType(tt) => tt.elem_type,
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::Builder;
+
+    /// A conv `c` with weight 4×3×1×1 and a second reader of its weight
+    /// when `shared`.
+    fn conv_model(shared: bool) -> (Model, NodeId, NodeId) {
+        let mut b = Builder::new(&[1, 3, 4, 4]);
+        let c = b.conv("x", 3, 4, 1, 1, false);
+        if shared {
+            let w = b.g.node[0].input[1].clone();
+            let d = b.node("Conv", &["x", &w], 1, vec![]).remove(0);
+            b.output(&d, &[1, 4, 4, 4]);
+        }
+        b.output(&c, &[1, 4, 4, 4]);
+        let m = Model::import(b.model()).unwrap();
+        let convs: Vec<NodeId> = m.ops().into_iter().filter(|&n| m.op_type(n) == "Conv").collect();
+        (m, convs[0], *convs.last().unwrap())
+    }
+
+    fn scale() -> BlockScale {
+        BlockScale { block: 3, factors: vec![2.0, -1.0, 0.5, 3.0] }
+    }
+
+    #[test]
+    fn a_deferred_scale_is_seen_by_every_reader_and_cleared_by_a_rewrite() {
+        let (mut m, c, _) = conv_model(false);
+        let before = m.input_const(c, 1).unwrap().into_owned();
+        let want = scale().apply(&before).unwrap();
+        m.defer_scale(c, 1, scale()).unwrap();
+        // stored bytes unchanged, the value scaled
+        let (stored, pending) = m.const_unscaled(m.input(c, 1).unwrap()).unwrap();
+        assert_eq!(stored, &before);
+        assert_eq!(pending, Some(&scale()));
+        assert_eq!(m.input_const(c, 1).unwrap().into_owned(), want);
+        assert_eq!(m.input_const_header(c, 1).unwrap().dims, before.dims);
+        let exported = |m: &Model| m.export().graph.unwrap().initializer[0].clone();
+        assert_eq!(exported(&m), want);
+        assert_eq!(m.clone().into_export().graph.unwrap().initializer[0], want);
+        // a rewrite in place is the whole value: nothing more is applied
+        m.replace_input_const(c, 1, before.clone());
+        assert_eq!(m.const_unscaled(m.input(c, 1).unwrap()).unwrap().1, None);
+        assert_eq!(exported(&m), before);
+    }
+
+    #[test]
+    fn a_shared_weight_is_scaled_for_its_reader_alone_and_at_once() {
+        let (mut m, c, d) = conv_model(true);
+        let before = m.input_const(c, 1).unwrap().into_owned();
+        m.defer_scale(c, 1, scale()).unwrap();
+        assert_ne!(m.input(c, 1), m.input(d, 1), "the reader got its own copy");
+        assert_eq!(m.const_unscaled(m.input(c, 1).unwrap()).unwrap().1, None, "applied, not deferred");
+        assert_eq!(m.input_const(c, 1).unwrap().into_owned().raw_data, scale().apply(&before).unwrap().raw_data);
+        assert_eq!(m.input_const(d, 1).unwrap().into_owned(), before, "the other reader keeps the original");
+    }
+
+    #[test]
+    fn a_removed_initializer_takes_its_scale_along() {
+        let (mut m, c, _) = conv_model(false);
+        m.defer_scale(c, 1, scale()).unwrap();
+        let w = m.input(c, 1).unwrap().node;
+        m.remove(c);
+        m.cleanup();
+        assert!(!m.g.contains_node(w));
+        assert!(m.scaled.is_empty(), "no scale left for a reused node id");
     }
 }

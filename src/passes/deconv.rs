@@ -35,7 +35,7 @@ pub fn run(m: &mut Model, opts: &Options) -> Result<(usize, Vec<String>)> {
             continue;
         }
         let name = op_name(p);
-        let Some(w) = m.input_const(n, 1) else {
+        let Some(w) = m.input_const_header(n, 1) else {
             notes.push(format!("{name}: weight is not a constant, pinned"));
             continue;
         };

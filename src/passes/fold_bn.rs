@@ -18,9 +18,13 @@
 //! `o = g·(C_out/group) + j` scales `W[i, j]` for the inputs `i` of group `g`.
 //! Arithmetic is in f64 per element (the BN parameters as vectors, each weight
 //! product rounded once into the weight's own type: no f64 copy of a weight).
+//! The bias is written at once; the weight's scale is deferred on the IR
+//! ([`Model::defer_scale`]) when the conv alone reads it, so pad applies it
+//! while writing the padded weight and each weight is written once (export
+//! applies the scales pad did not consume).
 
 use crate::error::{Error, Result};
-use crate::ir::{op_name, Model, NodeId, Outlet};
+use crate::ir::{op_name, BlockScale, Model, NodeId, Outlet};
 use crate::onnx::{attr_f, attr_i};
 use crate::tensor;
 
@@ -102,20 +106,21 @@ fn foldable_conv(m: &Model, o: Outlet, reader: NodeId) -> Option<usize> {
 /// Applies y = s·x + t to the outputs of conv `c` (channels `s.len()`).
 fn fold_into(m: &mut Model, c: NodeId, s: &[f64], t: &[f64]) -> Result<()> {
     let p = m.op(c).unwrap().clone();
-    let w = m.input_const(c, 1).unwrap().into_owned();
+    let w = m.input_const_header(c, 1).unwrap();
     let wd = tensor::dims(&w);
     let g = attr_i(&p, "group", 1).max(1) as usize;
     let inner: usize = wd[2..].iter().product();
-    // one pass over the weight in its own type: output channel o scales
-    // its filters (Conv: rows of wd[1]·inner; ConvTranspose: runs of inner
-    // at (i, j), o = group(i)·cout_g + j)
-    let new_w = if p.op_type() == "Conv" {
-        tensor::scale_blocks(&w, wd[1] * inner, &|o| s[o])
+    // output channel o scales its filters (Conv: rows of wd[1]·inner;
+    // ConvTranspose: runs of inner at (i, j), o = group(i)·cout_g + j).
+    // Deferred: pad applies it while it writes the padded weight, so the
+    // weight is written once; export applies what pad did not.
+    let scale = if p.op_type() == "Conv" {
+        BlockScale { block: wd[1] * inner, factors: s.to_vec() }
     } else {
         let (cin_g, cout_g) = (wd[0] / g, wd[1]);
-        tensor::scale_blocks(&w, inner, &|b| s[(b / cout_g / cin_g) * cout_g + b % cout_g])
-    }
-    .map_err(|e| e.in_node(&op_name(&p)))?;
+        let factors = (0..wd[0] * cout_g).map(|b| s[(b / cout_g / cin_g) * cout_g + b % cout_g]).collect();
+        BlockScale { block: inner, factors }
+    };
     let bias = match m.input_const(c, 2) {
         Some(b) => tensor::to_f64(&b)?,
         None => vec![0.0; s.len()],
@@ -124,7 +129,7 @@ fn fold_into(m: &mut Model, c: NodeId, s: &[f64], t: &[f64]) -> Result<()> {
         return Err(Error::at(op_name(&p), format!("bias has {} values for {} output channels", bias.len(), s.len())));
     }
     let nb: Vec<f64> = (0..s.len()).map(|o| bias[o] * s[o] + t[o]).collect();
-    m.replace_input_const(c, 1, new_w);
+    m.defer_scale(c, 1, scale).map_err(|e| e.in_node(&op_name(&p)))?;
     match m.input_const(c, 2).map(|b| b.into_owned()) {
         Some(b) => {
             let nbt = tensor::rewrite(&b, &[s.len()], &nb)?;

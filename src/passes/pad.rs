@@ -29,6 +29,7 @@ use crate::ir::{Model, NodeId, Outlet};
 use crate::onnx::{attr_i, set_attr_i, set_attr_ints};
 use crate::ops::Role;
 use crate::tensor;
+use std::borrow::Cow;
 
 /// Pads every free channel space. Returns (tensors padded, notes).
 pub fn run(m: &mut Model, opts: &Options) -> Result<(usize, Vec<String>)> {
@@ -63,10 +64,18 @@ fn scatter_const(m: &mut Model, n: NodeId, slot: usize, axis: usize, cm: &Channe
 }
 
 /// Pads several axes of one constant input in a single rewrite (a conv
-/// weight's output and input channels): the tensor is written once.
+/// weight's output and input channels), applying a scale fold-bn deferred
+/// on the way: the tensor is written once.
 fn scatter_const_axes(m: &mut Model, n: NodeId, slot: usize, axes: &[(usize, &ChannelMap)], fill: f64) -> Result<()> {
-    let Some(t) = m.input_const(n, slot).filter(|_| !axes.is_empty()).map(|t| t.into_owned()) else {
+    let Some(o) = m.input(n, slot).filter(|_| !axes.is_empty()) else {
         return Ok(());
+    };
+    let (t, scale) = match m.const_unscaled(o) {
+        Some((t, s)) => (Cow::Borrowed(t), s.map(|s| (s.block, s.factors.clone()))),
+        None => match m.const_value(o) {
+            Some(t) => (t, None),
+            None => return Ok(()),
+        },
     };
     let d = tensor::dims(&t);
     for &(axis, cm) in axes {
@@ -80,7 +89,7 @@ fn scatter_const_axes(m: &mut Model, n: NodeId, slot: usize, axes: &[(usize, &Ch
         }
     }
     let axes: Vec<(usize, &[usize], usize)> = axes.iter().map(|&(a, cm)| (a, &cm.map[..], cm.len)).collect();
-    let nt = tensor::scatter_axes(&t, &axes, fill)?;
+    let nt = tensor::scatter_axes(&t, &axes, fill, scale.as_ref().map(|(b, f)| (*b, &f[..])))?;
     m.replace_input_const(n, slot, nt);
     Ok(())
 }
@@ -140,7 +149,7 @@ fn rewrite_conv(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
         return Ok(());
     };
     let g = attr_i(&p, "group", 1).max(1) as usize;
-    let per_group_in = m.input_const(n, 1).and_then(|w| w.dims.get(1).copied()).unwrap_or(1);
+    let per_group_in = m.input_const_header(n, 1).and_then(|w| w.dims.get(1).copied()).unwrap_or(1);
     if p.op_type() == "Conv" && g > 1 && per_group_in >= 2 {
         // grouped: every block padded alike, `group` unchanged
         let gm = group_map(&im, g)?;
@@ -171,7 +180,7 @@ fn rewrite_conv(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
         scatter_const(m, n, 2, 0, &om, 0.0)?;
         if p.op_type() == "ConvTranspose" {
             let os = crate::onnx::attr_ints(&p, "output_shape");
-            let rank = m.input_const(n, 1).map(|w| w.dims.len()).unwrap_or(0);
+            let rank = m.input_const_header(n, 1).map(|w| w.dims.len()).unwrap_or(0);
             if os.len() == rank && rank > 2 {
                 let mut os = os;
                 os[1] = om.len as i64;

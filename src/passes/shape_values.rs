@@ -13,7 +13,7 @@
 //! After: `Slice(x, [0], [7], [1])` (then rewritten to physical offsets by `pad`).
 //!
 //! Conditions: a value is evaluated when every element it needs is known:
-//! small integer or float tensors (≤ [`MAX_ELEMENTS`] elements) computed by
+//! small integer or float tensors (≤ [`MAX_ELEMENTS`](crate::ir::values::MAX_ELEMENTS) elements) computed by
 //! Shape, Size, Gather, Slice, Concat, Unsqueeze, Squeeze, Reshape, Cast,
 //! Identity, Add/Sub/Mul/Div/Mod/Pow/Max/Min, Neg/Abs/Floor/Ceil/Sqrt,
 //! Equal/Less/Greater/Not/And/Or, Where, Range, Expand, ConstantOfShape and
