@@ -105,8 +105,25 @@ pub struct BlockScale {
 }
 
 impl BlockScale {
+    /// True when the scale applies to `t`: a float tensor whose data
+    /// matches its dims, with one factor per block.
+    pub fn fits(&self, t: &TensorProto) -> bool {
+        crate::tensor::elem(t).is_some_and(|e| e.is_float())
+            && crate::tensor::check_len(t).is_ok()
+            && crate::tensor::numel(t).is_ok_and(|k| self.block > 0 && k.div_ceil(self.block) == self.factors.len())
+    }
+
     /// `t` with the factors applied, in its own type.
     pub fn apply(&self, t: &TensorProto) -> Result<TensorProto> {
+        if !self.fits(t) {
+            return Err(Error::model(format!(
+                "cannot scale '{}' ({} elements) by {} factors of blocks of {}",
+                t.name(),
+                crate::tensor::numel(t).unwrap_or(0),
+                self.factors.len(),
+                self.block
+            )));
+        }
         crate::tensor::scale_blocks(t, self.block, &|b| self.factors[b])
     }
 }
@@ -296,7 +313,7 @@ impl Model {
                 let stub = TensorProto { name: t.name.clone(), dims: t.dims.clone(), ..Default::default() };
                 let full = std::mem::replace(t, stub);
                 let full = match self.scaled.remove(&n) {
-                    Some(s) => s.apply(&full).unwrap_or(full),
+                    Some(s) => s.apply(&full).expect("defer_scale checked the scale applies"),
                     None => full,
                 };
                 moved.insert(full.name().to_string(), full);
@@ -576,7 +593,9 @@ impl Model {
     /// [`Model::replace_input_const`].
     pub fn defer_scale(&mut self, n: NodeId, slot: usize, scale: BlockScale) -> Result<()> {
         let Some(o) = self.input(n, slot) else { return Ok(()) };
-        if self.sole_const(o) && !self.scaled.contains_key(&o.node) {
+        // deferred only where applying it later cannot fail
+        let fits = self.const_unscaled(o).is_some_and(|(t, _)| scale.fits(t));
+        if fits && self.sole_const(o) && !self.scaled.contains_key(&o.node) {
             self.scaled.insert(o.node, scale);
             return Ok(());
         }
@@ -614,7 +633,7 @@ impl Model {
     /// The value of initializer `n` (stored data `t`), its deferred scale applied.
     fn applied(&self, n: NodeId, t: &TensorProto) -> TensorProto {
         match self.scaled.get(&n) {
-            Some(s) => s.apply(t).unwrap_or_else(|_| t.clone()),
+            Some(s) => s.apply(t).expect("defer_scale checked the scale applies"),
             None => t.clone(),
         }
     }
@@ -999,6 +1018,14 @@ mod tests {
         assert_eq!(m.const_unscaled(m.input(c, 1).unwrap()).unwrap().1, None, "applied, not deferred");
         assert_eq!(m.input_const(c, 1).unwrap().into_owned().raw_data, scale().apply(&before).unwrap().raw_data);
         assert_eq!(m.input_const(d, 1).unwrap().into_owned(), before, "the other reader keeps the original");
+    }
+
+    #[test]
+    fn a_scale_that_does_not_fit_is_an_error_not_a_deferral() {
+        let (mut m, c, _) = conv_model(false);
+        let wrong = BlockScale { block: 3, factors: vec![1.0; 3] };
+        assert!(m.defer_scale(c, 1, wrong).is_err());
+        assert!(m.scaled.is_empty());
     }
 
     #[test]

@@ -324,9 +324,7 @@ pub fn write_file_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 /// Creates a temporary file in `dir`, lets `fill` write it, flushes it to
 /// disk and renames it to `path`; on failure nothing is left behind.
 fn write_atomic(dir: &Path, path: &Path, fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<()> {
-    let tmp = write_temp(dir, path, fill)?;
-    tmp.persist(path).map_err(|e| Error::model(format!("cannot write '{}': renaming: {}", path.display(), e.error)))?;
-    Ok(())
+    Staged { files: vec![(write_temp(dir, path, fill)?, path.to_path_buf())] }.commit()
 }
 
 /// A temporary file in `dir` (for `path`, named in errors) that `fill`
