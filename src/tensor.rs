@@ -72,18 +72,6 @@ fn encode<T: Codec>(values: &[f64]) -> Vec<u8> {
     raw
 }
 
-fn scale<T: Codec>(raw: &[u8], block: usize, factor: &dyn Fn(usize) -> f64) -> Vec<u8> {
-    let mut out = vec![0; raw.len()];
-    let bytes = block * T::SIZE;
-    for (b, (src, dst)) in raw.chunks(bytes.max(1)).zip(out.chunks_mut(bytes.max(1))).enumerate() {
-        let s = factor(b);
-        for (x, y) in src.chunks_exact(T::SIZE).zip(dst.chunks_exact_mut(T::SIZE)) {
-            T::put(T::get(x) * s, y);
-        }
-    }
-    out
-}
-
 /// `src` (elements `first..` of a tensor) into `dst`, element `i` times
 /// `factors[i / block]`.
 fn scale_into<T: Codec>(src: &[u8], dst: &mut [u8], first: usize, block: usize, factors: &[f64]) {
@@ -238,14 +226,11 @@ fn with_raw(t: &TensorProto, dims: &[usize], raw: Vec<u8>) -> TensorProto {
 }
 
 /// `t` with every element of block `b` (consecutive runs of `block`
-/// elements) multiplied by `factor(b)`, in the tensor's own type: each
-/// product is formed in `f64` and rounded once, as the f64 path did.
-pub fn scale_blocks(t: &TensorProto, block: usize, factor: &dyn Fn(usize) -> f64) -> Result<TensorProto, Error> {
-    let e = elem_of(t)?;
-    let raw = raw(t)?;
-    let out = by_elem!(e, scale(&raw, block, factor));
-    crate::onnx::mapped::release(&raw);
-    Ok(with_raw(t, &dims(t), out))
+/// elements) multiplied by `factors[b]`, in the tensor's own type: each
+/// product is formed in `f64` and rounded once. The same loop as a scale
+/// applied inside [`scatter_axes`].
+pub fn scale_blocks(t: &TensorProto, block: usize, factors: &[f64]) -> Result<TensorProto, Error> {
+    scatter_axes(t, &[], 0.0, Some((block, factors)))
 }
 
 /// `t` with axis `axis` grown to `new_len`: old index `i` lands at `map[i]`
@@ -293,6 +278,7 @@ pub fn scatter_axes(
             None => out.copy_from_slice(&raw),
             Some((block, factors)) => by_elem!(e, scale_into(&raw, &mut out, 0, block, factors)),
         }
+        crate::onnx::mapped::release(&raw);
         return Ok(with_raw(t, &nd, out));
     };
     let inner = d[k + 1..].iter().product::<usize>() * e.size();
@@ -396,11 +382,12 @@ mod tests {
             for block in [1, 2, 4] {
                 let f: Vec<f64> = (0..4 / block).map(|b| 1.5 - b as f64).collect();
                 let fused = scatter_axes(&t, &[(0, &[0, 2], 3), (1, &[1, 2], 3)], 0.0, Some((block, &f))).unwrap();
-                let first = scale_blocks(&t, block, &|b| f[b]).unwrap();
+                let first = scale_blocks(&t, block, &f).unwrap();
                 let apart = scatter_axes(&first, &[(0, &[0, 2], 3), (1, &[1, 2], 3)], 0.0, None).unwrap();
                 assert_eq!(fused, apart, "{dt:?} block {block}");
-                let whole = scatter_axes(&t, &[], 0.0, Some((block, &f))).unwrap();
-                assert_eq!(whole.raw_data, first.raw_data);
+                let want: Vec<f64> = to_f64(&t).unwrap().iter().enumerate().map(|(i, v)| v * f[i / block]).collect();
+                let want = to_f64(&from_f64("w", dt as i32, &[4], &want).unwrap()).unwrap();
+                assert_eq!(to_f64(&first).unwrap(), want, "{dt:?} block {block}");
             }
             let seq = scatter_axis(&scatter_axis(&t, 0, &[0, 2], 3, 9.0).unwrap(), 1, &[1, 2], 3, 9.0).unwrap();
             assert_eq!(both, seq);
@@ -454,7 +441,7 @@ mod tests {
         for dt in [DataType::Float, DataType::Float16, DataType::Bfloat16, DataType::Double] {
             let t = from_f64("w", dt as i32, &[3, 2], &vals).unwrap();
             let s = [1.7, -0.3, 0.9];
-            let got = to_f64(&scale_blocks(&t, 2, &|b| s[b]).unwrap()).unwrap();
+            let got = to_f64(&scale_blocks(&t, 2, &s).unwrap()).unwrap();
             let orig = to_f64(&t).unwrap();
             let want: Vec<f64> = orig.iter().enumerate().map(|(i, v)| v * s[i / 2]).collect();
             let want = to_f64(&from_f64("w", dt as i32, &[6], &want).unwrap()).unwrap();

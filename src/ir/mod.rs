@@ -124,7 +124,7 @@ impl BlockScale {
                 self.block
             )));
         }
-        crate::tensor::scale_blocks(t, self.block, &|b| self.factors[b])
+        crate::tensor::scale_blocks(t, self.block, &self.factors)
     }
 }
 
