@@ -6,9 +6,11 @@
 #![warn(missing_docs)]
 
 pub mod analysis;
+pub mod certify;
 pub mod cli;
 pub mod error;
 pub mod ir;
+pub mod layout;
 pub mod onnx;
 pub mod ops;
 pub mod passes;

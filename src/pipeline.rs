@@ -2,8 +2,10 @@
 //! passes, report after, verify against the original. The CLI and the Python
 //! binding are thin layers over [`align_model`]; neither holds logic of its own.
 
+use crate::certify::{self, Certificate};
 use crate::error::Result;
 use crate::ir::Model;
+use crate::layout::Layout;
 use crate::onnx::ModelProto;
 use crate::passes::{self, Options, Pass};
 use crate::report;
@@ -63,6 +65,9 @@ pub struct Summary {
     pub macs_before: u64,
     /// Multiply-accumulates after.
     pub macs_after: u64,
+    /// The rewrite checked weight by weight against the original (no
+    /// inference; it runs under `--no-verify` too).
+    pub certificate: Option<Certificate>,
     /// The equivalence check, if it ran.
     pub verification: Option<Verification>,
     /// Milliseconds per stage.
@@ -76,12 +81,24 @@ pub struct Outcome {
     pub model: ModelProto,
     /// The summary.
     pub summary: Summary,
+    /// Where each tensor of the original that the rewrite kept sits in
+    /// `model` (verification compares them through it).
+    pub layout: Layout,
 }
 
 impl Outcome {
-    /// Verification passed or was skipped.
+    /// Why the rewrite is not written, in one line (`None` when it passed).
+    pub fn failure(&self) -> Option<String> {
+        if let Some(c) = self.summary.certificate.as_ref().filter(|c| !c.passed) {
+            return Some(format!("certificate: {}", c.first.as_deref().unwrap_or("a constant differs")));
+        }
+        self.summary.verification.as_ref().filter(|v| !v.passed).map(|v| v.failure_line())
+    }
+
+    /// The certificate holds, and verification passed or was skipped.
     pub fn passed(&self) -> bool {
-        self.summary.verification.as_ref().is_none_or(|v| v.passed)
+        self.summary.certificate.as_ref().is_none_or(|c| c.passed)
+            && self.summary.verification.as_ref().is_none_or(|v| v.passed)
     }
 }
 
@@ -90,7 +107,7 @@ impl Outcome {
 pub fn align_model(proto: ModelProto, cfg: &Config, stage: &dyn Fn(&str)) -> Result<Outcome> {
     let (original, mut out) = rewrite(proto, cfg, stage)?;
     if let Some(original) = original {
-        verify_into(&mut out.summary, &original, &out.model, cfg, stage)?;
+        verify_into(&mut out.summary, &original, &out.model, &out.layout, cfg, stage)?;
     }
     Ok(out)
 }
@@ -102,7 +119,7 @@ pub fn align_model(proto: ModelProto, cfg: &Config, stage: &dyn Fn(&str)) -> Res
 pub fn rewrite(proto: ModelProto, cfg: &Config, stage: &dyn Fn(&str)) -> Result<(Option<ModelProto>, Outcome)> {
     let mut ms = BTreeMap::new();
     let t = Instant::now();
-    let original = cfg.verify.is_some().then(|| proto.clone());
+    let original = proto.clone(); // shares the weights' bytes
     let mut m = Model::import(proto)?;
     ms.insert("import", t.elapsed().as_secs_f64() * 1e3);
     let mut opts = cfg.options.clone();
@@ -110,10 +127,14 @@ pub fn rewrite(proto: ModelProto, cfg: &Config, stage: &dyn Fn(&str)) -> Result<
     let before = report::build(&m, &opts)?;
     let t = Instant::now();
     stage("folding and padding");
-    let pass_reports = passes::run(&mut m, &cfg.passes, &opts)?;
+    let (pass_reports, layout) = passes::rewrite(&mut m, &cfg.passes, &opts)?;
     let after = report::build(&m, &opts)?;
     let rewritten = m.into_export();
     ms.insert("passes", t.elapsed().as_secs_f64() * 1e3);
+    let t = Instant::now();
+    stage("certifying the weights");
+    let certificate = certify::certify(&original, &rewritten, &layout)?;
+    ms.insert("certify", t.elapsed().as_secs_f64() * 1e3);
     let summary = Summary {
         input: None,
         output: None,
@@ -130,10 +151,12 @@ pub fn rewrite(proto: ModelProto, cfg: &Config, stage: &dyn Fn(&str)) -> Result<
         params_after: after.totals.params,
         macs_before: before.totals.macs,
         macs_after: after.totals.macs,
+        certificate: Some(certificate),
         verification: None,
         millis: ms,
     };
-    Ok((original, Outcome { model: rewritten, summary }))
+    let original = cfg.verify.is_some().then_some(original);
+    Ok((original, Outcome { model: rewritten, summary, layout }))
 }
 
 /// Verifies `candidate` against `original` with `cfg`'s settings (nothing
@@ -143,13 +166,14 @@ pub fn verify_into(
     summary: &mut Summary,
     original: &ModelProto,
     candidate: &ModelProto,
+    layout: &Layout,
     cfg: &Config,
     stage: &dyn Fn(&str),
 ) -> Result<()> {
     let Some(v) = &cfg.verify else { return Ok(()) };
     stage("verifying with tract");
     let t = Instant::now();
-    summary.verification = Some(verify::verify(original, candidate, &cfg.options.input_shapes, v)?);
+    summary.verification = Some(verify::verify_with(original, candidate, &cfg.options.input_shapes, v, Some(layout))?);
     summary.millis.insert("verify", t.elapsed().as_secs_f64() * 1e3);
     Ok(())
 }
@@ -185,6 +209,9 @@ pub fn summary_text(s: &Summary) -> String {
     }
     t += &format!("params: {} → {} ({:+.1}%)\n", s.params_before, s.params_after, pct(s.params_before, s.params_after));
     t += &format!("MACs:   {} → {} ({:+.1}%)\n", s.macs_before, s.macs_after, pct(s.macs_before, s.macs_after));
+    if let Some(c) = &s.certificate {
+        t += &c.text();
+    }
     match &s.verification {
         Some(v) => t += &v.text(),
         None => t += "verification: skipped (--no-verify)\n",

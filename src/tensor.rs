@@ -164,6 +164,52 @@ pub fn to_f64(t: &TensorProto) -> Result<Vec<f64>, Error> {
     })
 }
 
+/// A tensor's elements read one at a time as `f64`: straight from the
+/// stored bytes (no copy of a weight) when the tensor is stored raw.
+pub enum Values<'a> {
+    /// Raw little-endian bytes of the element type.
+    Raw(&'a [u8], Elem),
+    /// Typed fields, converted.
+    Owned(Vec<f64>),
+}
+
+impl<'a> Values<'a> {
+    /// The elements of `t` (validated against its dims).
+    pub fn of(t: &'a TensorProto) -> Result<Values<'a>, Error> {
+        let e = elem_of(t)?;
+        check_len(t)?;
+        if uses_raw(t) {
+            return Ok(Values::Raw(t.raw_data.as_deref().unwrap_or(&[]), e));
+        }
+        to_f64(t).map(Values::Owned)
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            Values::Raw(b, e) => b.len() / e.size(),
+            Values::Owned(v) => v.len(),
+        }
+    }
+
+    /// True when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Element `i`.
+    #[inline]
+    pub fn get(&self, i: usize) -> f64 {
+        fn at<T: Codec>(b: &[u8], i: usize) -> f64 {
+            T::get(&b[i * T::SIZE..(i + 1) * T::SIZE])
+        }
+        match self {
+            Values::Raw(b, e) => by_elem!(*e, at(b, i)),
+            Values::Owned(v) => v[i],
+        }
+    }
+}
+
 /// All elements of an integer tensor as `i64`.
 pub fn to_i64(t: &TensorProto) -> Result<Vec<i64>, Error> {
     let e = elem_of(t)?;

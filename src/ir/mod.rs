@@ -89,6 +89,10 @@ pub struct Model {
     /// Initializers whose value is their stored data times a per-block
     /// factor not yet applied ([`Model::defer_scale`]).
     scaled: HashMap<NodeId, BlockScale>,
+    /// Tensor names whose values a pass changed while keeping the name (a
+    /// conv that absorbed the BatchNormalization after its Concat): no longer
+    /// the original's tensors, so verification does not compare them.
+    pub altered: HashSet<String>,
 }
 
 /// A factor per block of consecutive elements (element `i` times
@@ -230,7 +234,16 @@ impl Model {
         }
         let value_info = std::mem::take(&mut graph.value_info);
         proto.graph = Some(graph);
-        let m = Model { proto, g, outputs, value_info, names, next_order: order + 1024, scaled: HashMap::new() };
+        let m = Model {
+            proto,
+            g,
+            outputs,
+            value_info,
+            names,
+            next_order: order + 1024,
+            scaled: HashMap::new(),
+            altered: HashSet::new(),
+        };
         m.check()?;
         Ok(m)
     }

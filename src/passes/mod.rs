@@ -11,6 +11,7 @@ pub mod shape_values;
 
 use crate::error::{Error, Result};
 use crate::ir::Model;
+use crate::layout::Layout;
 
 /// A pass by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -77,6 +78,13 @@ pub struct PassReport {
 
 /// Runs `passes` in order on `m`, checking the graph after each.
 pub fn run(m: &mut Model, passes: &[Pass], opts: &Options) -> Result<Vec<PassReport>> {
+    rewrite(m, passes, opts).map(|(r, _)| r)
+}
+
+/// [`run`], also returning the layout of the rewrite: where each tensor of
+/// the original that survives sits in the rewritten model, for verification.
+pub fn rewrite(m: &mut Model, passes: &[Pass], opts: &Options) -> Result<(Vec<PassReport>, Layout)> {
+    let mut layout = None;
     let mut out = vec![];
     let mut opts = opts.clone();
     opts.deconv = passes.contains(&Pass::Deconv);
@@ -85,11 +93,20 @@ pub fn run(m: &mut Model, passes: &[Pass], opts: &Options) -> Result<Vec<PassRep
         let (changed, notes) = match p {
             Pass::FoldBn => fold_bn::run(m)?,
             Pass::Deconv => deconv::run(m, &opts)?,
-            Pass::Pad => pad::run(m, &opts)?,
+            Pass::Pad => {
+                let (n, notes, l) = pad::run_with_layout(m, &opts)?;
+                layout = Some(l);
+                (n, notes)
+            }
         };
         m.cleanup();
         m.check().map_err(|e| Error { msg: format!("after pass {}: {}", p.name(), e.msg), ..e })?;
         out.push(PassReport { pass: p.name(), changed, notes, millis: t.elapsed().as_secs_f64() * 1e3 });
     }
-    Ok(out)
+    let layout = layout.unwrap_or_else(|| Layout {
+        altered: m.altered.clone(),
+        source: "align's own rewrite".into(),
+        ..Layout::default()
+    });
+    Ok((out, layout))
 }

@@ -26,6 +26,7 @@ use crate::analysis::{Analysis, ChannelMap};
 use crate::error::{Error, Result};
 use crate::ir::shapes;
 use crate::ir::{Model, NodeId, Outlet};
+use crate::layout::Layout;
 use crate::onnx::{attr_i, set_attr_i, set_attr_ints};
 use crate::ops::Role;
 use crate::tensor;
@@ -33,8 +34,21 @@ use std::borrow::Cow;
 
 /// Pads every free channel space. Returns (tensors padded, notes).
 pub fn run(m: &mut Model, opts: &Options) -> Result<(usize, Vec<String>)> {
-    let mut notes = super::shape_values::fold(m)?;
+    run_with_layout(m, opts).map(|(n, notes, _)| (n, notes))
+}
+
+/// Folds shape arithmetic and analyses `m` as [`run`] does before it
+/// rewrites anything: the fold notes and the analysis pad pads by.
+pub fn analyse(m: &mut Model, opts: &Options) -> Result<(Vec<String>, Analysis)> {
+    let notes = super::shape_values::fold(m)?;
     let a = Analysis::run(m, opts)?;
+    Ok((notes, a))
+}
+
+/// [`run`], also returning where every kept tensor's channels went.
+pub fn run_with_layout(m: &mut Model, opts: &Options) -> Result<(usize, Vec<String>, Layout)> {
+    let (mut notes, a) = analyse(m, opts)?;
+    let layout = Layout::of(m, &a, &m.altered, "align's own rewrite");
     for n in m.ops() {
         rewrite_node(m, &a, n).map_err(|e| e.in_node(&m.label(n)))?;
     }
@@ -52,7 +66,7 @@ pub fn run(m: &mut Model, opts: &Options) -> Result<(usize, Vec<String>)> {
             }
         }
     }
-    Ok((padded, notes))
+    Ok((padded, notes, layout))
 }
 
 fn map_in(a: &Analysis, m: &Model, n: NodeId, slot: usize) -> Option<ChannelMap> {

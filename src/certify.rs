@@ -1,0 +1,509 @@
+//! The certificate: align's rewrite checked against the original weight by
+//! weight, with no inference.
+//!
+//! Given the original, the rewrite and the rewrite's [`Layout`], every
+//! constant the rewrite's nodes read is related to the original's:
+//!
+//! * Conv / ConvTranspose / Gemm / MatMul weights and biases: each real
+//!   value equals the original's, or, for a conv that absorbed a
+//!   BatchNormalization, the fold recomputed here in f64 and rounded once
+//!   into the weight's type (within 1 ulp of that type); every value at a
+//!   padded position is exactly 0.
+//! * Per-channel constants of element-wise ops and of a BatchNormalization
+//!   left in place: real values equal, padded ones exactly the op's neutral
+//!   value (0; 1 for divisors and exponents; BN γ 0, β 0, mean 0, var 1).
+//! * Every other constant that keeps its name and shape is bit for bit the
+//!   original's.
+//!
+//! The wiring is checked too: every node of the rewrite has its counterpart
+//! in the original (same op, same activation inputs), apart from the Slices
+//! `--slice-pinned` inserts; a folded conv's counterpart is the conv the
+//! BatchNormalization read. Constants that hold layout (Split sizes, Slice
+//! bounds, Resize sizes, Reshape targets, computed shapes) are not values
+//! of the network: the run ([`crate::verify`]) checks their effect, and the
+//! certificate counts them as *not certified*, by reason.
+//!
+//! The certificate is cheap (one pass over the weights) and runs on every
+//! `align`, `--no-verify` included, so no output is written uncertified.
+
+use crate::analysis::{ChannelMap, RESTORE_SLICE_DOC};
+use crate::error::Result;
+use crate::layout::Layout;
+use crate::onnx::dtype::Elem;
+use crate::onnx::{attr_f, attr_i, GraphProto, ModelProto, NodeProto, TensorProto};
+use crate::tensor::{self, Values};
+use serde::Serialize;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+
+/// What the certificate found.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Certificate {
+    /// Constants checked against the original.
+    pub tensors: usize,
+    /// Values checked.
+    pub values: u64,
+    /// Of the checked constants, those recomputed from a folded BatchNormalization.
+    pub folded: usize,
+    /// Constants (or nodes) that differ from what the original and the
+    /// layout give.
+    pub differ: usize,
+    /// The first difference, in words.
+    pub first: Option<String>,
+    /// Constants not certified, by reason (layout constants, ops the
+    /// certificate has no rule for).
+    pub not_certified: BTreeMap<String, usize>,
+    /// Nothing differs.
+    pub passed: bool,
+}
+
+impl Certificate {
+    /// One line for the summary.
+    pub fn text(&self) -> String {
+        let left: usize = self.not_certified.values().sum();
+        let why: Vec<String> = self.not_certified.iter().map(|(k, v)| format!("{v} {k}")).collect();
+        format!(
+            "certificate: {} constants ({} values, {} from folded BNs) checked against the original, {} differ{}{}\n",
+            self.tensors,
+            self.values,
+            self.folded,
+            self.differ,
+            self.first.as_ref().map(|f| format!("; first: {f}")).unwrap_or_default(),
+            if left > 0 { format!("; not certified: {}", why.join(", ")) } else { String::new() }
+        )
+    }
+}
+
+/// Per index of one axis, s·x + t (a folded BatchNormalization; an empty
+/// `t` for weights): (axis, s, t).
+type Scale<'m> = (usize, &'m [f64], &'m [f64]);
+
+/// How a constant of the rewrite relates to the original's: the axes its
+/// channels were re-laid out on, a fold's scale, the padding value.
+struct Plan<'m> {
+    axes: Vec<(usize, &'m ChannelMap)>,
+    scale: Option<Scale<'m>>,
+    fill: f64,
+}
+
+/// One graph's tensors, indexed.
+struct Index<'a> {
+    consts: HashMap<&'a str, Cow<'a, TensorProto>>,
+    producer: HashMap<&'a str, &'a NodeProto>,
+    readers: HashMap<&'a str, Vec<&'a NodeProto>>,
+}
+
+impl<'a> Index<'a> {
+    fn of(g: &'a GraphProto) -> Index<'a> {
+        let mut consts: HashMap<&str, Cow<TensorProto>> =
+            g.initializer.iter().map(|t| (t.name(), Cow::Borrowed(t))).collect();
+        let mut producer = HashMap::new();
+        let mut readers: HashMap<&str, Vec<&NodeProto>> = HashMap::new();
+        for n in &g.node {
+            if n.op_type() == "Constant" {
+                if let (Some(o), Some(t)) = (n.output.first(), n.attribute.iter().find(|a| a.name() == "value")) {
+                    if let Some(t) = &t.t {
+                        consts.insert(o.as_str(), Cow::Borrowed(t));
+                    }
+                }
+            }
+            for o in n.output.iter().filter(|o| !o.is_empty()) {
+                producer.insert(o.as_str(), n);
+            }
+            for i in n.input.iter().filter(|i| !i.is_empty()) {
+                readers.entry(i.as_str()).or_default().push(n);
+            }
+        }
+        Index { consts, producer, readers }
+    }
+}
+
+/// How an original conv's outputs were scaled into the rewrite: y = s·x + t
+/// per output channel (a folded BatchNormalization).
+struct Fold {
+    s: Vec<f64>,
+    t: Vec<f64>,
+}
+
+fn bn_fold(bn: &NodeProto, o: &Index, range: std::ops::Range<usize>) -> Option<Fold> {
+    let get = |i: usize| bn.input.get(i).and_then(|n| o.consts.get(n.as_str())).and_then(|t| tensor::to_f64(t).ok());
+    let (g, b, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
+    let eps = attr_f(bn, "epsilon", 1e-5) as f64;
+    if range.end > g.len() || b.len() != g.len() || mean.len() != g.len() || var.len() != g.len() {
+        return None;
+    }
+    let s: Vec<f64> = range.clone().map(|i| g[i] / (var[i] + eps).sqrt()).collect();
+    let t = range.clone().zip(&s).map(|(i, s)| b[i] - mean[i] * s).collect();
+    Some(Fold { s, t })
+}
+
+/// Checks `candidate` (align's rewrite of `original` with `layout`).
+pub fn certify(original: &ModelProto, candidate: &ModelProto, layout: &Layout) -> Result<Certificate> {
+    let empty = GraphProto::default();
+    let (ga, gb) = (original.graph.as_ref().unwrap_or(&empty), candidate.graph.as_ref().unwrap_or(&empty));
+    let (o, c) = (Index::of(ga), Index::of(gb));
+    let mut cert = Certificate::default();
+    // --slice-pinned: names of the rewrite that stand for an original tensor
+    let mut alias: HashMap<&str, &str> = HashMap::new();
+    for n in gb.node.iter().filter(|n| n.doc_string() == RESTORE_SLICE_DOC) {
+        if let (Some(i), Some(out)) = (n.input.first(), n.output.first()) {
+            if o.producer.contains_key(out.as_str()) && !o.producer.contains_key(i.as_str()) {
+                alias.insert(i, out); // the conv renamed to `<name>_padded`, the Slice gives `<name>`
+            } else {
+                alias.insert(out, i); // readers moved to `<name>_exact`
+            }
+        }
+    }
+    let orig_name = |n: &'_ str| -> String { alias.get(n).map_or(n, |a| a).to_string() };
+    for n in &gb.node {
+        if n.op_type() == "Constant" || n.doc_string() == RESTORE_SLICE_DOC {
+            continue;
+        }
+        let label = format!("{} '{}'", n.op_type(), if n.name().is_empty() { "" } else { n.name() });
+        let Some(out0) = n.output.first().map(|s| orig_name(s)) else { continue };
+        // the counterpart: the original node that makes the same tensor,
+        // through a folded BatchNormalization where there was one
+        let Some(&p) = o.producer.get(out0.as_str()) else {
+            fail(&mut cert, format!("{label} makes '{out0}', which the original does not have"));
+            continue;
+        };
+        let (p, fold) = if p.op_type() == "BatchNormalization" && p.op_type() != n.op_type() {
+            match p.input.first().and_then(|i| o.producer.get(i.as_str())) {
+                Some(&q) if q.op_type() == n.op_type() => {
+                    let width = out_width(q, &o);
+                    (q, width.and_then(|w| bn_fold(p, &o, 0..w)))
+                }
+                _ => {
+                    fail(&mut cert, format!("{label} makes '{out0}', which the original's BatchNormalization makes"));
+                    continue;
+                }
+            }
+        } else if layout.altered.contains(&out0) {
+            // a conv whose BN after a Concat was folded slice by slice
+            (p, concat_fold(p, &out0, &o))
+        } else {
+            (p, None)
+        };
+        if p.op_type() != n.op_type() {
+            fail(&mut cert, format!("{label} makes '{out0}', which the original makes with {}", p.op_type()));
+            continue;
+        }
+        // activation inputs wired as in the original
+        for (slot, i) in n.input.iter().enumerate() {
+            if i.is_empty() || c.consts.contains_key(i.as_str()) {
+                continue;
+            }
+            let want = p.input.get(slot).map(|s| s.as_str()).unwrap_or("");
+            if orig_name(i) != want {
+                fail(&mut cert, format!("{label} reads '{i}' at input {slot} where the original reads '{want}'"));
+            }
+        }
+        check_constants(&mut cert, n, p, fold.as_ref(), &o, &c, layout, &label, &out0);
+    }
+    cert.passed = cert.differ == 0;
+    Ok(cert)
+}
+
+/// Output channels of a conv (from its weight).
+fn out_width(conv: &NodeProto, o: &Index) -> Option<usize> {
+    let w = o.consts.get(conv.input.get(1)?.as_str())?;
+    let d = tensor::dims(w);
+    match conv.op_type() {
+        "Conv" => d.first().copied(),
+        "ConvTranspose" => Some(d.get(1)? * attr_i(conv, "group", 1).max(1) as usize),
+        _ => None,
+    }
+}
+
+/// The fold of the BatchNormalization after the Concat that conv `p`
+/// (output `name`) feeds: its slice of the BN's channels.
+fn concat_fold(p: &NodeProto, name: &str, o: &Index) -> Option<Fold> {
+    let cat = *o.readers.get(name)?.first()?;
+    let bn = *o.readers.get(cat.output.first()?.as_str())?.first()?;
+    if cat.op_type() != "Concat" || bn.op_type() != "BatchNormalization" {
+        return None;
+    }
+    let mut start = 0;
+    for i in &cat.input {
+        let w = out_width(o.producer.get(i.as_str())?, o)?;
+        if i == name {
+            return bn_fold(bn, o, start..start + w);
+        }
+        start += w;
+    }
+    let _ = p;
+    None
+}
+
+fn fail(cert: &mut Certificate, what: String) {
+    cert.differ += 1;
+    if cert.first.is_none() {
+        cert.first = Some(what);
+    }
+}
+
+fn skip(cert: &mut Certificate, why: &str) {
+    *cert.not_certified.entry(why.to_string()).or_default() += 1;
+}
+
+/// The per-group block of a grouped conv's input map (every block is laid
+/// out alike; pad refuses otherwise).
+fn block(im: &ChannelMap, g: usize) -> Option<ChannelMap> {
+    if g == 1 {
+        return Some(im.clone());
+    }
+    let (cg, pg) = (im.map.len() / g, im.len / g);
+    Some(ChannelMap { map: im.map.get(..cg)?.to_vec(), len: pg })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_constants(
+    cert: &mut Certificate,
+    n: &NodeProto,
+    p: &NodeProto,
+    fold: Option<&Fold>,
+    o: &Index,
+    c: &Index,
+    layout: &Layout,
+    label: &str,
+    out0: &str,
+) {
+    let om = layout.maps.get(out0).or_else(|| n.output.first().and_then(|x| layout.maps.get(x.as_str())));
+    let im = n.input.first().and_then(|i| layout.maps.get(i.as_str()));
+    for (slot, i) in n.input.iter().enumerate() {
+        let Some(ct) = c.consts.get(i.as_str()) else { continue };
+        let ot = p.input.get(slot).filter(|s| !s.is_empty()).and_then(|s| o.consts.get(s.as_str()));
+        let is_float = tensor::elem(ct).is_some_and(|e| e.is_float());
+        let what = format!("{label} input {slot} ('{i}')");
+        // a grouped conv's weight sees one block of its input's layout
+        let gm: Option<ChannelMap> = match (n.op_type(), slot, im) {
+            ("Conv", 1, Some(im)) => {
+                let g = attr_i(p, "group", 1).max(1) as usize;
+                let per_group = tensor::dims(ct).get(1).copied().unwrap_or(1);
+                (per_group >= 2 || g == 1).then(|| block(im, g)).flatten().filter(|m| !m.is_identity())
+            }
+            _ => None,
+        };
+        // which axes are re-laid out, and how each original value maps
+        let plan: Option<Plan> = match (n.op_type(), slot) {
+            ("Conv", 1) => {
+                let axes = om.map(|m| (0, m)).into_iter().chain(gm.as_ref().map(|m| (1, m))).collect();
+                Some(Plan { axes, scale: fold.map(|f| (0, &f.s[..], &[][..])), fill: 0.0 })
+            }
+            ("ConvTranspose", 1) if attr_i(p, "group", 1) <= 1 => {
+                let mut axes = vec![];
+                if let Some(im) = im {
+                    axes.push((0, im));
+                }
+                if let Some(om) = om {
+                    axes.push((1, om));
+                }
+                Some(Plan { axes, scale: fold.map(|f| (1, &f.s[..], &[][..])), fill: 0.0 })
+            }
+            ("Conv" | "ConvTranspose", 2) => Some(Plan {
+                axes: om.map(|m| vec![(0, m)]).unwrap_or_default(),
+                scale: fold.map(|f| (0, &f.s[..], &f.t[..])),
+                fill: 0.0,
+            }),
+            ("Gemm", 1) => {
+                let axis = if attr_i(p, "transB", 0) == 1 { 1 } else { 0 };
+                Some(Plan { axes: im.map(|m| vec![(axis, m)]).unwrap_or_default(), scale: None, fill: 0.0 })
+            }
+            ("MatMul", 1) => Some(Plan { axes: im.map(|m| vec![(0, m)]).unwrap_or_default(), scale: None, fill: 0.0 }),
+            ("BatchNormalization", 1..=4) => Some(Plan {
+                axes: om.map(|m| vec![(0, m)]).unwrap_or_default(),
+                scale: None,
+                fill: if slot == 4 { 1.0 } else { 0.0 },
+            }),
+            _ => None,
+        };
+        // a conv without a bias in the original that got one from the fold
+        let zeros;
+        let ot = match (ot, n.op_type(), slot) {
+            (None, "Conv" | "ConvTranspose", 2) if fold.is_some() => {
+                let w = fold.map_or(0, |f| f.s.len());
+                zeros = TensorProto {
+                    dims: vec![w as i64],
+                    data_type: Some(1),
+                    float_data: vec![0.0; w],
+                    ..Default::default()
+                };
+                Some(Cow::Borrowed(&zeros))
+            }
+            (Some(t), ..) => Some(Cow::Borrowed(t.as_ref())),
+            (None, ..) => None,
+        };
+        let Some(ot) = ot else {
+            skip(cert, "constants the original computes (layout, shapes)");
+            continue;
+        };
+        let plan = match plan {
+            Some(p) => Some(p),
+            None if tensor::dims(&ot) == tensor::dims(ct) => Some(Plan { axes: vec![], scale: None, fill: 0.0 }),
+            None => per_channel_plan(n, slot, &ot, ct, om),
+        };
+        // integers are layout (Split sizes, Slice bounds, Reshape targets,
+        // Resize sizes): padding rewrites them, and the run checks their effect
+        if !is_float {
+            if ot.as_ref() != ct.as_ref() {
+                skip(cert, "layout constants (sizes, bounds, targets)");
+            }
+            continue;
+        }
+        let Some(Plan { axes, scale, fill }) = plan else {
+            skip(cert, "re-laid-out constants with no rule");
+            continue;
+        };
+        cert.tensors += 1;
+        if scale.is_some() {
+            cert.folded += 1;
+        }
+        match compare(&ot, ct, &axes, scale, fill) {
+            Ok(k) => cert.values += k,
+            Err(e) => fail(cert, format!("{what}: {e}")),
+        }
+        release(&ot, ct);
+    }
+}
+
+/// A per-channel constant of an element-wise op padded on the one axis
+/// whose length changed: padded with the op's neutral value.
+fn per_channel_plan<'m>(
+    n: &NodeProto,
+    slot: usize,
+    ot: &TensorProto,
+    ct: &TensorProto,
+    om: Option<&'m ChannelMap>,
+) -> Option<Plan<'m>> {
+    let (od, cd) = (tensor::dims(ot), tensor::dims(ct));
+    if od.len() != cd.len() {
+        return None;
+    }
+    let changed: Vec<usize> = (0..od.len()).filter(|&k| od[k] != cd[k]).collect();
+    let om = om?;
+    if changed.len() != 1 || od[changed[0]] != om.map.len() || cd[changed[0]] != om.len {
+        return None;
+    }
+    let fill = crate::ops::entry(n)?.role.neutral(slot)?;
+    Some(Plan { axes: vec![(changed[0], om)], scale: None, fill })
+}
+
+/// Compares candidate `ct` with original `ot` re-laid out on `axes`,
+/// original values optionally scaled per index of one axis (`s`, plus `t`
+/// when given: s·x + t) and rounded once into the candidate's type; padded
+/// positions must hold exactly `fill`. Returns the values checked.
+fn compare(
+    ot: &TensorProto,
+    ct: &TensorProto,
+    axes: &[(usize, &ChannelMap)],
+    scale: Option<Scale>,
+    fill: f64,
+) -> std::result::Result<u64, String> {
+    let (od, cd) = (tensor::dims(ot), tensor::dims(ct));
+    let mut want = od.clone();
+    for &(a, m) in axes {
+        if a >= want.len() || want[a] != m.map.len() {
+            return Err(format!("has dims {od:?} in the original, which the layout does not lay out on axis {a}"));
+        }
+        want[a] = m.len;
+    }
+    if want != cd {
+        return Err(format!("has dims {cd:?} where {want:?} was expected"));
+    }
+    let elem = tensor::elem(ct).ok_or("has an element type the certificate cannot read")?;
+    let (ov, cv) = (Values::of(ot).map_err(|e| e.msg)?, Values::of(ct).map_err(|e| e.msg)?);
+    if ov.len() != od.iter().product::<usize>() || cv.len() != cd.iter().product::<usize>() {
+        return Err("holds fewer values than its dims declare".into());
+    }
+    let rank = cd.len();
+    // physical → logical per axis
+    let mut inv: Vec<Option<Vec<Option<usize>>>> = vec![None; rank];
+    for &(a, m) in axes {
+        let mut v = vec![None; m.len];
+        for (l, &ph) in m.map.iter().enumerate() {
+            v[ph] = Some(l);
+        }
+        inv[a] = Some(v);
+    }
+    let ostride: Vec<usize> = (0..rank).map(|k| od[k + 1..].iter().product()).collect();
+    let cstride: Vec<usize> = (0..rank).map(|k| cd[k + 1..].iter().product()).collect();
+    for ci in 0..cv.len() {
+        let c = cv.get(ci);
+        let mut oi = 0;
+        let mut real = true;
+        let mut channel = 0;
+        for k in 0..rank {
+            let x = (ci / cstride[k]) % cd[k];
+            let l = match &inv[k] {
+                Some(v) => match v[x] {
+                    Some(l) => l,
+                    None => {
+                        real = false;
+                        break;
+                    }
+                },
+                None => x,
+            };
+            if scale.is_some_and(|(a, ..)| a == k) {
+                channel = l;
+            }
+            oi += l * ostride[k];
+        }
+        if !real {
+            if c != fill {
+                return Err(format!("holds {c} at padded position {ci} where exactly {fill} belongs"));
+            }
+            continue;
+        }
+        let x = ov.get(oi);
+        match scale {
+            None => {
+                if c != x && !(c.is_nan() && x.is_nan()) {
+                    return Err(format!("holds {c} at {ci} where the original holds {x}"));
+                }
+            }
+            Some((_, s, t)) => {
+                let e = round_to(x * s[channel] + t.get(channel).copied().unwrap_or(0.0), elem);
+                if (c - e).abs() > ulp(e, elem) {
+                    return Err(format!(
+                        "holds {c} at {ci} where the BatchNormalization fold gives {e} (original {x}, scale {})",
+                        s[channel]
+                    ));
+                }
+            }
+        }
+    }
+    Ok(cv.len() as u64)
+}
+
+/// Hands back the mapped pages of both tensors once they are checked (the
+/// certificate must not keep the whole original resident).
+fn release(ot: &TensorProto, ct: &TensorProto) {
+    for t in [ot, ct] {
+        if let Some(raw) = &t.raw_data {
+            crate::onnx::mapped::release(raw);
+        }
+    }
+}
+
+fn round_to(x: f64, e: Elem) -> f64 {
+    match e {
+        Elem::F32 => x as f32 as f64,
+        Elem::F16 => half::f16::from_f64(x).to_f64(),
+        Elem::BF16 => half::bf16::from_f64(x).to_f64(),
+        _ => x,
+    }
+}
+
+/// One unit in the last place of `x` in type `e`.
+fn ulp(x: f64, e: Elem) -> f64 {
+    match e {
+        Elem::F32 => {
+            let f = x as f32;
+            (f.next_up() - f).abs().max((f - f.next_down()).abs()) as f64
+        }
+        Elem::F16 => (x.abs() * 2f64.powi(-10)).max(2f64.powi(-24)),
+        Elem::BF16 => (x.abs() * 2f64.powi(-7)).max(f64::MIN_POSITIVE),
+        _ => (x.abs() * f64::EPSILON).max(f64::MIN_POSITIVE),
+    }
+}

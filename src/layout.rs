@@ -1,0 +1,255 @@
+//! The correspondence between a model and its padded rewrite: for every
+//! tensor the rewrite keeps, where its real channels sit in the rewrite and
+//! what its padded channels must hold.
+//!
+//! The pad pass produces it from the channel analysis it padded by
+//! ([`Layout::of`]); `align verify` re-derives it from the original
+//! ([`derive`]) when it meets a candidate with no record of how it was made.
+//! Verification reads it to compare every kept tensor of the original with
+//! the same tensor of the candidate, channel by channel, instead of the
+//! graph outputs alone.
+
+use crate::analysis::{Analysis, ChannelMap};
+use crate::error::Result;
+use crate::ir::{Model, Outlet};
+use crate::onnx::{attr_f, ModelProto};
+use crate::passes::{self, Options, Pass};
+use std::collections::{HashMap, HashSet};
+
+/// Where each kept tensor's channels are in a padded rewrite.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    /// Tensor name → logical → physical map of its axis 1 (only tensors
+    /// the rewrite padded; every other kept tensor has the original's shape).
+    pub maps: HashMap<String, ChannelMap>,
+    /// Padded tensors whose padded channels must hold exactly 0 (zero
+    /// filters, then ops that map 0 to 0); the others must be finite.
+    pub zero_padded: HashSet<String>,
+    /// Tensor names whose values a pass changed on purpose (a conv that
+    /// absorbed a BatchNormalization after a Concat keeps its output name):
+    /// they are not the original's tensor and are not compared.
+    pub altered: HashSet<String>,
+    /// How the layout was obtained, for the report.
+    pub source: String,
+}
+
+/// Ops whose output is 0 wherever their (activation) input is 0: padded
+/// channels stay exactly zero through them.
+const ZERO_TO_ZERO: &[&str] = &[
+    "Relu",
+    "LeakyRelu",
+    "Tanh",
+    "HardSwish",
+    "Identity",
+    "Dropout",
+    "Neg",
+    "Abs",
+    "Elu",
+    "Selu",
+    "Celu",
+    "Softsign",
+    "ThresholdedRelu",
+    "Mish",
+    "Gelu",
+    "Erf",
+    "Sin",
+    "Sign",
+    "Floor",
+    "Ceil",
+    "Round",
+    "MaxPool",
+    "AveragePool",
+    "LpPool",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "GlobalLpPool",
+    "Resize",
+    "Upsample",
+    "BatchNormalization",
+    "Concat",
+    "Split",
+    "Slice",
+    "Flatten",
+    "ReduceMean",
+    "ReduceMax",
+    "ReduceMin",
+    "ReduceSum",
+    "ReduceL1",
+    "ReduceL2",
+];
+
+/// Element-wise ops whose every operand reaches the padded channels: 0 when
+/// each activation operand is 0 there and each constant is either padded
+/// per channel (with 0) or all zeros.
+const ZERO_IF_ALL_ZERO: &[&str] = &["Add", "Sub", "Max", "Min", "Sum"];
+
+impl Layout {
+    /// The layout the analysis `a` of model `m` gives (the model the pad
+    /// pass is about to rewrite), with the tensors passes altered.
+    pub fn of(m: &Model, a: &Analysis, altered: &HashSet<String>, source: &str) -> Layout {
+        let mut maps = HashMap::new();
+        let mut padded: HashMap<Outlet, ()> = HashMap::new();
+        for n in m.ops() {
+            for slot in 0..m.output_names(n).len() {
+                let o = Outlet { node: n, slot };
+                if let Some(cm) = a.channel_map(o).or_else(|| a.flat_map(o)).filter(|c| !c.is_identity()) {
+                    maps.insert(m.tensor_name(o).to_string(), cm);
+                    padded.insert(o, ());
+                }
+            }
+        }
+        // which padded tensors hold exact zeros: a walk in topological order
+        let mut zero: HashSet<Outlet> = HashSet::new();
+        for n in m.toposort() {
+            let Some(p) = m.op(n) else { continue };
+            let ins: Vec<Outlet> = (0..m.n_inputs(n)).filter_map(|s| m.input(n, s)).collect();
+            let acts: Vec<&Outlet> = ins.iter().filter(|o| padded.contains_key(o)).collect();
+            let op = p.op_type();
+            let is_zero = match op {
+                "Conv" | "ConvTranspose" => true,
+                // 0 · finite = 0; 0 / (padded divisor 1) = 0
+                "Mul" => acts.iter().any(|o| zero.contains(o)),
+                "Div" | "PRelu" => ins.first().is_some_and(|o| zero.contains(o)),
+                _ if ZERO_IF_ALL_ZERO.contains(&op) => {
+                    let rank = a.shapes.get(&Outlet { node: n, slot: 0 }).map_or(0, |s| s.len());
+                    let channels =
+                        acts.first().and_then(|o| maps.get(m.tensor_name(**o))).map(|c: &ChannelMap| c.map.len());
+                    !acts.is_empty()
+                        && ins.iter().all(|o| {
+                            zero.contains(o) || (!padded.contains_key(o) && zero_or_per_channel(m, *o, channels, rank))
+                        })
+                }
+                "Clip" => {
+                    let lo = m
+                        .input_const(n, 1)
+                        .and_then(|t| crate::tensor::to_f64(&t).ok())
+                        .and_then(|v| v.first().copied());
+                    let hi = m
+                        .input_const(n, 2)
+                        .and_then(|t| crate::tensor::to_f64(&t).ok())
+                        .and_then(|v| v.first().copied());
+                    let (lo, hi) = (
+                        lo.unwrap_or(attr_f(p, "min", f32::MIN) as f64),
+                        hi.unwrap_or(attr_f(p, "max", f32::MAX) as f64),
+                    );
+                    lo <= 0.0 && hi >= 0.0 && acts.iter().all(|o| zero.contains(o))
+                }
+                "Pad" => {
+                    let value = m
+                        .input_const(n, 2)
+                        .and_then(|t| crate::tensor::to_f64(&t).ok())
+                        .and_then(|v| v.first().copied());
+                    value.unwrap_or(0.0) == 0.0 && ins.first().is_some_and(|o| zero.contains(o))
+                }
+                _ if ZERO_TO_ZERO.contains(&op) => !acts.is_empty() && acts.iter().all(|o| zero.contains(o)),
+                _ => false,
+            };
+            if is_zero {
+                for slot in 0..m.output_names(n).len() {
+                    let o = Outlet { node: n, slot };
+                    if padded.contains_key(&o) || op == "Conv" || op == "ConvTranspose" {
+                        zero.insert(o);
+                    }
+                }
+            }
+        }
+        let zero_padded =
+            zero.iter().filter(|o| padded.contains_key(o)).map(|&o| m.tensor_name(o).to_string()).collect();
+        Layout { maps, zero_padded, altered: altered.clone(), source: source.to_string() }
+    }
+
+    /// The candidate's channel count of `name` under this layout (`None`:
+    /// the layout does not pad it).
+    pub fn padded_width(&self, name: &str) -> Option<usize> {
+        self.maps.get(name).map(|c| c.len)
+    }
+}
+
+/// A constant operand that puts 0 in padded channels: all zeros, or a
+/// per-channel constant (the pad pass pads it with 0 for these ops).
+/// Per channel means as the pad pass reads it: the constant's axis aligned
+/// with axis 1 of the (rank `rank`) output holds the channel count.
+fn zero_or_per_channel(m: &Model, o: Outlet, channels: Option<usize>, rank: usize) -> bool {
+    let Some(t) = m.const_value(o) else { return false };
+    let d = crate::tensor::dims(&t);
+    let axis = (d.len() + 1).checked_sub(rank);
+    let per_channel = channels.is_some_and(|c| c > 1 && axis.and_then(|a| d.get(a)) == Some(&c));
+    per_channel || crate::tensor::to_f64(&t).is_ok_and(|v| v.iter().all(|&x| x == 0.0))
+}
+
+/// One way align could have rewritten a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// The channel multiple.
+    pub multiple: usize,
+    /// `--slice-pinned`.
+    pub slice_pinned: bool,
+}
+
+/// The settings [`derive`] tries, most common first.
+pub const SETTINGS: [Setting; 6] = [
+    Setting { multiple: 8, slice_pinned: false },
+    Setting { multiple: 16, slice_pinned: false },
+    Setting { multiple: 32, slice_pinned: false },
+    Setting { multiple: 8, slice_pinned: true },
+    Setting { multiple: 16, slice_pinned: true },
+    Setting { multiple: 32, slice_pinned: true },
+];
+
+/// `original` as the pad pass would meet it: fold-bn and deconv run on a
+/// copy (weights are shared and scales deferred, so nothing is rewritten)
+/// and shape arithmetic folded.
+fn prepare(original: &ModelProto, input_shapes: &HashMap<String, Vec<i64>>) -> Result<(Model, Options)> {
+    let mut m = Model::import(original.clone())?;
+    let opts = Options { input_shapes: input_shapes.clone(), ..Options::default() };
+    passes::run(&mut m, &[Pass::FoldBn, Pass::Deconv], &opts)?;
+    passes::shape_values::fold(&mut m)?;
+    Ok((m, opts))
+}
+
+/// The layout align's pad pass gives the prepared model `m` under `setting`.
+fn layout_for(m: &Model, opts: &Options, setting: Setting) -> Result<Layout> {
+    let opts = Options { multiple: setting.multiple, slice_pinned: setting.slice_pinned, ..opts.clone() };
+    let a = Analysis::run(m, &opts)?;
+    let source = format!(
+        "re-derived from the original (multiple {}{})",
+        setting.multiple,
+        if setting.slice_pinned { ", --slice-pinned" } else { "" }
+    );
+    Ok(Layout::of(m, &a, &m.altered, &source))
+}
+
+/// Re-derives how align would lay out `original` for `setting`.
+pub fn derive_for(original: &ModelProto, setting: Setting, input_shapes: &HashMap<String, Vec<i64>>) -> Result<Layout> {
+    let (m, opts) = prepare(original, input_shapes)?;
+    layout_for(&m, &opts, setting)
+}
+
+/// The layout of the align rewrite of `original` that best explains the
+/// candidate's channel widths (`widths`: tensor name → channels on axis 1,
+/// as the candidate has them). When no setting pads anything the candidate
+/// pads, tensors are matched by name and shape alone, still leaving out
+/// those align's folding would have altered.
+pub fn derive(
+    original: &ModelProto,
+    widths: &HashMap<String, usize>,
+    input_shapes: &HashMap<String, Vec<i64>>,
+) -> Layout {
+    let Ok((m, opts)) = prepare(original, input_shapes) else {
+        return Layout { source: "names and shapes".into(), ..Layout::default() };
+    };
+    let mut best: Option<(i64, Layout)> = None;
+    for s in SETTINGS {
+        let Ok(l) = layout_for(&m, &opts, s) else { continue };
+        let score: i64 =
+            l.maps.iter().filter_map(|(name, cm)| widths.get(name).map(|&w| if w == cm.len { 1 } else { -1 })).sum();
+        if score > 0 && best.as_ref().is_none_or(|(b, _)| score > *b) {
+            best = Some((score, l));
+        }
+    }
+    best.map(|(_, l)| l).unwrap_or_else(|| Layout {
+        altered: m.altered.clone(),
+        source: "names and shapes".into(),
+        ..Layout::default()
+    })
+}

@@ -1,0 +1,395 @@
+//! The fp32-noise criterion: per-slice statistics of the candidate's deviation
+//! against the original's own noise, and the elementwise (strict) test.
+
+use super::*;
+
+/// The candidate's deviation may be this many times the original's own fp32
+/// noise (calibrated in `docs/verify.md`).
+pub const NOISE_MULTIPLE: f64 = 16.0;
+
+/// Whatever the measured noise, a deviation of this many fp32 ulps
+/// (ε₃₂ = 2⁻²³) of the slice's magnitude is accepted.
+pub const ULPS: f64 = 16.0;
+
+/// Slices along an axis are compared separately only when each holds at
+/// least this many elements over all trials.
+pub(crate) const MIN_SLICE: usize = 32;
+
+/// ... and when the axis has at most this many indices: channels, columns
+/// of a detection output, rows of a feature map are kinds of element; the
+/// box index of a [1, 4032, 85] output is a sample index, and the largest of
+/// thousands of per-box ratios of four dominant elements is noise.
+pub(crate) const MAX_SLICES: usize = 1024;
+
+/// An output's values: f32 outputs (the common case) read in place, others
+/// converted to f64.
+pub(crate) enum Vals<'a> {
+    F32(&'a [f32]),
+    F64(Vec<f64>),
+}
+
+impl<'a> Vals<'a> {
+    pub(crate) fn of(t: &'a Tensor) -> Result<Vals<'a>> {
+        if t.datum_type() == DatumType::F32 {
+            if let Some(v) = t.to_plain_array_view::<f32>().map_err(terr)?.to_slice() {
+                return Ok(Vals::F32(v));
+            }
+        }
+        let c = t.cast_to::<f64>().map_err(terr)?;
+        Ok(Vals::F64(c.to_plain_array_view::<f64>().map_err(terr)?.iter().copied().collect()))
+    }
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Vals::F32(v) => v.len(),
+            Vals::F64(v) => v.len(),
+        }
+    }
+    #[inline]
+    pub(crate) fn get(&self, i: usize) -> f64 {
+        match self {
+            Vals::F32(v) => v[i] as f64,
+            Vals::F64(v) => v[i],
+        }
+    }
+}
+
+/// Statistics of one slice of a compared tensor.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Acc {
+    n: u64,
+    sum_d2: f64,
+    max_d: f64,
+    sum_n2: f64,
+    max_n: f64,
+    n_noise: u64,
+    sum_a2: f64,
+    max_a: f64,
+}
+
+impl Acc {
+    fn rms(sum: f64, n: u64) -> f64 {
+        if n == 0 {
+            0.0
+        } else {
+            (sum / n as f64).sqrt()
+        }
+    }
+    /// (margin, deviation, allowed, noise, scale, statistic) of this slice.
+    fn judge(&self, n_total: u64) -> (f64, f64, f64, f64, f64, &'static str) {
+        let eps = f32::EPSILON as f64;
+        let ratio = |d: f64, a: f64| {
+            if d == 0.0 {
+                0.0
+            } else if a == 0.0 {
+                f64::INFINITY
+            } else {
+                d / a
+            }
+        };
+        let (rd, rn, ra) =
+            (Self::rms(self.sum_d2, self.n), Self::rms(self.sum_n2, self.n_noise), Self::rms(self.sum_a2, self.n));
+        let r_allowed = NOISE_MULTIPLE * rn + ULPS * eps * ra;
+        let m_allowed = self.element_bound(n_total);
+        let (rm, mm) = (ratio(rd, r_allowed), ratio(self.max_d, m_allowed));
+        if rm > mm {
+            (rm, rd, r_allowed, rn, ra, "rms")
+        } else {
+            (mm, self.max_d, m_allowed, self.max_noise(n_total), self.max_a, "max")
+        }
+    }
+    /// The element bound of this slice (its `max` statistic).
+    /// The largest noise of one run is a noisy estimate of the largest
+    /// noise the slice can show, and the worst of many slices is judged; it
+    /// is taken as at least what the slice's RMS noise predicts for the
+    /// largest of all `n_total` elements compared (√(2·ln n_total) RMS, the
+    /// expected maximum of that many Gaussian samples).
+    fn max_noise(&self, n_total: u64) -> f64 {
+        let rn = Self::rms(self.sum_n2, self.n_noise);
+        self.max_n.max(rn * (2.0 * (n_total.max(2) as f64).ln()).sqrt())
+    }
+    fn element_bound(&self, n_total: u64) -> f64 {
+        NOISE_MULTIPLE * self.max_noise(n_total) + ULPS * f32::EPSILON as f64 * self.max_a
+    }
+}
+
+/// The outputs of one trial: original, candidate, original on the perturbed input.
+pub(crate) struct TrialOut {
+    pub a: Vec<Tensor>,
+    pub b: Vec<Tensor>,
+    pub n: Option<Vec<Tensor>>,
+}
+
+pub(crate) fn slice_label(rank: usize, axis: Option<usize>, index: usize) -> String {
+    match axis {
+        None => "all".into(),
+        Some(ax) => {
+            let parts: Vec<String> = (0..rank).map(|i| if i == ax { index.to_string() } else { ":".into() }).collect();
+            format!("[{}]", parts.join(", "))
+        }
+    }
+}
+
+/// The statistics of one compared tensor, gathered trial by trial: the
+/// candidate's deviation and the original's own noise per slice along each
+/// axis that [`Tally::new`] chose, or over the whole tensor.
+pub(crate) struct Tally {
+    shape: Vec<usize>,
+    strides: Vec<usize>,
+    axes: Vec<usize>,
+    accs: Vec<Vec<Acc>>,
+    whole: Acc,
+    d: OutputDiff,
+    /// strict mode or integers: (margin, deviation, allowed) of the worst element
+    strict_worst: (f64, f64, f64),
+    elementwise: bool,
+    is_float: bool,
+    trials: usize,
+}
+
+/// What [`Tally::finish`] decided, and what a second pass needs to count
+/// the elements over their slice's bound.
+pub(crate) struct Verdict {
+    pub diff: OutputDiff,
+    /// The axis the verdict was taken along (None: the whole tensor).
+    pub axis: Option<usize>,
+    slices: Vec<Acc>,
+    n_total: u64,
+}
+
+impl Verdict {
+    /// The element bound of the slice element `i` falls in.
+    fn element_bound(&self, shape: &[usize], i: usize) -> f64 {
+        let g = self.axis.map_or(0, |ax| (i / shape[ax + 1..].iter().product::<usize>()) % shape[ax]);
+        self.slices[g].element_bound(self.n_total)
+    }
+}
+
+impl Tally {
+    /// A tally for a tensor of `shape` over `trials` trials. `axes` are the
+    /// candidate axes of slicing (each kept when its slices are big enough
+    /// and not too many); `is_float` false or strict mode compare elementwise.
+    pub(crate) fn new(
+        name: &str,
+        compared: &str,
+        shape: &[usize],
+        axes: &[usize],
+        is_float: bool,
+        trials: usize,
+        opts: &VerifyOptions,
+    ) -> Tally {
+        let rank = shape.len();
+        let numel: usize = shape.iter().product();
+        let strides: Vec<usize> = (0..rank).map(|i| shape[i + 1..].iter().product()).collect();
+        let axes: Vec<usize> = axes
+            .iter()
+            .copied()
+            .filter(|&ax| {
+                ax < rank && shape[ax] >= 2 && shape[ax] <= MAX_SLICES && numel / shape[ax] * trials >= MIN_SLICE
+            })
+            .collect();
+        Tally {
+            accs: axes.iter().map(|&ax| vec![Acc::default(); shape[ax]]).collect(),
+            axes,
+            shape: shape.to_vec(),
+            strides,
+            whole: Acc::default(),
+            d: OutputDiff {
+                name: name.to_string(),
+                compared: compared.to_string(),
+                deviation: 0.0,
+                allowed: 0.0,
+                margin: 0.0,
+                statistic: String::new(),
+                noise: None,
+                scale: 0.0,
+                slice: "all".into(),
+                elements: numel,
+                mismatches: 0,
+                max_abs: 0.0,
+                max_rel: 0.0,
+                max_value: 0.0,
+                passed: true,
+            },
+            strict_worst: (0.0, 0.0, 0.0),
+            elementwise: opts.strict || !is_float,
+            is_float,
+            trials,
+        }
+    }
+
+    /// Adds one trial: the original `x`, the candidate `y` (same shape), and
+    /// the original on the perturbed inputs `z`.
+    pub(crate) fn add(&mut self, x: &Vals, y: &Vals, z: Option<&Vals>, tol: Tolerance) {
+        let (axes, strides, shape) = (&self.axes, &self.strides, &self.shape);
+        let d = &mut self.d;
+        // the slice index along each candidate axis, advanced element by element
+        let mut cur = vec![0usize; axes.len()];
+        let mut left: Vec<usize> = axes.iter().map(|&ax| strides[ax]).collect();
+        for i in 0..x.len() {
+            if i > 0 {
+                for (j, &ax) in axes.iter().enumerate() {
+                    left[j] -= 1;
+                    if left[j] == 0 {
+                        left[j] = strides[ax];
+                        cur[j] = if cur[j] + 1 == shape[ax] { 0 } else { cur[j] + 1 };
+                    }
+                }
+            }
+            let (p, q) = (x.get(i), y.get(i));
+            let mut diff = if p.is_nan() || q.is_nan() {
+                if p.is_nan() == q.is_nan() {
+                    0.0
+                } else {
+                    f64::INFINITY
+                }
+            } else if p == q {
+                0.0
+            } else {
+                (p - q).abs()
+            };
+            if diff.is_nan() {
+                diff = f64::INFINITY; // inf − inf of opposite signs
+            }
+            let mag = if p.is_finite() { p.abs() } else { 0.0 };
+            d.max_abs = d.max_abs.max(diff);
+            d.max_value = d.max_value.max(mag);
+            if diff > 0.0 && p != 0.0 && p.is_finite() {
+                d.max_rel = d.max_rel.max(diff / p.abs());
+            }
+            let bound = tol.atol + tol.rtol * mag;
+            if self.elementwise {
+                let b = if self.is_float { bound } else { 0.0 };
+                if diff > b {
+                    d.mismatches += 1;
+                }
+                let m = if diff == 0.0 {
+                    0.0
+                } else if b == 0.0 {
+                    f64::INFINITY
+                } else {
+                    diff / b
+                };
+                if m > self.strict_worst.0 {
+                    self.strict_worst = (m, diff, b);
+                }
+                continue;
+            }
+            let dv = if diff <= bound { 0.0 } else { diff };
+            let nz = z.map(|z| z.get(i)).filter(|n| n.is_finite() && p.is_finite()).map(|n| (n - p).abs());
+            let add = |acc: &mut Acc| {
+                acc.n += 1;
+                acc.sum_d2 += dv * dv;
+                acc.max_d = acc.max_d.max(dv);
+                acc.sum_a2 += mag * mag;
+                acc.max_a = acc.max_a.max(mag);
+                if let Some(n) = nz {
+                    acc.n_noise += 1;
+                    acc.sum_n2 += n * n;
+                    acc.max_n = acc.max_n.max(n);
+                }
+            };
+            if axes.is_empty() {
+                add(&mut self.whole);
+            }
+            for (j, &c) in cur.iter().enumerate() {
+                add(&mut self.accs[j][c]);
+            }
+        }
+    }
+
+    /// The verdict: every way of slicing the tensor along one axis (each box
+    /// coordinate apart from each class score; each channel apart from the
+    /// others) is judged, and the worst slice of any decides, so a bug that
+    /// shows in one kind of element is not drowned by the noise of a bigger
+    /// kind.
+    pub(crate) fn finish(self) -> Verdict {
+        let mut d = self.d;
+        let rank = self.shape.len();
+        let n_total = (d.elements * self.trials) as u64;
+        if self.elementwise {
+            d.statistic = "elementwise".into();
+            (d.margin, d.deviation, d.allowed) = self.strict_worst;
+            d.scale = d.max_value;
+            d.passed = d.mismatches == 0;
+            return Verdict { diff: d, axis: None, slices: vec![], n_total };
+        }
+        let mut partitions: Vec<(Option<usize>, Vec<Acc>)> =
+            self.axes.iter().copied().map(Some).zip(self.accs).collect();
+        if partitions.is_empty() {
+            partitions.push((None, vec![self.whole]));
+        }
+        let mut worst = (-1.0, 0usize, 0usize);
+        for (p, (_, slices)) in partitions.iter().enumerate() {
+            for (g, acc) in slices.iter().enumerate() {
+                let (m, ..) = acc.judge(n_total);
+                if m > worst.0 {
+                    worst = (m, p, g);
+                }
+            }
+        }
+        let (axis, slices) = partitions.swap_remove(worst.1);
+        let (m, dev, allowed, noise, scale, stat) = slices[worst.2].judge(n_total);
+        d.margin = m;
+        d.deviation = dev;
+        d.allowed = allowed;
+        d.noise = Some(noise);
+        d.scale = scale;
+        d.statistic = stat.into();
+        d.slice = slice_label(rank, axis, worst.2);
+        d.passed = m <= 1.0;
+        Verdict { diff: d, axis, slices, n_total }
+    }
+}
+
+/// Compares one tensor (position `k` in the original's outputs, `kb` in the
+/// candidate's) over all trials, slicing along every axis.
+pub(crate) fn compare(
+    name: &str,
+    compared: &str,
+    k: usize,
+    kb: usize,
+    trials: &[TrialOut],
+    opts: &VerifyOptions,
+) -> Result<OutputDiff> {
+    let tol = opts.tolerance;
+    let shape = trials[0].a[k].shape().to_vec();
+    let is_float = trials[0].a[k].datum_type().is_float();
+    for t in trials {
+        if t.a[k].shape() != t.b[kb].shape() {
+            return Err(Error::verify(format!(
+                "'{name}' has shape {:?} in the original but {:?} in the candidate",
+                t.a[k].shape(),
+                t.b[kb].shape()
+            )));
+        }
+    }
+    // outputs whose shape varies from trial to trial are judged whole
+    let axes: Vec<usize> =
+        if trials.iter().all(|t| t.a[k].shape() == &shape[..]) { (1..shape.len()).collect() } else { vec![] };
+    let mut tally = Tally::new(name, compared, &shape, &axes, is_float, trials.len(), opts);
+    for t in trials {
+        let (x, y) = (Vals::of(&t.a[k])?, Vals::of(&t.b[kb])?);
+        let z = match &t.n {
+            Some(n) if is_float && !opts.strict => Some(Vals::of(&n[k])?),
+            _ => None,
+        };
+        tally.add(&x, &y, z.as_ref(), tol);
+    }
+    let v = tally.finish();
+    let mut d = v.diff.clone();
+    if !d.passed && d.statistic != "elementwise" {
+        // count the elements over their slice's bound
+        for t in trials {
+            let (x, y) = (Vals::of(&t.a[k])?, Vals::of(&t.b[kb])?);
+            for i in 0..x.len() {
+                let (p, q) = (x.get(i), y.get(i));
+                let diff = if p.is_nan() && q.is_nan() { 0.0 } else { (p - q).abs() };
+                let mag = if p.is_finite() { p.abs() } else { 0.0 };
+                if !(diff <= tol.atol + tol.rtol * mag || diff <= v.element_bound(&shape, i)) {
+                    d.mismatches += 1;
+                }
+            }
+        }
+    }
+    Ok(d)
+}

@@ -1,0 +1,292 @@
+//! Every tensor the rewrite kept, compared where it is made.
+//!
+//! Graph outputs alone let a small error through: a bias off by 0.01 at
+//! 30 % depth reaches the outputs after a deep network has amplified the
+//! fp32 rounding around it, and a multiple of the outputs' noise cannot tell
+//! it from rounding. So verification also compares the intermediate
+//! tensors the original and the candidate share (a *probe* each): the
+//! candidate's real channels, read through the rewrite's [`Layout`], against
+//! the original's tensor and that tensor's own noise floor, and its padded
+//! channels against what the layout promises (exactly 0, or finite). The
+//! first probe in the original's node order that departs is where the bug
+//! was made.
+//!
+//! Probes are appended to both models' outputs, so tract keeps them; their
+//! values of one trial are compared and dropped before the next trial runs.
+//! Their total size per run is bounded ([`PROBE_BYTES`]); past it, probes
+//! are taken evenly through the network, padded tensors first, and the
+//! report says how many were left out.
+
+use super::*;
+use crate::analysis::ChannelMap;
+use crate::layout::Layout;
+use criterion::{Tally, Vals};
+use report::{Departure, TensorCheck};
+use select::node_label;
+use std::collections::BTreeMap;
+
+/// Bytes of probe values one run may hold (a run keeps them until it ends,
+/// and three runs of a trial are compared together).
+pub const PROBE_BYTES: usize = 128 << 20;
+
+/// A tensor both models produce, which may be compared.
+#[derive(Debug, Clone)]
+pub(crate) struct Candidate {
+    /// Tensor name.
+    pub name: String,
+    /// The original's node that makes it, e.g. `Conv '/model.4/cv1/conv/Conv'`.
+    pub producer: String,
+    /// Position of that node in the original's node list (topological).
+    pub order: usize,
+}
+
+/// Tensors the original makes that the candidate makes too under the same
+/// name and that may be compared: not graph outputs (compared anyway), not
+/// downstream of a selection (their shapes vary), not the output of a
+/// Constant. ([`choose`] leaves out those a pass altered on purpose, once
+/// the layout is known.)
+pub(crate) fn candidates(ga: &GraphProto, gb: &GraphProto, skip: &HashSet<String>) -> Vec<Candidate> {
+    let produced_b: HashSet<&str> = gb.node.iter().flat_map(|n| n.output.iter().map(|s| s.as_str())).collect();
+    let outputs: HashSet<&str> = ga.output.iter().chain(&gb.output).map(|o| o.name()).collect();
+    let mut seen = HashSet::new();
+    let mut out = vec![];
+    for (order, n) in ga.node.iter().enumerate() {
+        if n.op_type() == "Constant" {
+            continue;
+        }
+        for t in &n.output {
+            if t.is_empty()
+                || outputs.contains(t.as_str())
+                || !produced_b.contains(t.as_str())
+                || skip.contains(t)
+                || !seen.insert(t.clone())
+            {
+                continue;
+            }
+            out.push(Candidate { name: t.clone(), producer: format!("{} '{}'", n.op_type(), node_label(n)), order });
+        }
+    }
+    out
+}
+
+/// A chosen probe.
+#[derive(Debug, Clone)]
+pub(crate) struct Probe {
+    pub cand: Candidate,
+    /// The original's shape.
+    pub shape: Vec<usize>,
+    /// Where its channels are in the candidate (`None`: same shape).
+    pub map: Option<ChannelMap>,
+    /// Padded channels must hold exactly 0 (else: be finite).
+    pub zero: bool,
+}
+
+/// The probes chosen among `cands` by the typed models' facts (positions
+/// `first + i` of `facts_a` / `facts_b`), how many of `cands` are float
+/// tensors, and the reasons the others were not compared.
+pub(crate) fn choose(
+    cands: &[Candidate],
+    facts_a: &[(DatumType, Option<Vec<usize>>)],
+    facts_b: &[(DatumType, Option<Vec<usize>>)],
+    first: usize,
+    layout: &Layout,
+) -> (Vec<(usize, Probe)>, usize, BTreeMap<String, usize>) {
+    let mut floats = 0;
+    let mut skipped: BTreeMap<String, usize> = BTreeMap::new();
+    let mut skip = |why: &str| *skipped.entry(why.to_string()).or_default() += 1;
+    let mut ok: Vec<(usize, Probe, usize)> = vec![];
+    for (i, c) in cands.iter().enumerate() {
+        let ((da, sa), (db, sb)) = (&facts_a[first + i], &facts_b[first + i]);
+        if !da.is_float() || !db.is_float() || layout.altered.contains(&c.name) {
+            continue; // shape arithmetic, masks, indices: not activations
+        }
+        floats += 1;
+        let (Some(sa), Some(sb)) = (sa, sb) else {
+            skip("shape not static");
+            continue;
+        };
+        let map = layout.maps.get(&c.name).filter(|cm| sa.len() >= 2 && sa[1] == cm.map.len());
+        let expected: Vec<usize> = match map {
+            Some(cm) => sa.iter().enumerate().map(|(k, &d)| if k == 1 { cm.len } else { d }).collect(),
+            None => sa.clone(),
+        };
+        if *sb != expected {
+            skip("shape differs from what the layout gives");
+            continue;
+        }
+        let bytes = sa.iter().product::<usize>() * da.size_of();
+        let zero = map.is_some() && layout.zero_padded.contains(&c.name);
+        ok.push((i, Probe { cand: c.clone(), shape: sa.clone(), map: map.cloned(), zero }, bytes));
+    }
+    // within the budget: padded tensors first, then the others, each taken
+    // evenly through the network when they do not all fit
+    let mut chosen = vec![];
+    let mut left = PROBE_BYTES;
+    for padded in [true, false] {
+        let class: Vec<&(usize, Probe, usize)> = ok.iter().filter(|(_, p, _)| p.map.is_some() == padded).collect();
+        let total: usize = class.iter().map(|(.., b)| b).sum();
+        let f = if total <= left { 1.0 } else { left as f64 / total as f64 };
+        let mut carry = 0.0;
+        for (i, p, b) in class {
+            carry += f * *b as f64;
+            if carry + 0.5 >= *b as f64 && *b <= left {
+                carry -= *b as f64;
+                left -= b;
+                chosen.push((
+                    *i,
+                    Probe { cand: p.cand.clone(), shape: p.shape.clone(), map: p.map.clone(), zero: p.zero },
+                ));
+            } else {
+                skip("over the memory budget");
+            }
+        }
+    }
+    chosen.sort_by_key(|(i, _)| *i);
+    (chosen, floats, skipped)
+}
+
+/// A probe's verdict, and its departure if it failed.
+pub(crate) type Judged = (OutputDiff, Option<Departure>);
+
+/// One probe's comparison in progress.
+pub(crate) struct Tracked {
+    pub probe: Probe,
+    pub tally: Tally,
+    /// The first padded channel found off its promise: (physical channel, value).
+    pub padding: Option<(usize, f64)>,
+}
+
+impl Tracked {
+    pub(crate) fn new(probe: Probe, trials: usize, opts: &VerifyOptions) -> Tracked {
+        // judged per channel: a wrong filter or bias shows in its own channel
+        let axes: Vec<usize> = if probe.shape.len() >= 2 { vec![1] } else { vec![] };
+        let tally = Tally::new(&probe.cand.name, "", &probe.shape, &axes, true, trials, opts);
+        Tracked { probe, tally, padding: None }
+    }
+
+    /// Adds one trial: the original's tensor `a`, the candidate's `b`, the
+    /// original's on perturbed inputs `n`.
+    pub(crate) fn add(&mut self, a: &Tensor, b: &Tensor, n: Option<&Tensor>, tol: Tolerance) -> Result<()> {
+        let x = Vals::of(a)?;
+        let z = n.map(Vals::of).transpose()?;
+        match &self.probe.map {
+            None => self.tally.add(&x, &Vals::of(b)?, z.as_ref(), tol),
+            Some(cm) => {
+                let y = Vals::of(b)?;
+                let (real, bad) = split_channels(&y, b.shape(), cm, self.probe.zero);
+                if self.padding.is_none() {
+                    self.padding = bad;
+                }
+                self.tally.add(&x, &Vals::F64(real), z.as_ref(), tol);
+            }
+        }
+        Ok(())
+    }
+
+    /// The verdict, and the departure if there is one.
+    pub(crate) fn finish(self) -> Judged {
+        let mut d = self.tally.finish().diff;
+        d.compared = if self.probe.map.is_some() { "real channels".into() } else { "values".into() };
+        let departure = if let Some((ch, v)) = self.padding {
+            d.passed = false;
+            d.margin = f64::INFINITY;
+            Some(Departure {
+                tensor: self.probe.cand.name.clone(),
+                producer: self.probe.cand.producer.clone(),
+                what: if self.probe.zero {
+                    format!("padded channel {ch} holds {v:e} where exactly 0 was promised")
+                } else {
+                    format!("padded channel {ch} holds {v} where a finite value was promised")
+                },
+                slice: format!("padded channel {ch}"),
+                deviation: v.abs(),
+                allowed: 0.0,
+                margin: f64::INFINITY,
+                order: self.probe.cand.order,
+            })
+        } else if !d.passed {
+            Some(Departure {
+                tensor: self.probe.cand.name.clone(),
+                producer: self.probe.cand.producer.clone(),
+                what: format!(
+                    "{} off by {:.1e}{} where {:.1e} is allowed",
+                    if self.probe.map.is_some() { "real channels" } else { "values" },
+                    d.deviation,
+                    if d.statistic == "rms" { " RMS" } else { "" },
+                    d.allowed
+                ),
+                slice: d.slice.clone(),
+                deviation: d.deviation,
+                allowed: d.allowed,
+                margin: d.margin,
+                order: self.probe.cand.order,
+            })
+        } else {
+            None
+        };
+        (d, departure)
+    }
+}
+
+/// The candidate's real channels of a padded tensor (values in the
+/// original's layout) and the first padded channel off its promise.
+fn split_channels(y: &Vals, shape: &[usize], cm: &ChannelMap, zero: bool) -> (Vec<f64>, Option<(usize, f64)>) {
+    let outer = shape[0];
+    let inner: usize = shape[2..].iter().product();
+    let mut real = Vec::with_capacity(outer * cm.map.len() * inner);
+    for o in 0..outer {
+        for &c in &cm.map {
+            let base = (o * cm.len + c) * inner;
+            real.extend((base..base + inner).map(|i| y.get(i)));
+        }
+    }
+    let mut is_real = vec![false; cm.len];
+    for &c in &cm.map {
+        is_real[c] = true;
+    }
+    let mut bad = None;
+    'outer: for o in 0..outer {
+        for c in (0..cm.len).filter(|&c| !is_real[c]) {
+            let base = (o * cm.len + c) * inner;
+            for i in base..base + inner {
+                let v = y.get(i);
+                if !v.is_finite() || (zero && v != 0.0) {
+                    bad = Some((c, v));
+                    break 'outer;
+                }
+            }
+        }
+    }
+    (real, bad)
+}
+
+/// The probes' results as the report keeps them.
+pub(crate) fn summarise(
+    results: Vec<Judged>,
+    candidates: usize,
+    skipped: BTreeMap<String, usize>,
+    layout: &Layout,
+) -> TensorCheck {
+    let compared = results.len();
+    let padded = results.iter().filter(|(d, _)| d.compared == "real channels").count();
+    let mut departures: Vec<Departure> = results.iter().filter_map(|(_, dep)| dep.clone()).collect();
+    departures.sort_by_key(|d| d.order);
+    let worst = results.iter().map(|(d, _)| d).max_by(|x, y| x.margin.total_cmp(&y.margin)).cloned();
+    let failed: Vec<OutputDiff> = results.into_iter().filter(|(d, _)| !d.passed).map(|(d, _)| d).collect();
+    TensorCheck {
+        layout: if layout.maps.is_empty() && layout.source.is_empty() {
+            "by name and shape".into()
+        } else {
+            layout.source.clone()
+        },
+        shared: candidates,
+        compared,
+        padded,
+        not_compared: skipped,
+        passed: departures.is_empty(),
+        first_departure: departures.first().cloned(),
+        departures: departures.len(),
+        worst,
+        failed,
+    }
+}
