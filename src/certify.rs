@@ -416,7 +416,7 @@ fn compare(
         return Err("holds fewer values than its dims declare".into());
     }
     let rank = cd.len();
-    // physical → logical per axis
+    // physical → logical per axis (None: a padded position)
     let mut inv: Vec<Option<Vec<Option<usize>>>> = vec![None; rank];
     for &(a, m) in axes {
         let mut v = vec![None; m.len];
@@ -425,50 +425,54 @@ fn compare(
         }
         inv[a] = Some(v);
     }
-    let ostride: Vec<usize> = (0..rank).map(|k| od[k + 1..].iter().product()).collect();
-    let cstride: Vec<usize> = (0..rank).map(|k| cd[k + 1..].iter().product()).collect();
-    for ci in 0..cv.len() {
-        let c = cv.get(ci);
-        let mut oi = 0;
-        let mut real = true;
-        let mut channel = 0;
-        for k in 0..rank {
-            let x = (ci / cstride[k]) % cd[k];
+    // the re-laid-out axes (and the scaled one) lead; the axes after them
+    // are the same in both tensors and contiguous: a block compared at once
+    let split = axes.iter().map(|&(a, _)| a + 1).chain(scale.map(|(a, ..)| a + 1)).max().unwrap_or(0);
+    let block: usize = cd[split..].iter().product();
+    let ostride: Vec<usize> = (0..split).map(|k| od[k + 1..].iter().product()).collect();
+    for outer in 0..cv.len() / block.max(1) {
+        let (mut rest, mut oi, mut real, mut channel) = (outer, 0, true, 0);
+        for k in (0..split).rev() {
+            let x = rest % cd[k];
+            rest /= cd[k];
             let l = match &inv[k] {
-                Some(v) => match v[x] {
-                    Some(l) => l,
-                    None => {
-                        real = false;
-                        break;
-                    }
-                },
-                None => x,
+                Some(v) => v[x],
+                None => Some(x),
             };
-            if scale.is_some_and(|(a, ..)| a == k) {
-                channel = l;
+            match l {
+                Some(l) => {
+                    oi += l * ostride[k];
+                    if scale.is_some_and(|(a, ..)| a == k) {
+                        channel = l;
+                    }
+                }
+                None => real = false,
             }
-            oi += l * ostride[k];
         }
+        let ci0 = outer * block;
         if !real {
-            if c != fill {
-                return Err(format!("holds {c} at padded position {ci} where exactly {fill} belongs"));
+            if let Some(i) = (ci0..ci0 + block).find(|&i| cv.get(i) != fill) {
+                return Err(format!("holds {} at padded position {i} where exactly {fill} belongs", cv.get(i)));
             }
             continue;
         }
-        let x = ov.get(oi);
-        match scale {
-            None => {
-                if c != x && !(c.is_nan() && x.is_nan()) {
-                    return Err(format!("holds {c} at {ci} where the original holds {x}"));
+        for i in 0..block {
+            let (c, x) = (cv.get(ci0 + i), ov.get(oi + i));
+            match scale {
+                None => {
+                    if c != x && !(c.is_nan() && x.is_nan()) {
+                        return Err(format!("holds {c} at {} where the original holds {x}", ci0 + i));
+                    }
                 }
-            }
-            Some((_, s, t)) => {
-                let e = round_to(x * s[channel] + t.get(channel).copied().unwrap_or(0.0), elem);
-                if (c - e).abs() > ulp(e, elem) {
-                    return Err(format!(
-                        "holds {c} at {ci} where the BatchNormalization fold gives {e} (original {x}, scale {})",
-                        s[channel]
-                    ));
+                Some((_, s, t)) => {
+                    let e = round_to(x * s[channel] + t.get(channel).copied().unwrap_or(0.0), elem);
+                    if (c - e).abs() > ulp(e, elem) {
+                        return Err(format!(
+                            "holds {c} at {} where the BatchNormalization fold gives {e} (original {x}, scale {})",
+                            ci0 + i,
+                            s[channel]
+                        ));
+                    }
                 }
             }
         }

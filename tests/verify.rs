@@ -355,3 +355,80 @@ fn selected_outputs_are_compared_through_what_feeds_the_selection() {
     let err = stderr(&o);
     assert!(err.contains("first departure: output of BatchNormalization '/focus/conv/bn/BatchNormalization'"), "{err}");
 }
+
+/// What a CI gate meets: align's output damaged by hand or by another tool.
+/// Every damage that changes the network gets exit 1 (not equivalent) or 2
+/// (bad input) with one line naming the file; renaming nodes changes
+/// nothing (exit 0); never a panic (exit 101).
+#[test]
+fn damaged_candidates_get_a_verdict_or_one_line_never_a_panic() {
+    use onnx::{NodeProto, ValueInfoProto};
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures().join("v4_c3_deconv_bn_op13.onnx");
+    let a = aligned(&f, tmp.path());
+    let (good, _) = onnx::load(&a).unwrap();
+    type Damage = fn(&mut onnx::GraphProto);
+    let damages: Vec<(&str, Damage)> = vec![
+        ("a node loses its outputs", |g| g.node[3].output.clear()),
+        ("an ArgMax with no outputs", |g| {
+            g.node.push(NodeProto {
+                op_type: Some("ArgMax".into()),
+                input: vec![g.node[0].output[0].clone()],
+                ..Default::default()
+            })
+        }),
+        ("a TopK and an NMS with no outputs and no names", |g| {
+            for op in ["TopK", "NonMaxSuppression"] {
+                g.node.push(NodeProto { op_type: Some(op.into()), ..Default::default() });
+            }
+        }),
+        ("two nodes make one tensor", |g| g.node[5].output[0] = g.node[4].output[0].clone()),
+        ("an output name empty", |g| g.node[2].output[0] = String::new()),
+        ("a graph output listed twice", |g| {
+            let o = g.output[0].clone();
+            g.output.push(o)
+        }),
+        ("a graph output that is the graph input", |g| {
+            let i = g.input[0].name().to_string();
+            g.output.push(ValueInfoProto { name: Some(i), ..Default::default() })
+        }),
+        ("a node removed", |g| {
+            g.node.remove(6);
+        }),
+        ("a weight's data cut short", |g| {
+            let t = g.initializer.iter_mut().find(|t| t.dims.len() == 4).unwrap();
+            if let Some(r) = t.raw_data.as_mut() {
+                *r = r.slice(..r.len() / 2);
+            } else {
+                t.float_data.truncate(t.float_data.len() / 2);
+            }
+        }),
+        ("two weights swapped", |g| {
+            let ws: Vec<usize> = (0..g.initializer.len()).filter(|&i| g.initializer[i].dims.len() == 4).collect();
+            let (a, b) = (ws[2], ws[3]);
+            let na = g.initializer[a].name.clone();
+            let nb = g.initializer[b].name.clone();
+            g.initializer.swap(a, b);
+            g.initializer[a].name = na;
+            g.initializer[b].name = nb;
+        }),
+    ];
+    for (what, damage) in damages {
+        let mut m = good.clone();
+        damage(m.graph.as_mut().unwrap());
+        let bad = tmp.path().join("damaged.onnx");
+        save(&m, &bad);
+        let o = verify(&[f.as_os_str(), bad.as_os_str()]);
+        let code = o.status.code();
+        assert!(matches!(code, Some(1) | Some(2)), "{what}: exit {code:?}\n{}", stderr(&o));
+        let err = stderr(&o);
+        assert_eq!(err.trim_end().lines().count(), 1, "{what}: {err}");
+        assert!(err.contains("damaged.onnx") || err.contains("v4_c3"), "{what}: {err}");
+    }
+    let mut m = good.clone();
+    m.graph.as_mut().unwrap().node.iter_mut().for_each(|n| n.name = None);
+    let renamed = tmp.path().join("renamed.onnx");
+    save(&m, &renamed);
+    let o = verify(&[f.as_os_str(), renamed.as_os_str()]);
+    assert_eq!(o.status.code(), Some(0), "node names are not the network: {}", stderr(&o));
+}

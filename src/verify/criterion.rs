@@ -75,7 +75,9 @@ impl Acc {
         }
     }
     /// (margin, deviation, allowed, noise, scale, statistic) of this slice.
-    fn judge(&self, n_total: u64) -> (f64, f64, f64, f64, f64, &'static str) {
+    /// The ulp term of the bound is taken of the slice's magnitude, or of
+    /// `floor` where that is larger (see [`Tally::new`]).
+    fn judge(&self, n_total: u64, floor: f64, rms_only: bool) -> (f64, f64, f64, f64, f64, &'static str) {
         let eps = f32::EPSILON as f64;
         let ratio = |d: f64, a: f64| {
             if d == 0.0 {
@@ -88,10 +90,10 @@ impl Acc {
         };
         let (rd, rn, ra) =
             (Self::rms(self.sum_d2, self.n), Self::rms(self.sum_n2, self.n_noise), Self::rms(self.sum_a2, self.n));
-        let r_allowed = NOISE_MULTIPLE * rn + ULPS * eps * ra;
-        let m_allowed = self.element_bound(n_total);
+        let r_allowed = NOISE_MULTIPLE * rn + ULPS * eps * ra.max(floor);
+        let m_allowed = self.element_bound(n_total, floor);
         let (rm, mm) = (ratio(rd, r_allowed), ratio(self.max_d, m_allowed));
-        if rm > mm {
+        if rm > mm || rms_only {
             (rm, rd, r_allowed, rn, ra, "rms")
         } else {
             (mm, self.max_d, m_allowed, self.max_noise(n_total), self.max_a, "max")
@@ -107,8 +109,8 @@ impl Acc {
         let rn = Self::rms(self.sum_n2, self.n_noise);
         self.max_n.max(rn * (2.0 * (n_total.max(2) as f64).ln()).sqrt())
     }
-    fn element_bound(&self, n_total: u64) -> f64 {
-        NOISE_MULTIPLE * self.max_noise(n_total) + ULPS * f32::EPSILON as f64 * self.max_a
+    fn element_bound(&self, n_total: u64, floor: f64) -> f64 {
+        NOISE_MULTIPLE * self.max_noise(n_total) + ULPS * f32::EPSILON as f64 * self.max_a.max(floor)
     }
 }
 
@@ -144,6 +146,9 @@ pub(crate) struct Tally {
     elementwise: bool,
     is_float: bool,
     trials: usize,
+    /// An intermediate tensor: judged by RMS only, the ulp term at least
+    /// that of the whole tensor's RMS (see [`Tally::new`]).
+    intermediate: bool,
 }
 
 /// What [`Tally::finish`] decided, and what a second pass needs to count
@@ -154,13 +159,14 @@ pub(crate) struct Verdict {
     pub axis: Option<usize>,
     slices: Vec<Acc>,
     n_total: u64,
+    floor: f64,
 }
 
 impl Verdict {
     /// The element bound of the slice element `i` falls in.
     fn element_bound(&self, shape: &[usize], i: usize) -> f64 {
         let g = self.axis.map_or(0, |ax| (i / shape[ax + 1..].iter().product::<usize>()) % shape[ax]);
-        self.slices[g].element_bound(self.n_total)
+        self.slices[g].element_bound(self.n_total, self.floor)
     }
 }
 
@@ -168,6 +174,20 @@ impl Tally {
     /// A tally for a tensor of `shape` over `trials` trials. `axes` are the
     /// candidate axes of slicing (each kept when its slices are big enough
     /// and not too many); `is_float` false or strict mode compare elementwise.
+    ///
+    /// An `intermediate` tensor is judged per slice by its RMS deviation
+    /// only, with the ulp term at least that of the whole tensor's RMS
+    /// magnitude. Its elements are not final: tract fuses an activation into
+    /// the conv before it in one model and not in the other (a padded input
+    /// changes the kernel), and its sigmoid and exp approximations differ
+    /// between those paths by a fraction of an ulp *of their range*, not of
+    /// each value: a channel saturated at 1e-12 comes out as 6e-8, and
+    /// x·sigmoid(x) at x = −300 as 1e-3 instead of 0, in single elements (seen
+    /// on ultralytics YOLO11n at 640). A wrong weight, bias or channel order
+    /// moves a whole channel, which the RMS sees at 10²–10⁴ times its bound.
+    /// Graph outputs keep both statistics at the per-slice scale, as
+    /// calibrated in docs/verify.md.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         name: &str,
         compared: &str,
@@ -175,6 +195,7 @@ impl Tally {
         axes: &[usize],
         is_float: bool,
         trials: usize,
+        intermediate: bool,
         opts: &VerifyOptions,
     ) -> Tally {
         let rank = shape.len();
@@ -214,12 +235,16 @@ impl Tally {
             elementwise: opts.strict || !is_float,
             is_float,
             trials,
+            intermediate,
         }
     }
 
     /// Adds one trial: the original `x`, the candidate `y` (same shape), and
     /// the original on the perturbed inputs `z`.
     pub(crate) fn add(&mut self, x: &Vals, y: &Vals, z: Option<&Vals>, tol: Tolerance) {
+        if self.intermediate && !self.elementwise && (self.axes.is_empty() || self.axes == [1]) {
+            return self.add_by_channel(x, y, z, tol);
+        }
         let (axes, strides, shape) = (&self.axes, &self.strides, &self.shape);
         let d = &mut self.d;
         // the slice index along each candidate axis, advanced element by element
@@ -297,6 +322,61 @@ impl Tally {
         }
     }
 
+    /// [`Tally::add`] for an intermediate tensor sliced by channel (or judged
+    /// whole): one contiguous run of elements per channel, no per-element
+    /// slice bookkeeping. The same statistics as the general loop.
+    fn add_by_channel(&mut self, x: &Vals, y: &Vals, z: Option<&Vals>, tol: Tolerance) {
+        let numel = x.len();
+        let (channels, inner) = match self.axes.first() {
+            Some(&ax) => (self.shape[ax], self.strides[ax]),
+            None => (1, numel),
+        };
+        let d = &mut self.d;
+        for base in (0..numel).step_by(inner.max(1)) {
+            let acc = match self.axes.is_empty() {
+                true => &mut self.whole,
+                false => &mut self.accs[0][(base / inner) % channels],
+            };
+            for i in base..base + inner {
+                let (p, q) = (x.get(i), y.get(i));
+                let diff = if p.is_nan() || q.is_nan() {
+                    if p.is_nan() == q.is_nan() {
+                        0.0
+                    } else {
+                        f64::INFINITY
+                    }
+                } else if p == q {
+                    0.0
+                } else {
+                    let v = (p - q).abs();
+                    if v.is_nan() {
+                        f64::INFINITY // inf − inf of opposite signs
+                    } else {
+                        v
+                    }
+                };
+                let mag = if p.is_finite() { p.abs() } else { 0.0 };
+                d.max_abs = d.max_abs.max(diff);
+                d.max_value = d.max_value.max(mag);
+                if diff > 0.0 && p != 0.0 && p.is_finite() {
+                    d.max_rel = d.max_rel.max(diff / p.abs());
+                }
+                let dv = if diff <= tol.atol + tol.rtol * mag { 0.0 } else { diff };
+                acc.n += 1;
+                acc.sum_d2 += dv * dv;
+                acc.max_d = acc.max_d.max(dv);
+                acc.sum_a2 += mag * mag;
+                acc.max_a = acc.max_a.max(mag);
+                if let Some(n) = z.map(|z| z.get(i)).filter(|n| n.is_finite() && p.is_finite()) {
+                    let n = (n - p).abs();
+                    acc.n_noise += 1;
+                    acc.sum_n2 += n * n;
+                    acc.max_n = acc.max_n.max(n);
+                }
+            }
+        }
+    }
+
     /// The verdict: every way of slicing the tensor along one axis (each box
     /// coordinate apart from each class score; each channel apart from the
     /// others) is judged, and the worst slice of any decides, so a bug that
@@ -311,24 +391,31 @@ impl Tally {
             (d.margin, d.deviation, d.allowed) = self.strict_worst;
             d.scale = d.max_value;
             d.passed = d.mismatches == 0;
-            return Verdict { diff: d, axis: None, slices: vec![], n_total };
+            return Verdict { diff: d, axis: None, slices: vec![], n_total, floor: 0.0 };
         }
         let mut partitions: Vec<(Option<usize>, Vec<Acc>)> =
             self.axes.iter().copied().map(Some).zip(self.accs).collect();
         if partitions.is_empty() {
             partitions.push((None, vec![self.whole]));
         }
+        let self_rms_only = self.intermediate;
+        let floor = if self.intermediate {
+            let (sum, n) = partitions[0].1.iter().fold((0.0, 0), |(s, n), a| (s + a.sum_a2, n + a.n));
+            Acc::rms(sum, n)
+        } else {
+            0.0
+        };
         let mut worst = (-1.0, 0usize, 0usize);
         for (p, (_, slices)) in partitions.iter().enumerate() {
             for (g, acc) in slices.iter().enumerate() {
-                let (m, ..) = acc.judge(n_total);
+                let (m, ..) = acc.judge(n_total, floor, self_rms_only);
                 if m > worst.0 {
                     worst = (m, p, g);
                 }
             }
         }
         let (axis, slices) = partitions.swap_remove(worst.1);
-        let (m, dev, allowed, noise, scale, stat) = slices[worst.2].judge(n_total);
+        let (m, dev, allowed, noise, scale, stat) = slices[worst.2].judge(n_total, floor, self_rms_only);
         d.margin = m;
         d.deviation = dev;
         d.allowed = allowed;
@@ -337,7 +424,7 @@ impl Tally {
         d.statistic = stat.into();
         d.slice = slice_label(rank, axis, worst.2);
         d.passed = m <= 1.0;
-        Verdict { diff: d, axis, slices, n_total }
+        Verdict { diff: d, axis, slices, n_total, floor }
     }
 }
 
@@ -366,7 +453,7 @@ pub(crate) fn compare(
     // outputs whose shape varies from trial to trial are judged whole
     let axes: Vec<usize> =
         if trials.iter().all(|t| t.a[k].shape() == &shape[..]) { (1..shape.len()).collect() } else { vec![] };
-    let mut tally = Tally::new(name, compared, &shape, &axes, is_float, trials.len(), opts);
+    let mut tally = Tally::new(name, compared, &shape, &axes, is_float, trials.len(), false, opts);
     for t in trials {
         let (x, y) = (Vals::of(&t.a[k])?, Vals::of(&t.b[kb])?);
         let z = match &t.n {

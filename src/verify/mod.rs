@@ -23,12 +23,13 @@ mod probe;
 mod report;
 mod run;
 mod select;
+mod tap;
 
 pub use criterion::{NOISE_MULTIPLE, ULPS};
 pub use inputs::{auto_trials, default_input_range, resolve_inputs, AUTO_TRIAL_ELEMENTS};
 pub use npy::read_inputs;
-pub use probe::PROBE_BYTES;
 pub use report::{Bound, Departure, InputSpec, OutputDiff, Selected, TensorCheck, Verification};
+pub use tap::IN_FLIGHT;
 
 use crate::error::{Error, Result};
 use crate::ir::{value_info_elem, value_info_shape};
@@ -43,7 +44,6 @@ use select::{selections, Selections};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
@@ -367,19 +367,26 @@ fn load_pair(
         None => Layout::default(),
     };
     let (chosen, shared, skipped) = probe::choose(&cands, &fa, &fb, fixed, &layout);
-    let keep: Vec<usize> = (0..fixed).chain(chosen.iter().map(|(i, _)| fixed + i)).collect();
+    let keep: Vec<usize> = (0..fixed).collect();
+    let taps: Vec<usize> = chosen.iter().map(|(i, _)| fixed + i).collect();
     let (a, b) = std::thread::scope(|s| {
-        let b = s.spawn(|| optimise(b, &keep, "candidate"));
-        let a = optimise(a, &keep, "original");
+        let b = s.spawn(|| optimise(b, &keep, &taps, "candidate"));
+        let a = optimise(a, &keep, &taps, "original");
         (a, b.join().expect("tract optimise thread"))
     });
     Ok(Loaded { a: a?, b: b?, fixed, probes: chosen.into_iter().map(|(_, p)| p).collect(), shared, skipped, layout })
 }
 
+/// Intermediate tensors are compared on this many trials at most: a channel
+/// of a feature map holds thousands of elements per trial, and the later
+/// trials (up to eight for small inputs) add evidence for the graph
+/// outputs, where one value per box or class is all a trial gives.
+pub const PROBE_TRIALS: usize = 2;
+
 /// Runs every trial: the original, the candidate and (noise mode) the
-/// original on perturbed inputs, two at a time. The graph outputs are kept
-/// for [`compare_outputs`]; the probes are compared as each trial ends and
-/// dropped.
+/// original on perturbed inputs, each on its own thread and at the same
+/// time, so that the probes are compared while the runs go on
+/// ([`tap::Exchange`]). The graph outputs are kept for [`compare_outputs`].
 fn run_trials(
     m: &Loaded,
     sets: &[Vec<Tensor>],
@@ -387,50 +394,51 @@ fn run_trials(
     order_b: &[usize],
     opts: &VerifyOptions,
 ) -> Result<(Vec<TrialOut>, Vec<probe::Judged>)> {
+    use tap::Run;
     let noisy = !pert.is_empty();
-    let mut tracked: Vec<Tracked> = m.probes.iter().map(|p| Tracked::new(p.clone(), sets.len(), opts)).collect();
+    let probe_trials = sets.len().min(PROBE_TRIALS);
+    let tracked: Vec<Mutex<Tracked>> =
+        m.probes.iter().map(|p| Mutex::new(Tracked::new(p.clone(), probe_trials, opts))).collect();
     let mut trials = vec![];
     for (t, set) in sets.iter().enumerate() {
-        let jobs = if noisy { 3 } else { 2 };
-        let next = AtomicUsize::new(0);
-        let results: Vec<Mutex<Option<Result<Vec<Tensor>>>>> = (0..jobs).map(|_| Mutex::new(None)).collect();
-        let worker = || loop {
-            let j = next.fetch_add(1, Ordering::Relaxed);
-            if j >= jobs {
-                break;
+        let ex = tap::Exchange::new(&tracked, opts.tolerance, t < probe_trials);
+        let feed = |run: Run| -> TVec<TValue> {
+            match run {
+                Run::Original => set.iter().map(|x| x.clone().into()).collect(),
+                Run::Candidate => order_b.iter().map(|&k| set[k].clone().into()).collect(),
+                Run::Perturbed => pert[t].iter().map(|x| x.clone().into()).collect(),
             }
-            let r =
-                match j {
-                    0 => m.a.run(set.iter().map(|x| x.clone().into()).collect()).map_err(|e| {
-                        Error::model(format!("tract failed running the original model: {}", one_line(&e)))
-                    }),
-                    1 => m.b.run(order_b.iter().map(|&k| set[k].clone().into()).collect()).map_err(|e| {
-                        Error::verify(format!("tract failed running the candidate model: {}", one_line(&e)))
-                    }),
-                    _ => m.a.run(pert[t].iter().map(|x| x.clone().into()).collect()).map_err(|e| {
-                        Error::model(format!("tract failed running the original model: {}", one_line(&e)))
-                    }),
-                }
-                .map(|v| v.into_iter().map(|x| x.into_tensor()).collect());
-            *results[j].lock().expect("no panics while locked") = Some(r);
         };
-        std::thread::scope(|s| {
-            s.spawn(worker);
-            worker();
+        let go = |run: Run| -> Result<Vec<Tensor>> {
+            let (plan, which) = if run == Run::Candidate { (&m.b, "candidate") } else { (&m.a, "original") };
+            ex.run(plan, feed(run), run).map_err(|e| {
+                let msg = format!("tract failed running the {which} model: {}", one_line(&e));
+                if run == Run::Candidate {
+                    Error::verify(msg)
+                } else {
+                    Error::model(msg)
+                }
+            })
+        };
+        let (a, b, n) = std::thread::scope(|s| {
+            let b = s.spawn(|| go(Run::Candidate));
+            let n = noisy.then(|| s.spawn(|| go(Run::Perturbed)));
+            let a = go(Run::Original);
+            (a, b.join().expect("tract run thread"), n.map(|n| n.join().expect("tract run thread")))
         });
-        let mut results = results.into_iter().map(|m| m.into_inner().expect("not poisoned").expect("every job ran"));
-        let mut a = results.next().expect("job")?;
-        let mut b = results.next().expect("job")?;
-        let mut n = if noisy { Some(results.next().expect("job")?) } else { None };
-        let pa = a.split_off(m.fixed);
-        let pb = b.split_off(m.fixed);
-        let pn = n.as_mut().map(|n| n.split_off(m.fixed));
-        for (k, tr) in tracked.iter_mut().enumerate() {
-            tr.add(&pa[k], &pb[k], pn.as_ref().map(|p| &p[k]), opts.tolerance)?;
+        let (mut a, mut b) = (a?, b?);
+        let mut n = n.transpose()?;
+        if let Some(e) = ex.take_error() {
+            return Err(e);
+        }
+        a.truncate(m.fixed);
+        b.truncate(m.fixed);
+        if let Some(n) = n.as_mut() {
+            n.truncate(m.fixed);
         }
         trials.push(TrialOut { a, b, n });
     }
-    Ok((trials, tracked.into_iter().map(Tracked::finish).collect()))
+    Ok((trials, tracked.into_iter().map(|t| t.into_inner().expect("not poisoned").finish()).collect()))
 }
 
 /// Compares the graph outputs by name (selected ones through their inputs),

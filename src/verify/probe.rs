@@ -11,11 +11,9 @@
 //! first probe in the original's node order that departs is where the bug
 //! was made.
 //!
-//! Probes are appended to both models' outputs, so tract keeps them; their
-//! values of one trial are compared and dropped before the next trial runs.
-//! Their total size per run is bounded ([`PROBE_BYTES`]); past it, probes
-//! are taken evenly through the network, padded tensors first, and the
-//! report says how many were left out.
+//! Each probe is tapped in both tract models ([`super::tap`]) and compared
+//! while the three runs of a trial go on, so memory holds a few probes at a
+//! time, not all of them.
 
 use super::*;
 use crate::analysis::ChannelMap;
@@ -24,10 +22,6 @@ use criterion::{Tally, Vals};
 use report::{Departure, TensorCheck};
 use select::node_label;
 use std::collections::BTreeMap;
-
-/// Bytes of probe values one run may hold (a run keeps them until it ends,
-/// and three runs of a trial are compared together).
-pub const PROBE_BYTES: usize = 128 << 20;
 
 /// A tensor both models produce, which may be compared.
 #[derive(Debug, Clone)]
@@ -94,7 +88,7 @@ pub(crate) fn choose(
     let mut floats = 0;
     let mut skipped: BTreeMap<String, usize> = BTreeMap::new();
     let mut skip = |why: &str| *skipped.entry(why.to_string()).or_default() += 1;
-    let mut ok: Vec<(usize, Probe, usize)> = vec![];
+    let mut chosen: Vec<(usize, Probe)> = vec![];
     for (i, c) in cands.iter().enumerate() {
         let ((da, sa), (db, sb)) = (&facts_a[first + i], &facts_b[first + i]);
         if !da.is_float() || !db.is_float() || layout.altered.contains(&c.name) {
@@ -114,34 +108,9 @@ pub(crate) fn choose(
             skip("shape differs from what the layout gives");
             continue;
         }
-        let bytes = sa.iter().product::<usize>() * da.size_of();
         let zero = map.is_some() && layout.zero_padded.contains(&c.name);
-        ok.push((i, Probe { cand: c.clone(), shape: sa.clone(), map: map.cloned(), zero }, bytes));
+        chosen.push((i, Probe { cand: c.clone(), shape: sa.clone(), map: map.cloned(), zero }));
     }
-    // within the budget: padded tensors first, then the others, each taken
-    // evenly through the network when they do not all fit
-    let mut chosen = vec![];
-    let mut left = PROBE_BYTES;
-    for padded in [true, false] {
-        let class: Vec<&(usize, Probe, usize)> = ok.iter().filter(|(_, p, _)| p.map.is_some() == padded).collect();
-        let total: usize = class.iter().map(|(.., b)| b).sum();
-        let f = if total <= left { 1.0 } else { left as f64 / total as f64 };
-        let mut carry = 0.0;
-        for (i, p, b) in class {
-            carry += f * *b as f64;
-            if carry + 0.5 >= *b as f64 && *b <= left {
-                carry -= *b as f64;
-                left -= b;
-                chosen.push((
-                    *i,
-                    Probe { cand: p.cand.clone(), shape: p.shape.clone(), map: p.map.clone(), zero: p.zero },
-                ));
-            } else {
-                skip("over the memory budget");
-            }
-        }
-    }
-    chosen.sort_by_key(|(i, _)| *i);
     (chosen, floats, skipped)
 }
 
@@ -160,7 +129,7 @@ impl Tracked {
     pub(crate) fn new(probe: Probe, trials: usize, opts: &VerifyOptions) -> Tracked {
         // judged per channel: a wrong filter or bias shows in its own channel
         let axes: Vec<usize> = if probe.shape.len() >= 2 { vec![1] } else { vec![] };
-        let tally = Tally::new(&probe.cand.name, "", &probe.shape, &axes, true, trials, opts);
+        let tally = Tally::new(&probe.cand.name, "", &probe.shape, &axes, true, trials, true, opts);
         Tracked { probe, tally, padding: None }
     }
 
@@ -177,7 +146,10 @@ impl Tracked {
                 if self.padding.is_none() {
                     self.padding = bad;
                 }
-                self.tally.add(&x, &Vals::F64(real), z.as_ref(), tol);
+                match real {
+                    Gathered::F32(v) => self.tally.add(&x, &Vals::F32(&v), z.as_ref(), tol),
+                    Gathered::F64(v) => self.tally.add(&x, &Vals::F64(v), z.as_ref(), tol),
+                }
             }
         }
         Ok(())
@@ -228,18 +200,22 @@ impl Tracked {
     }
 }
 
+/// Real channels gathered in the original's layout, in the type they came in.
+enum Gathered {
+    F32(Vec<f32>),
+    F64(Vec<f64>),
+}
+
 /// The candidate's real channels of a padded tensor (values in the
 /// original's layout) and the first padded channel off its promise.
-fn split_channels(y: &Vals, shape: &[usize], cm: &ChannelMap, zero: bool) -> (Vec<f64>, Option<(usize, f64)>) {
+fn split_channels(y: &Vals, shape: &[usize], cm: &ChannelMap, zero: bool) -> (Gathered, Option<(usize, f64)>) {
     let outer = shape[0];
     let inner: usize = shape[2..].iter().product();
-    let mut real = Vec::with_capacity(outer * cm.map.len() * inner);
-    for o in 0..outer {
-        for &c in &cm.map {
-            let base = (o * cm.len + c) * inner;
-            real.extend((base..base + inner).map(|i| y.get(i)));
-        }
-    }
+    let runs = (0..outer).flat_map(|o| cm.map.iter().map(move |&c| (o * cm.len + c) * inner));
+    let real = match y {
+        Vals::F32(v) => Gathered::F32(runs.flat_map(|base| v[base..base + inner].iter().copied()).collect()),
+        Vals::F64(v) => Gathered::F64(runs.flat_map(|base| v[base..base + inner].iter().copied()).collect()),
+    };
     let mut is_real = vec![false; cm.len];
     for &c in &cm.map {
         is_real[c] = true;

@@ -106,11 +106,10 @@ pub(crate) fn output_facts(m: &TypedModel) -> Vec<(DatumType, Option<Vec<usize>>
         .collect()
 }
 
-/// Keeps the outputs at positions `keep` (in that order), then optimises.
-pub(crate) fn optimise(mut m: TypedModel, keep: &[usize], which: &str) -> Result<Runnable> {
+/// Keeps the outputs at positions `keep` (in that order), taps the outputs
+/// at positions `probes` ([`super::tap`]), then optimises.
+pub(crate) fn optimise(mut m: TypedModel, keep: &[usize], probes: &[usize], which: &str) -> Result<Runnable> {
     let fail = |e: anyhow::Error| cannot_run(which, e);
-    let outlets = m.output_outlets().map_err(fail)?.to_vec();
-    let outs: Vec<OutletId> = keep.iter().map(|&i| outlets[i]).collect();
-    m.select_output_outlets(&outs).map_err(fail)?;
+    super::tap::wire(&mut m, keep, probes).map_err(fail)?;
     m.into_optimized().and_then(|m| m.into_runnable()).map_err(fail)
 }
