@@ -28,7 +28,7 @@
 //! more folds.
 
 use crate::error::Result;
-use crate::ir::shapes;
+use crate::ir::infer;
 use crate::ir::values::{Value, BOOL};
 use crate::ir::{Model, Outlet};
 use crate::tensor;
@@ -38,7 +38,7 @@ use std::collections::HashMap;
 /// Only the frontier: a reader whose own value is known is folded into its
 /// readers in turn.
 fn frontier(m: &Model) -> Vec<(crate::ir::NodeId, usize, Value, Vec<f64>)> {
-    let (_, vals) = shapes::infer_with_values(m, &HashMap::new());
+    let (_, vals) = infer::infer_with_values(m, &HashMap::new());
     let mut out = vec![];
     for n in m.ops() {
         if vals.get(&Outlet { node: n, slot: 0 }).is_some_and(|v| v.known().is_some()) {
@@ -166,7 +166,7 @@ mod tests {
         }
         let mut m = Model::import(b.model()).unwrap();
         assert!(fold(&mut m).unwrap().is_empty());
-        let (_, vals) = shapes::infer_with_values(&m, &HashMap::new());
+        let (_, vals) = infer::infer_with_values(&m, &HashMap::new());
         let reshape = m.ops().into_iter().find(|&n| m.op_type(n) == "Reshape").unwrap();
         let v = &vals[&m.input(reshape, 1).unwrap()];
         assert_eq!(v.data, vec![None, Some(6.0), Some(-1.0)], "batch unknown, the rest known");
