@@ -203,10 +203,32 @@ impl Inferred {
         self.values.get(&self.outlet(name)).cloned()
     }
 
+    /// The cost of the op producing `name` as a layer, its input and output
+    /// channel dims aligned to `input` / `output` and a flattened input to
+    /// `flat` (`None`: not followed by the analysis).
+    pub fn cost(
+        &self,
+        name: &str,
+        input: Option<crate::ops::Width>,
+        output: Option<crate::ops::Width>,
+        flat: Option<usize>,
+    ) -> Option<crate::ops::Cost> {
+        let o = self.outlet(name);
+        let p = self.m.op(o.node)?;
+        let flat = || flat;
+        let cx = crate::ops::CostCx { m: &self.m, n: o.node, p, shapes: &self.shapes, input, output, flat: &flat };
+        crate::ops::entry(p)?.rules.cost(&cx)
+    }
+
     /// The value computed for op output `name` as integers (all known).
     pub fn ints(&self, name: &str) -> Option<Vec<i64>> {
         self.value(name)?.ints()
     }
+}
+
+/// A channel dim of `logical` channels padded to `physical`.
+pub fn width(logical: usize, physical: usize) -> Option<crate::ops::Width> {
+    Some(crate::ops::Width { logical, physical })
 }
 
 /// A fully known shape.

@@ -1,9 +1,10 @@
-//! Conv and ConvTranspose: the window arithmetic of their output shapes, and
-//! the one place that says which weight axis holds which channels
-//! ([`KernelFormat`], as tract's `KernelFormat::{o_axis, i_axis}`).
+//! Conv and ConvTranspose: the window arithmetic of their output shapes,
+//! their cost as layers, and the one place that says which weight axis holds
+//! which channels ([`KernelFormat`], as tract's `KernelFormat::{o_axis, i_axis}`).
 
-use super::{Cx, Rules};
+use super::{mul, Cost, CostCx, Cx, LayerDims, Rules};
 use crate::ir::shapes::{fit, nonempty, Shape};
+use crate::ir::Outlet;
 use crate::onnx::{attr_i, attr_ints, attr_s, NodeProto};
 
 /// How a conv op lays out its weight.
@@ -42,6 +43,16 @@ impl KernelFormat {
             KernelFormat::Iohw => 0,
         }
     }
+
+    /// (input channels, output channels) of a weight of dims `w` in `group`
+    /// groups: axis 1 holds the channels of one group in both formats.
+    pub fn channels(self, w: &[usize], group: usize) -> (usize, usize) {
+        let grouped = w[1] * group;
+        match self {
+            KernelFormat::Oihw => (grouped, w[0]),
+            KernelFormat::Iohw => (w[0], grouped),
+        }
+    }
 }
 
 /// Conv: `[N, C_out, window(spatial)]`.
@@ -64,6 +75,10 @@ impl Rules for Conv {
         let mut out = vec![x[0], w[KernelFormat::Oihw.o_axis()]];
         out.extend(window(&x[2..], &k, cx.p, true)?);
         Some(cx.one(out))
+    }
+
+    fn cost(&self, cx: &CostCx) -> Option<Cost> {
+        layer_cost(cx, KernelFormat::Oihw)
     }
 }
 
@@ -108,6 +123,75 @@ impl Rules for ConvTranspose {
         }
         Some(cx.one(out))
     }
+
+    fn cost(&self, cx: &CostCx) -> Option<Cost> {
+        layer_cost(cx, KernelFormat::Iohw)
+    }
+}
+
+/// What a conv's cost depends on besides its channel counts.
+struct Geometry {
+    transpose: bool,
+    kernel: u64,
+    out_spatial: Option<u64>,
+    in_spatial: Option<u64>,
+    bias: bool,
+}
+
+/// Params and MACs of a conv for given channel counts.
+fn conv_cost(geo: &Geometry, cin: usize, cout: usize, g: usize) -> (u64, Option<u64>) {
+    let g = g.max(1) as u64;
+    let (cin, cout) = (cin as u64, cout as u64);
+    // saturating / checked: a corrupt model must not overflow the report
+    let per = cout.saturating_mul(cin / g).saturating_mul(geo.kernel);
+    let params = per.saturating_add(if geo.bias { cout } else { 0 });
+    let macs = if geo.transpose {
+        mul(geo.in_spatial, cin.saturating_mul(cout / g).saturating_mul(geo.kernel))
+    } else {
+        mul(geo.out_spatial, per)
+    };
+    (params, macs)
+}
+
+/// A conv with a constant weight as a layer: its cost at the model's widths
+/// and at the aligned ones (a depthwise conv's groups follow its width).
+fn layer_cost(cx: &CostCx, kf: KernelFormat) -> Option<Cost> {
+    let p = cx.p;
+    let wd = cx.weight_dims()?;
+    if wd.len() < 3 {
+        return None;
+    }
+    let g = attr_i(p, "group", 1).max(1) as usize;
+    let (cin, cout) = kf.channels(&wd, g);
+    let k = wd[2..].iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64))?;
+    let mut stride = attr_ints(p, "strides");
+    if stride.is_empty() {
+        stride = vec![1; wd.len() - 2];
+    }
+    let geo = Geometry {
+        transpose: kf == KernelFormat::Iohw,
+        kernel: k,
+        out_spatial: cx.spatial(Some(Outlet { node: cx.n, slot: 0 })),
+        in_spatial: cx.spatial(cx.m.input(cx.n, 0)),
+        bias: cx.m.input(cx.n, 2).is_some(),
+    };
+    let (params, macs) = conv_cost(&geo, cin, cout, g);
+    let pin = cx.input.map_or(cin, |d| d.physical);
+    let pout = cx.output.map_or(cout, |d| d.physical);
+    let pg = if g > 1 && g == cin { pin } else { g };
+    let (params_aligned, macs_aligned) = conv_cost(&geo, pin, pout, pg);
+    Some(Cost {
+        kernel: wd[2..].iter().map(|&d| d as i64).collect(),
+        stride,
+        groups: g as i64,
+        in_channels: cin,
+        out_channels: cout,
+        params,
+        macs,
+        params_aligned,
+        macs_aligned,
+        dims: LayerDims::Required,
+    })
 }
 
 /// Spatial output of a conv / pool window over `inp` with kernel `k`
@@ -152,7 +236,8 @@ pub fn window(inp: &[Option<i64>], k: &[i64], p: &NodeProto, dil_ok: bool) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testutil::{int_attr, ints_attr, known, Builder, Inferred};
+    use crate::ops::LayerDims;
+    use crate::testutil::{int_attr, ints_attr, known, width, Builder, Inferred};
 
     #[test]
     fn conv_output_is_the_window_over_its_input() {
@@ -192,5 +277,45 @@ mod tests {
         p.domain = None;
         p.op_type = Some("MatMul".into());
         assert_eq!(KernelFormat::of(&p), None);
+    }
+
+    #[test]
+    fn conv_cost_at_the_model_widths_and_the_aligned_ones() {
+        let mut b = Builder::new(&[1, 3, 16, 16]);
+        let y = b.conv("x", 3, 8, 3, 1, true);
+        let c = Inferred::of(&b).cost(&y, width(3, 8), width(8, 8), None).unwrap();
+        assert_eq!((c.in_channels, c.out_channels, c.kernel.clone(), c.stride.clone()), (3, 8, vec![3, 3], vec![1, 1]));
+        assert_eq!((c.params, c.macs), (8 * 3 * 9 + 8, Some(256 * 8 * 3 * 9)));
+        assert_eq!((c.params_aligned, c.macs_aligned), (8 * 8 * 9 + 8, Some(256 * 8 * 8 * 9)));
+        assert_eq!(c.dims, LayerDims::Required);
+    }
+
+    #[test]
+    fn a_depthwise_conv_keeps_one_group_per_aligned_channel() {
+        let mut b = Builder::new(&[1, 6, 8, 8]);
+        let y = b.conv("x", 6, 6, 3, 6, false);
+        let c = Inferred::of(&b).cost(&y, width(6, 16), width(6, 16), None).unwrap();
+        assert_eq!((c.groups, c.params, c.params_aligned), (6, 6 * 9, 16 * 9));
+    }
+
+    #[test]
+    fn conv_transpose_macs_count_input_pixels() {
+        let mut b = Builder::new(&[1, 4, 5, 5]);
+        let y = b.deconv("x", 4, 6);
+        let c = Inferred::of(&b).cost(&y, None, None, None).unwrap();
+        assert_eq!((c.in_channels, c.out_channels), (4, 6));
+        assert_eq!((c.params, c.macs), (6 * 4 * 4 + 6, Some(25 * 4 * 6 * 4)));
+        assert_eq!((c.params_aligned, c.macs_aligned), (c.params, c.macs), "no widths: the model's");
+    }
+
+    #[test]
+    fn a_conv_without_a_constant_weight_is_no_layer() {
+        let mut b = Builder::new(&[1, 3, 8, 8]);
+        let w = b.rand_init("w", &[8, 3, 1, 1], -1.0, 1.0);
+        let w = b.unary("Relu", &w);
+        let y = b.node("Conv", &["x", &w], 1, vec![]);
+        let inf = Inferred::of(&b);
+        assert_eq!(inf.shape(&y[0]), Some(known(&[1, 8, 8, 8])));
+        assert_eq!(inf.cost(&y[0], None, None, None), None);
     }
 }

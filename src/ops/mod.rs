@@ -9,12 +9,13 @@
 //! cleanup once nothing reads it).
 //!
 //! A family is a file of this folder (`conv.rs`, `concat.rs`, `slice.rs`…)
-//! with a type implementing [`Rules`]: the op's output shapes and constant
-//! value, written once, with the family's unit tests beside them. Every rule
-//! refuses by default, so an op whose family gives no rule stays unknown.
-//! `ir::infer` walks the graph and asks each op's rules. Adding an op that
-//! behaves like one already known is one line in [`TABLE`]; a new kind of op
-//! is its family file plus that line. An op not in the table is never
+//! with a type implementing [`Rules`]: the op's output shapes, constant
+//! value and cost as a layer, written once, with the family's unit tests
+//! beside them. Every rule refuses by default, so an op whose family gives
+//! no rule stays unknown. `ir::infer` walks the graph and asks each op's
+//! shapes and value; `report` asks each op's cost. Adding an op that
+//! behaves like one already known is one line in [`TABLE`]; a new kind of
+//! op is its family file plus that line. An op not in the table is never
 //! guessed: the analysis reports every channel dim it touches as unanalysed.
 //!
 //! The idea follows tract's `TypedOp` (one impl per op with its shape rule,
@@ -174,6 +175,13 @@ pub trait Rules: std::fmt::Debug {
     fn value(&self, _cx: &Cx) -> Option<Value> {
         None
     }
+
+    /// What the op costs as a layer of the report (params and MACs, before
+    /// and after alignment); `None`: not a layer (or its weights are not
+    /// constant), left out of the report.
+    fn cost(&self, _cx: &CostCx) -> Option<Cost> {
+        None
+    }
 }
 
 /// An op with no rule of its own (Constant, whose value the IR resolves;
@@ -244,6 +252,92 @@ impl<'a> Cx<'a> {
     pub fn opset(&self) -> i64 {
         self.m.opset()
     }
+}
+
+/// A channel dim's width in the model and after alignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Width {
+    /// Channels the model has.
+    pub logical: usize,
+    /// Channels after padding.
+    pub physical: usize,
+}
+
+/// What a cost rule sees: the op, the shapes the analysis inferred and the
+/// widths the analysis gives its channel dims.
+pub struct CostCx<'a> {
+    /// The model.
+    pub m: &'a Model,
+    /// The op's node.
+    pub n: NodeId,
+    /// The op.
+    pub p: &'a NodeProto,
+    /// Inferred shapes.
+    pub shapes: &'a HashMap<Outlet, Shape>,
+    /// The channel dim of input 0, if the analysis followed it.
+    pub input: Option<Width>,
+    /// The channel dim of output 0, if the analysis followed it.
+    pub output: Option<Width>,
+    /// The physical length of input 0's flattened features (a Flatten, or a
+    /// Reshape to `[N, C·H·W]`, before a dense layer), computed on demand.
+    pub flat: &'a dyn Fn() -> Option<usize>,
+}
+
+impl CostCx<'_> {
+    /// The product of the spatial dims (axes 2…) of `o`, if all are known.
+    pub fn spatial(&self, o: Option<Outlet>) -> Option<u64> {
+        let s = self.shapes.get(&o?)?;
+        s.get(2..)?.iter().try_fold(1u64, |acc, d| d.and_then(|d| acc.checked_mul(u64::try_from(d).ok()?)))
+    }
+
+    /// The dims of the constant weight (input 1), negative dims read as 0.
+    pub fn weight_dims(&self) -> Option<Vec<usize>> {
+        let wd = self.m.input(self.n, 1).and_then(|o| self.m.const_dims(o))?;
+        Some(wd.iter().map(|&d| d.max(0) as usize).collect())
+    }
+}
+
+/// How the report treats a layer's channel dims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayerDims {
+    /// As the analysis gives them.
+    Analysed,
+    /// Both are the layer's own: one the analysis could not follow is
+    /// reported as unanalysed (convs).
+    Required,
+    /// Only the input dim is the layer's (dense layers: their output is not
+    /// a channel dim).
+    InputOnly,
+}
+
+/// One layer of the report: what it is and what it costs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cost {
+    /// Kernel size.
+    pub kernel: Vec<i64>,
+    /// Strides.
+    pub stride: Vec<i64>,
+    /// Groups.
+    pub groups: i64,
+    /// Input channels (features for dense layers).
+    pub in_channels: usize,
+    /// Output channels.
+    pub out_channels: usize,
+    /// Weight and bias elements.
+    pub params: u64,
+    /// Multiply-accumulates at the inferred shapes (None if unknown).
+    pub macs: Option<u64>,
+    /// Params after alignment.
+    pub params_aligned: u64,
+    /// MACs after alignment.
+    pub macs_aligned: Option<u64>,
+    /// How the report treats its channel dims.
+    pub dims: LayerDims,
+}
+
+/// `a · b`, if `a` is known and it does not overflow.
+pub fn mul(a: Option<u64>, b: u64) -> Option<u64> {
+    a.and_then(|a| a.checked_mul(b))
 }
 
 /// The constant at input `slot` of `n` as integers.
