@@ -4,7 +4,7 @@
 use crate::analysis::{Analysis, Dim};
 use crate::error::Result;
 use crate::ir::{Model, NodeId, Outlet};
-use crate::ops::{CostCx, LayerDims, Width};
+use crate::ops::{CostCx, LayerKind, Width};
 use crate::passes::Options;
 
 use serde::Serialize;
@@ -90,6 +90,9 @@ pub struct Layer {
     /// Output channel dim details.
     #[serde(rename = "out")]
     pub out_dim: Option<DimReport>,
+    /// What kind of layer it is (not serialised: `op` says it).
+    #[serde(skip)]
+    pub kind: LayerKind,
 }
 
 /// A pinned channel dim of a layer.
@@ -185,14 +188,15 @@ fn layer(m: &Model, a: &Analysis, n: NodeId, multiple: usize) -> Option<Layer> {
         macs_aligned: c.macs_aligned,
         in_dim: in_dim.as_ref().map(DimReport::from),
         out_dim: out_dim.as_ref().map(DimReport::from),
+        kind: c.kind,
     };
-    match c.dims {
-        LayerDims::Analysed => {}
-        LayerDims::InputOnly => row.out_dim = None,
+    match c.kind {
+        LayerKind::Norm => {}
+        LayerKind::Dense => row.out_dim = None,
         // A conv dim the analysis could not follow (its tensor's shape is
         // unknown, e.g. after a runtime-computed Slice) is left as it is:
         // report it as pinned so `check` shows it instead of passing it by.
-        LayerDims::Required => {
+        LayerKind::Conv => {
             let unknown = |c: usize| DimReport {
                 channels: c,
                 aligned_to: c,

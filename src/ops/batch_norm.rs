@@ -1,7 +1,7 @@
 //! BatchNormalization: per-channel affine map, output 0 of input 0's shape;
 //! as a layer, four parameters and one multiply-add per channel and pixel.
 
-use super::{mul, Cost, CostCx, Cx, LayerDims, Rules};
+use super::{mul, Cost, CostCx, Cx, LayerKind, Rules};
 use crate::ir::shapes::Shape;
 use crate::ir::Outlet;
 
@@ -27,7 +27,7 @@ impl Rules for BatchNorm {
             macs: mul(sp, d.logical as u64),
             params_aligned: 4 * d.physical as u64,
             macs_aligned: mul(sp, d.physical as u64),
-            dims: LayerDims::Analysed,
+            kind: LayerKind::Norm,
         })
     }
 }

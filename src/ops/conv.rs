@@ -2,7 +2,7 @@
 //! their cost as layers, and the one place that says which weight axis holds
 //! which channels ([`KernelFormat`], as tract's `KernelFormat::{o_axis, i_axis}`).
 
-use super::{mul, Cost, CostCx, Cx, LayerDims, Rules};
+use super::{mul, Cost, CostCx, Cx, LayerKind, Rules};
 use crate::ir::shapes::{fit, nonempty, Shape};
 use crate::ir::Outlet;
 use crate::onnx::{attr_i, attr_ints, attr_s, NodeProto};
@@ -190,7 +190,7 @@ fn layer_cost(cx: &CostCx, kf: KernelFormat) -> Option<Cost> {
         macs,
         params_aligned,
         macs_aligned,
-        dims: LayerDims::Required,
+        kind: LayerKind::Conv,
     })
 }
 
@@ -236,7 +236,7 @@ pub fn window(inp: &[Option<i64>], k: &[i64], p: &NodeProto, dil_ok: bool) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::LayerDims;
+    use crate::ops::LayerKind;
     use crate::testutil::{int_attr, ints_attr, known, width, Builder, Inferred};
 
     #[test]
@@ -287,7 +287,7 @@ mod tests {
         assert_eq!((c.in_channels, c.out_channels, c.kernel.clone(), c.stride.clone()), (3, 8, vec![3, 3], vec![1, 1]));
         assert_eq!((c.params, c.macs), (8 * 3 * 9 + 8, Some(256 * 8 * 3 * 9)));
         assert_eq!((c.params_aligned, c.macs_aligned), (8 * 8 * 9 + 8, Some(256 * 8 * 8 * 9)));
-        assert_eq!(c.dims, LayerDims::Required);
+        assert_eq!(c.kind, LayerKind::Conv);
     }
 
     #[test]

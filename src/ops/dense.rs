@@ -1,9 +1,9 @@
 //! Dense layers: Gemm (2-D, optional transposes) and MatMul (batch
 //! broadcasting), and their cost as layers.
 
-use super::{mul, Cost, CostCx, Cx, LayerDims, Rules};
+use super::{mul, Cost, CostCx, Cx, LayerKind, Rules};
 use crate::ir::shapes::{broadcast, Shape};
-use crate::onnx::attr_i;
+use crate::onnx::{attr_i, NodeProto};
 
 /// Gemm: `[M, N]` from `A` (`[M, K]`, or `[K, M]` with transA) and `B`.
 #[derive(Debug)]
@@ -21,7 +21,7 @@ impl Rules for Gemm {
     }
 
     fn cost(&self, cx: &CostCx) -> Option<Cost> {
-        layer_cost(cx, attr_i(cx.p, "transB", 0) == 1)
+        layer_cost(cx)
     }
 }
 
@@ -42,19 +42,26 @@ impl Rules for MatMul {
     }
 
     fn cost(&self, cx: &CostCx) -> Option<Cost> {
-        layer_cost(cx, false)
+        layer_cost(cx)
     }
 }
 
-/// A dense layer with a constant 2-D weight (`[K, N]`, or `[N, K]` when
-/// `transposed`): K features in, N out, one row per leading dim of its
+/// The axis of a dense weight that holds the input features: 1 for a Gemm
+/// with `transB`, else 0 (the other axis holds the outputs).
+pub fn weight_in_axis(p: &NodeProto) -> usize {
+    usize::from(super::is(p, "Gemm") && attr_i(p, "transB", 0) == 1)
+}
+
+/// A dense layer with a constant 2-D weight (`[K, N]`, or `[N, K]`, see
+/// [`weight_in_axis`]): K features in, N out, one row per leading dim of its
 /// input; aligned, K is the physical length of a flattened input.
-fn layer_cost(cx: &CostCx, transposed: bool) -> Option<Cost> {
+fn layer_cost(cx: &CostCx) -> Option<Cost> {
     let wd = cx.weight_dims()?;
     if wd.len() != 2 {
         return None;
     }
-    let (k, nout) = if transposed { (wd[1], wd[0]) } else { (wd[0], wd[1]) };
+    let a = weight_in_axis(cx.p);
+    let (k, nout) = (wd[a], wd[1 - a]);
     let x = cx.m.input(cx.n, 0);
     let rows: Option<u64> =
         x.and_then(|x| cx.shapes.get(&x)).and_then(|s| s.first().copied().flatten()).map(|v| v as u64);
@@ -70,13 +77,13 @@ fn layer_cost(cx: &CostCx, transposed: bool) -> Option<Cost> {
         macs: mul(rows, (k as u64).saturating_mul(nout as u64)),
         params_aligned: (pk as u64).saturating_mul(nout as u64).saturating_add(bias),
         macs_aligned: mul(rows, (pk as u64).saturating_mul(nout as u64)),
-        dims: LayerDims::InputOnly,
+        kind: LayerKind::Dense,
     })
 }
 
 #[cfg(test)]
 mod tests {
-    use crate::ops::LayerDims;
+    use crate::ops::LayerKind;
     use crate::testutil::{int_attr, known, Builder, Inferred};
 
     #[test]
@@ -105,7 +112,7 @@ mod tests {
         assert_eq!((c.in_channels, c.out_channels), (6, 10));
         assert_eq!((c.params, c.macs), (70, Some(120)));
         assert_eq!((c.params_aligned, c.macs_aligned), (90, Some(160)));
-        assert_eq!(c.dims, LayerDims::InputOnly);
+        assert_eq!(c.kind, LayerKind::Dense);
     }
 
     #[test]

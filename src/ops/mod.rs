@@ -297,17 +297,18 @@ impl CostCx<'_> {
     }
 }
 
-/// How the report treats a layer's channel dims.
+/// What kind of layer an op is, which says how the report treats its
+/// channel dims.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LayerDims {
-    /// As the analysis gives them.
-    Analysed,
-    /// Both are the layer's own: one the analysis could not follow is
-    /// reported as unanalysed (convs).
-    Required,
-    /// Only the input dim is the layer's (dense layers: their output is not
-    /// a channel dim).
-    InputOnly,
+pub enum LayerKind {
+    /// A conv: both dims are its own, one the analysis could not follow is
+    /// reported as unanalysed.
+    Conv,
+    /// A dense layer: only the input dim is its own (its output is not a
+    /// channel dim).
+    Dense,
+    /// A normalisation: its dims as the analysis gives them.
+    Norm,
 }
 
 /// One layer of the report: what it is and what it costs.
@@ -331,8 +332,8 @@ pub struct Cost {
     pub params_aligned: u64,
     /// MACs after alignment.
     pub macs_aligned: Option<u64>,
-    /// How the report treats its channel dims.
-    pub dims: LayerDims,
+    /// What kind of layer it is.
+    pub kind: LayerKind,
 }
 
 /// `a · b`, if `a` is known and it does not overflow.

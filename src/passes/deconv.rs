@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::ir::infer;
 use crate::ir::{op_name, Model};
 use crate::onnx::{attr_i, attr_ints};
+use crate::ops::conv::KernelFormat;
 use crate::tensor;
 
 /// Checks every ConvTranspose. Changes nothing (count 0); one note each.
@@ -31,7 +32,7 @@ pub fn run(m: &mut Model, opts: &Options) -> Result<(usize, Vec<String>)> {
     let mut notes = vec![];
     for n in m.ops() {
         let p = m.op(n).unwrap();
-        if !crate::ops::is(p, "ConvTranspose") {
+        if KernelFormat::of(p) != Some(KernelFormat::Iohw) {
             continue;
         }
         let name = op_name(p);

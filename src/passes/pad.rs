@@ -372,8 +372,7 @@ fn rewrite_dense(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
     let Some(fm) = a.flat_map(x).filter(|c| !c.is_identity()) else {
         return Ok(());
     };
-    let axis = if p.op_type() == "Gemm" && attr_i(&p, "transB", 0) == 1 { 1 } else { 0 };
-    scatter_const(m, n, 1, axis, &fm, 0.0)?;
+    scatter_const(m, n, 1, crate::ops::dense::weight_in_axis(&p), &fm, 0.0)?;
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 #                                            timing object removed), stderr and the exit code
 #   align report MODEL --json              → JSON, stderr, exit code
 #   align check MODEL --json               → JSON, stderr, exit code
+#   align report MODEL --svg SVG           → the SVG picture (beyond the brief: it reads the report too)
 # ALIGN_BIN defaults to target/debug/align (build it first: `cargo build`). Record once on the
 # untouched branch, once after a change, then diff the two folders. OUT is written to one fixed
 # scratch path (so a path echoed in the output is the same in both runs): do not run two
@@ -51,6 +52,9 @@ record() {
         for f in "$scratch"/out.onnx*; do
             [ -e "$f" ] && mv "$f" "$dir/$key.written${f#"$scratch"/out.onnx}"
         done
+        rc=0
+        "$bin" report "$model" --svg "$dir/$key.report.svg" >/dev/null 2>"$dir/$key.svg.stderr" || rc=$?
+        echo "$rc" >"$dir/$key.svg.rc"
         for cmd in report check; do
             rc=0
             "$bin" "$cmd" "$model" --json >"$scratch/stdout" 2>"$dir/$key.$cmd.stderr" || rc=$?
@@ -75,5 +79,5 @@ compare() {
 case "${1:-}" in
     record) record "${2:?record DIR [ALIGN_BIN]}" "${3:-}" ;;
     diff) compare "${2:?diff A B}" "${3:?diff A B}" ;;
-    *) sed -n '2,16p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,17p' "$0" >&2; exit 2 ;;
 esac
