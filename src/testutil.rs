@@ -220,6 +220,17 @@ impl Inferred {
         crate::ops::entry(p)?.rules.cost(&cx)
     }
 
+    /// The constant the IR folds op output `name` into, as (dims, elements).
+    pub fn folded(&self, name: &str) -> Option<(Vec<i64>, Vec<f64>)> {
+        let t = self.m.const_value(self.outlet(name))?;
+        Some((t.dims.clone(), crate::tensor::to_f64(&t).expect("a numeric constant")))
+    }
+
+    /// The dims the IR gives the constant at op output `name`.
+    pub fn folded_dims(&self, name: &str) -> Option<Vec<i64>> {
+        self.m.const_dims(self.outlet(name))
+    }
+
     /// The value computed for op output `name` as integers (all known).
     pub fn ints(&self, name: &str) -> Option<Vec<i64>> {
         self.value(name)?.ints()

@@ -1,10 +1,12 @@
 //! Concat: inputs joined along an axis. Its value is computed for rank-1
 //! inputs (shape vectors).
 
-use super::{Cx, Rules};
+use super::{Cx, FoldCx, Rules};
 use crate::ir::shapes::{axis, Shape};
 use crate::ir::values::Value;
-use crate::onnx::attr_i;
+use crate::onnx::{attr_i, TensorProto};
+use crate::tensor;
+use std::borrow::Cow;
 
 /// Concat along `axis`.
 #[derive(Debug)]
@@ -30,6 +32,21 @@ impl Rules for Concat {
         let data: Vec<Option<f64>> = parts.iter().flat_map(|v| v.data.iter().copied()).collect();
         Some(Value { dims: vec![data.len()], data, elem: parts.first()?.elem })
     }
+
+    /// Small rank-1 constants joined (the last one's element type).
+    fn fold<'a>(&self, cx: &FoldCx<'a>) -> Option<Cow<'a, TensorProto>> {
+        let mut v = vec![];
+        let mut dt = 7;
+        for i in 0..cx.m.n_inputs(cx.n) {
+            let t = cx.small(i)?;
+            if t.dims.len() != 1 {
+                return None;
+            }
+            dt = t.data_type();
+            v.extend(tensor::to_f64(&t).ok()?);
+        }
+        tensor::from_f64(cx.name(), dt, &[v.len()], &v).ok().map(Cow::Owned)
+    }
 }
 
 #[cfg(test)]
@@ -46,6 +63,19 @@ mod tests {
         let inf = Inferred::of(&b);
         assert_eq!(inf.shape(&y[0]), Some(known(&[1, 8, 4, 4])));
         assert_eq!(inf.shape(&bad[0]), None);
+    }
+
+    #[test]
+    fn small_rank_1_constants_fold() {
+        let mut b = Builder::new(&[1, 3, 4, 4]);
+        let (p, q) = (b.ints("p", &[1, 2]), b.ints("q", &[3]));
+        let y = b.node("Concat", &[&p, &q], 1, vec![int_attr("axis", 0)]);
+        let m = b.rand_init("m", &[2, 2], 0.0, 1.0);
+        let no = b.node("Concat", &[&m, &m], 1, vec![int_attr("axis", 0)]);
+        let inf = Inferred::of(&b);
+        assert_eq!(inf.folded(&y[0]), Some((vec![3], vec![1.0, 2.0, 3.0])));
+        assert_eq!(inf.folded(&no[0]), None, "rank 2: not a shape vector");
+        assert_eq!(inf.shape(&no[0]), Some(known(&[4, 2])));
     }
 
     #[test]

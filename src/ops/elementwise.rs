@@ -2,11 +2,12 @@
 //! and numpy-broadcasting ops of several (Add, Mul, comparisons, Where…),
 //! with the values shape arithmetic computes through them.
 
-use super::{Cx, Rules};
+use super::{Cx, FoldCx, Rules};
 use crate::ir::shapes::{broadcast, Shape};
 use crate::ir::values::{broadcast_map, Value, BOOL};
-use crate::onnx::attr_i;
+use crate::onnx::{attr_i, TensorProto};
 use crate::tensor;
+use std::borrow::Cow;
 
 /// One input mapped element by element: output 0 has its shape. Identity,
 /// Cast and the exact maps of shape code (Neg, Abs, Floor, Ceil, Sqrt, Not,
@@ -28,6 +29,23 @@ impl Rules for Map {
                 let f = unary(op)?;
                 broadcast_map(&[v], |a| Some(f(a[0])).filter(|v| v.is_finite()), v.elem)
             }
+        }
+    }
+
+    /// Identity of a constant is that constant; Cast of a small one is
+    /// its elements in the new type.
+    fn fold<'a>(&self, cx: &FoldCx<'a>) -> Option<Cow<'a, TensorProto>> {
+        match cx.p.op_type() {
+            "Identity" => cx.input(0),
+            "Cast" => cx.regroup(Some(attr_i(cx.p, "to", 1) as i32), |dims, _| Some(dims)),
+            _ => None,
+        }
+    }
+
+    fn fold_dims(&self, cx: &FoldCx) -> Option<Vec<i64>> {
+        match cx.p.op_type() {
+            "Identity" => cx.input_dims(0),
+            _ => self.fold(cx).map(|t| t.dims.clone()),
         }
     }
 }
@@ -210,6 +228,20 @@ mod tests {
         assert_eq!(inf.value(&relu), None, "Relu has no value rule");
         assert_eq!(inf.value(&sq).unwrap().data, vec![None; 4], "sqrt of a negative is not finite");
         assert_eq!(inf.value(&back[0]).unwrap().data, vec![None; 4]);
+    }
+
+    #[test]
+    fn identity_and_cast_of_constants_fold() {
+        let mut b = Builder::new(&[1, 3, 4, 4]);
+        let c = b.init("c", &[2], vec![2.5, -1.0]);
+        let i = b.unary("Identity", &c);
+        let ii = b.unary("Identity", &i);
+        let f = b.node("Cast", &[&ii], 1, vec![int_attr("to", 11)]);
+        let inf = Inferred::of(&b);
+        assert_eq!(inf.folded(&ii), Some((vec![2], vec![2.5, -1.0])));
+        assert_eq!(inf.folded_dims(&ii), Some(vec![2]));
+        assert_eq!(inf.folded(&f[0]), Some((vec![2], vec![2.5, -1.0])), "to double");
+        assert_eq!(inf.value(&f[0]).unwrap().elem, 11);
     }
 
     #[test]

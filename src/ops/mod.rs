@@ -25,6 +25,7 @@
 
 pub mod batch_norm;
 pub mod concat;
+pub mod constant;
 pub mod conv;
 pub mod dense;
 pub mod elementwise;
@@ -43,8 +44,9 @@ pub mod split;
 use crate::ir::shapes::Shape;
 use crate::ir::values::Value;
 use crate::ir::{Model, NodeId, Outlet};
-use crate::onnx::{attr_ints, NodeProto};
+use crate::onnx::{attr_ints, NodeProto, TensorProto};
 use crate::tensor;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// How an op relates the channel axis (axis 1) of its inputs and outputs.
@@ -176,6 +178,20 @@ pub trait Rules: std::fmt::Debug {
         None
     }
 
+    /// Output 0 as a constant tensor, when the op only carries or regroups
+    /// constants ([`Model::const_value`] follows chains of these). A second
+    /// folder beside [`Rules::value`], with its own limits (see
+    /// `docs/architecture.md`, "Op families").
+    fn fold<'a>(&self, _cx: &FoldCx<'a>) -> Option<Cow<'a, TensorProto>> {
+        None
+    }
+
+    /// The dims of [`Rules::fold`]'s tensor, computed without materialising
+    /// it where the family can ([`Model::const_dims`]).
+    fn fold_dims(&self, cx: &FoldCx) -> Option<Vec<i64>> {
+        self.fold(cx).map(|t| t.dims.clone())
+    }
+
     /// What the op costs as a layer of the report (params and MACs, before
     /// and after alignment); `None`: not a layer (or its weights are not
     /// constant), left out of the report.
@@ -184,9 +200,8 @@ pub trait Rules: std::fmt::Debug {
     }
 }
 
-/// An op with no rule of its own (Constant, whose value the IR resolves;
-/// data-dependent or layout-changing ops): its shapes come from value_info
-/// or nowhere, its value is unknown.
+/// An op with no rule of its own (data-dependent or layout-changing ops):
+/// its shapes come from value_info or nowhere, its value is unknown.
 #[derive(Debug)]
 pub struct Opaque;
 
@@ -251,6 +266,64 @@ impl<'a> Cx<'a> {
     /// The model's default-domain opset.
     pub fn opset(&self) -> i64 {
         self.m.opset()
+    }
+}
+
+/// Largest operand the derived folds (Unsqueeze, Squeeze, Cast, Reshape,
+/// Concat) materialise: they exist for shape vectors.
+const MAX_DERIVED_CONST: i64 = 1 << 16;
+
+/// What a fold rule sees: the model, the op, and how deep in a chain of
+/// folds it is (the IR stops following a chain at a fixed depth).
+pub struct FoldCx<'a> {
+    /// The model.
+    pub m: &'a Model,
+    /// The op's node.
+    pub n: NodeId,
+    /// The op.
+    pub p: &'a NodeProto,
+    /// Folds above this one in the chain.
+    pub depth: usize,
+}
+
+impl<'a> FoldCx<'a> {
+    /// The constant at input `slot`, one fold deeper.
+    pub fn input(&self, slot: usize) -> Option<Cow<'a, TensorProto>> {
+        self.m.const_at(self.m.input(self.n, slot)?, self.depth + 1)
+    }
+
+    /// The dims of the constant at input `slot`, one fold deeper.
+    pub fn input_dims(&self, slot: usize) -> Option<Vec<i64>> {
+        self.m.const_dims_at(self.m.input(self.n, slot)?, self.depth + 1)
+    }
+
+    /// The constant at input `slot` if it is small enough for a derived
+    /// fold (a large operand is not worth materialising here).
+    pub fn small(&self, slot: usize) -> Option<Cow<'a, TensorProto>> {
+        let n = self.input_dims(slot)?.iter().try_fold(1i64, |a, &d| a.checked_mul(d))?;
+        if n > MAX_DERIVED_CONST {
+            return None;
+        }
+        self.input(slot)
+    }
+
+    /// The name of output 0 (a folded tensor's name).
+    pub fn name(&self) -> &'a str {
+        self.p.output.first().map(|s| s.as_str()).unwrap_or("")
+    }
+
+    /// Input 0's elements (small) under dims `f` makes of its dims and
+    /// element count, as element type `to` (default: input 0's).
+    pub fn regroup(
+        &self,
+        to: Option<i32>,
+        f: impl FnOnce(Vec<usize>, usize) -> Option<Vec<usize>>,
+    ) -> Option<Cow<'a, TensorProto>> {
+        let t = self.small(0)?;
+        let v = tensor::to_f64(&t).ok()?;
+        let dt = to.unwrap_or(t.data_type());
+        let dims = f(tensor::dims(&t), v.len())?;
+        tensor::from_f64(self.name(), dt, &dims, &v).ok().map(Cow::Owned)
     }
 }
 
@@ -484,8 +557,8 @@ pub const TABLE: &[OpEntry] = &[
     e("Mod", R::Mixing, &elementwise::Broadcast, true),
     e("Mean", R::Mixing, &elementwise::Broadcast, false),
     // constants and shape arithmetic
-    e("Constant", R::Mixing, &Opaque, true),
-    e("ConstantOfShape", R::Mixing, &shape_arith::ConstantOfShape, true),
+    e("Constant", R::Mixing, &constant::Constant, true),
+    e("ConstantOfShape", R::Mixing, &constant::ConstantOfShape, true),
     e("Size", R::Mixing, &shape_of::Size, true),
     e("Range", R::Mixing, &shape_arith::Range, true),
 ];

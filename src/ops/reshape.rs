@@ -2,11 +2,13 @@
 //! Squeeze and Unsqueeze. Their values are their input's elements under the
 //! new dims.
 
-use super::{const_axes, Cx, Rules};
+use super::{const_axes, Cx, FoldCx, Rules};
 use crate::ir::shapes::{axis, product, Shape};
 use crate::ir::values::{numel, Value};
 use crate::ir::{Model, NodeId, Outlet};
-use crate::onnx::attr_i;
+use crate::onnx::{attr_i, attr_ints, TensorProto};
+use crate::tensor;
+use std::borrow::Cow;
 
 /// Reshape to a target that may be partly known (a symbolic batch read by
 /// Shape); `0` copies the input dim (unless `allowzero`), `-1` is inferred.
@@ -75,6 +77,19 @@ impl Rules for Reshape {
         })?;
         regroup(v, &o)
     }
+
+    /// A small constant under a constant target of positive dims holding
+    /// as many elements.
+    fn fold<'a>(&self, cx: &FoldCx<'a>) -> Option<Cow<'a, TensorProto>> {
+        cx.regroup(None, |_, len| {
+            let shape = tensor::to_i64(&*cx.m.input_const(cx.n, 1)?).ok()?;
+            if shape.iter().any(|&d| d <= 0) {
+                return None;
+            }
+            let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+            (dims.iter().product::<usize>() == len).then_some(dims)
+        })
+    }
 }
 
 /// Flatten at `axis`: `[product(dims before), product(dims from)]`.
@@ -110,6 +125,36 @@ impl Rules for Squeeze {
     fn value(&self, cx: &Cx) -> Option<Value> {
         let v = cx.value(0)?;
         regroup(v, &unsqueeze_shape(cx.m, cx.n, &known(v))?)
+    }
+
+    /// A small constant with 1s inserted at (Unsqueeze), or dims of 1
+    /// removed from (Squeeze), its constant axes. Unlike the value rule,
+    /// Squeeze keeps a listed dim that is not 1.
+    fn fold<'a>(&self, cx: &FoldCx<'a>) -> Option<Cow<'a, TensorProto>> {
+        let axes = || -> Option<Vec<i64>> {
+            if cx.m.opset() >= 13 {
+                cx.m.input(cx.n, 1).and_then(|_| cx.m.input_const(cx.n, 1)).and_then(|a| tensor::to_i64(&a).ok())
+            } else {
+                Some(attr_ints(cx.p, "axes"))
+            }
+        };
+        let unsqueeze = cx.p.op_type() == "Unsqueeze";
+        cx.regroup(None, |mut dims, _| {
+            if unsqueeze {
+                let mut ax = axes()?;
+                let r = (dims.len() + ax.len()) as i64;
+                ax.iter_mut().for_each(|a| *a = if *a < 0 { *a + r } else { *a });
+                ax.sort();
+                for a in ax {
+                    dims.insert(usize::try_from(a).ok().filter(|&a| a <= dims.len())?, 1);
+                }
+                return Some(dims);
+            }
+            let ax = axes().filter(|a| !a.is_empty());
+            let r = dims.len() as i64;
+            let listed = |i: usize| ax.as_ref().is_none_or(|a| a.iter().any(|&x| (x + r) % r == i as i64));
+            Some(dims.iter().enumerate().filter(|&(i, &d)| !(d == 1 && listed(i))).map(|(_, &d)| d).collect())
+        })
     }
 }
 
@@ -181,6 +226,28 @@ mod tests {
         assert_eq!(inf.value(&f[0]).unwrap().dims, [4, 1]);
         assert_eq!(inf.ints(&f[0]), Some(vec![2, 3, 5, 7]));
         assert_eq!(inf.value(&q).unwrap().dims, [4]);
+    }
+
+    #[test]
+    fn small_constants_fold_through_reshapes_and_squeezes() {
+        let mut b = Builder::new(&[1, 3, 4, 4]);
+        let c = b.ints("c", &[1, 2, 3, 4, 5, 6]);
+        let t = b.ints("t", &[3, 2]);
+        let r = b.node("Reshape", &[&c, &t], 1, vec![]);
+        let minus = b.ints("minus", &[3, -1]);
+        let refused = b.node("Reshape", &[&c, &minus], 1, vec![]);
+        let ax = b.ints("ax", &[-1]);
+        let u = b.node("Unsqueeze", &[&r[0], &ax], 1, vec![]);
+        let ax1 = b.ints("ax1", &[1]);
+        let kept = b.node("Squeeze", &[&u[0], &ax1], 1, vec![]);
+        let inf = Inferred::of(&b);
+        let data = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        assert_eq!(inf.folded(&r[0]), Some((vec![3, 2], data.clone())));
+        assert_eq!(inf.folded(&refused[0]), None, "the folder takes no -1 (the evaluator does)");
+        assert_eq!(inf.ints(&refused[0]), Some(vec![1, 2, 3, 4, 5, 6]));
+        assert_eq!(inf.folded(&u[0]), Some((vec![3, 2, 1], data.clone())));
+        assert_eq!(inf.folded(&kept[0]), Some((vec![3, 2, 1], data)), "the folder keeps a listed dim that is not 1");
+        assert_eq!(inf.value(&kept[0]).unwrap().dims, [3, 2, 1], "the walk takes what the IR folds");
     }
 
     #[test]

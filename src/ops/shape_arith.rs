@@ -1,11 +1,10 @@
 //! Shape arithmetic that is not element-wise: Gather (indexing a shape
-//! vector), Range and ConstantOfShape.
+//! vector) and Range.
 
 use super::{Cx, Rules};
 use crate::ir::shapes::{axis, Shape};
-use crate::ir::values::{numel, Value, MAX_ELEMENTS};
-use crate::onnx::{attr, attr_i};
-use crate::tensor;
+use crate::ir::values::{Value, MAX_ELEMENTS};
+use crate::onnx::attr_i;
 
 /// Gather along `axis`. Values: rank-1 data gathered on axis 0.
 #[derive(Debug)]
@@ -62,27 +61,6 @@ impl Rules for Range {
     }
 }
 
-/// ConstantOfShape: its `value` attribute (default float 0) repeated over a
-/// known shape. Its shape is the IR's constant dims (or value_info).
-#[derive(Debug)]
-pub struct ConstantOfShape;
-
-impl Rules for ConstantOfShape {
-    fn value(&self, cx: &Cx) -> Option<Value> {
-        let s = cx.value(0)?.ints()?;
-        let dims: Vec<usize> = s.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<_>>()?;
-        let n = numel(&dims)?;
-        if n > MAX_ELEMENTS {
-            return None;
-        }
-        let (fill, elem) = match attr(cx.p, "value").and_then(|a| a.t.as_ref()) {
-            Some(t) => (*tensor::to_f64(t).ok()?.first()?, t.data_type()),
-            None => (0.0, 1),
-        };
-        Some(Value { dims, data: vec![Some(fill); n], elem })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use crate::testutil::{known, Builder, Inferred};
@@ -99,17 +77,14 @@ mod tests {
     }
 
     #[test]
-    fn range_and_constant_of_shape_of_known_inputs() {
+    fn range_of_known_scalars() {
         let mut b = Builder::new(&[2, 3]);
         let s = b.unary("Shape", "x");
         let (start, delta) = (b.ints("start", &[1]), b.ints("delta", &[1]));
         let idx = b.ints("i", &[1]);
         let limit = b.node("Gather", &[&s, &idx], 1, vec![]);
         let r = b.node("Range", &[&start, &limit[0], &delta], 1, vec![]);
-        let c = b.unary("ConstantOfShape", &s);
         let inf = Inferred::of(&b);
         assert_eq!(inf.ints(&r[0]), Some(vec![1, 2]));
-        let c = inf.value(&c).unwrap();
-        assert_eq!((c.dims, c.data, c.elem), (vec![2, 3], vec![Some(0.0); 6], 1));
     }
 }
