@@ -4,7 +4,8 @@
 #   tests/gate/byte_identical.sh record DIR [ALIGN_BIN]   # record every fixture's outputs into DIR
 #   tests/gate/byte_identical.sh diff A B                 # 0 differences → exit 0, else list them, exit 1
 #
-# For every .onnx under fixtures/ (recursively, *.aligned.onnx skipped) it records
+# For every .onnx under fixtures/ (recursively, *.aligned.onnx skipped), and every fuzz input
+# (fuzz/corpus/, fuzz/regressions/: malformed and adversarial models), it records
 #   align MODEL -o OUT --no-verify --json  → the written OUT bytes, the JSON (every "millis"
 #                                            timing object removed), stderr and the exit code
 #   align report MODEL --json              → JSON, stderr, exit code
@@ -62,8 +63,10 @@ record() {
             strip_millis <"$scratch/stdout" >"$dir/$key.$cmd.json"
         done
         n=$((n + 1))
-    done < <(find fixtures -name '*.onnx' ! -name '*.aligned.onnx' | LC_ALL=C sort)
-    echo "$n" >"$dir/MODELS"
+    done < <(find fixtures fuzz/corpus fuzz/regressions -name '*.onnx' ! -name '*.aligned.onnx' | LC_ALL=C sort)
+    local fx
+    fx="$(find "$dir" -name 'fixtures__*.align.rc' | wc -l)"
+    echo "$n models ($fx fixtures, $((n - fx)) fuzz inputs)" >"$dir/MODELS"
     echo "recorded $n models into $dir"
 }
 
@@ -72,7 +75,7 @@ compare() {
     local diffs
     diffs="$(diff -rq "$a" "$b" | wc -l)" || true
     diff -rq "$a" "$b" || true
-    echo "gate: $(cat "$a/MODELS") models, $diffs differences"
+    echo "gate: $(cat "$a/MODELS"), $diffs differences"
     [ "$diffs" -eq 0 ]
 }
 
