@@ -149,7 +149,7 @@ pub struct OpEntry {
     pub op: &'static str,
     /// Channel role.
     pub role: Role,
-    /// The rules of its family: output shapes, constant value.
+    /// The rules of its family: output shapes, value, constant fold, cost.
     pub rules: &'static dyn Rules,
     /// Side-effect free shape arithmetic or constant carrier: removed once
     /// nothing reads it.
@@ -162,8 +162,9 @@ const fn e(op: &'static str, role: Role, rules: &'static dyn Rules, pure: bool) 
 
 /// What align knows about an op family, rule by rule. Every method refuses
 /// by default, so an op whose family does not give a rule stays unknown
-/// (unanalysed), never guessed. The engines (`ir::infer` for shapes and
-/// values) walk the graph and ask each op's rules.
+/// (unanalysed), never guessed. The engines know no op: they walk the graph
+/// and ask each op's rules (`ir::infer` its shapes and value,
+/// [`Model::const_value`] its fold, `report` its cost).
 pub trait Rules: std::fmt::Debug {
     /// The shape of each output slot (`None` in a slot: unknown), or `None`
     /// when no shape follows from what is known; the model's value_info may
