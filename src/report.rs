@@ -221,9 +221,9 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
     // Report what `pad` will see: shape arithmetic it folds into constants
     // is folded here too (on a copy, only when there is any).
     let folded;
-    let m = if crate::passes::shape_values::foldable(m) {
+    let m = if crate::ir::fold_shapes::foldable(m) {
         let mut c = m.clone();
-        crate::passes::shape_values::fold(&mut c)?;
+        crate::ir::fold_shapes::fold(&mut c)?;
         folded = c;
         &folded
     } else {

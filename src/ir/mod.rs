@@ -13,6 +13,7 @@
 //! [`Model::export`] writes nodes in topological order, preferring the
 //! original order, so an untouched model round-trips node for node.
 
+pub mod fold_shapes;
 pub mod infer;
 pub mod shapes;
 pub mod values;

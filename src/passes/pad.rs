@@ -34,7 +34,7 @@ use std::borrow::Cow;
 
 /// Pads every free channel space. Returns (tensors padded, notes).
 pub fn run(m: &mut Model, opts: &Options) -> Result<(usize, Vec<String>)> {
-    let mut notes = super::shape_values::fold(m)?;
+    let mut notes = crate::ir::fold_shapes::fold(m)?;
     let a = Analysis::run(m, opts)?;
     for n in m.ops() {
         rewrite_node(m, &a, n).map_err(|e| e.in_node(&m.label(n)))?;
