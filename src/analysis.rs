@@ -20,10 +20,11 @@
 //! to list its members: cutting one atom of a space cuts all of them.
 
 use crate::error::{Error, Result};
+use crate::ir::infer;
 use crate::ir::shapes::{self, Shape};
 use crate::ir::{Model, NodeId, Outlet};
 use crate::onnx::{attr_i, attr_ints};
-use crate::ops::Role;
+use crate::ops::{slice, Role};
 use crate::tensor;
 use std::collections::{BTreeSet, HashMap};
 
@@ -171,7 +172,7 @@ impl Analysis {
         if multiple == 0 {
             return Err(Error::model("--multiple must be at least 1"));
         }
-        let shapes = shapes::infer(m, overrides);
+        let shapes = infer::infer(m, overrides);
         let mut a = Analysis {
             shapes,
             multiple,
@@ -542,7 +543,7 @@ impl Analysis {
         let Some(c) = m.input(n, 0).and_then(|o| self.layouts.get(&o)).map(|l| self.size(l)) else {
             return false;
         };
-        let ok = match shapes::resize_params(m, n) {
+        let ok = match crate::ops::resize::resize_params(m, n) {
             Some((_, Some(sizes))) => sizes.get(1) == Some(&(c as i64)),
             Some((Some(sc), None)) => sc.get(1) == Some(&1.0) && sc.first() == Some(&1.0),
             // sizes computed at run time from the input's own shape (dynamic
@@ -786,7 +787,7 @@ impl Analysis {
             }
             return true;
         }
-        let Some(sizes) = shapes::split_sizes(m, n, self.size(&l) as i64) else {
+        let Some(sizes) = crate::ops::split::split_sizes(m, n, self.size(&l) as i64) else {
             return false;
         };
         let mut start = 0usize;
@@ -811,7 +812,7 @@ impl Analysis {
         let Some(rank) = self.shapes.get(&x).map(|s| s.len()) else {
             return false;
         };
-        let Some(params) = shapes::slice_params(m, n, rank) else {
+        let Some(params) = slice::slice_params(m, n, rank) else {
             return false;
         };
         let out = Outlet { node: n, slot: 0 };
@@ -832,7 +833,7 @@ impl Analysis {
                 return false;
             }
             let c = self.size(&l) as i64;
-            let (a, b) = shapes::slice_range(c, st, en);
+            let (a, b) = slice::slice_range(c, st, en);
             self.cut(&l, a as usize);
             self.cut(&l, b as usize);
             result = self.range(&l, a as usize, b as usize);
@@ -936,9 +937,9 @@ impl Analysis {
                         .and_then(|t| tensor::to_i64(&t).ok())
                         .is_some_and(|idx| idx.iter().all(|&i| (if i < 0 { i + len } else { i }) != pos)),
                     "Slice" => {
-                        shapes::slice_params(m, c, 1).is_some_and(|sl| {
+                        slice::slice_params(m, c, 1).is_some_and(|sl| {
                             sl.iter().all(|&(_, st, en, step)| {
-                                let (s, e) = shapes::slice_range(len, st, en);
+                                let (s, e) = slice::slice_range(len, st, en);
                                 step == 1 && !(s..e).contains(&pos)
                             })
                         }) || sizes_of_own_resize(m, Outlet { node: c, slot: 0 }, m.input(n, 0))
@@ -1080,7 +1081,7 @@ fn batch_and_channels_of(m: &Model, o: Outlet) -> Option<Outlet> {
             let sh = m.input(o.node, 0)?;
             let sp = m.op(sh.node)?;
             let whole = sp.op_type() == "Shape" && attr_i(sp, "start", 0) == 0 && sp.attribute.len() <= 1;
-            let params = shapes::slice_params(m, o.node, 1)?;
+            let params = slice::slice_params(m, o.node, 1)?;
             (whole && params.len() == 1 && params[0].1 == 0 && params[0].2 == 2 && params[0].3 == 1)
                 .then(|| m.input(sh.node, 0))
                 .flatten()

@@ -203,7 +203,7 @@ fn prepare(original: &ModelProto, input_shapes: &HashMap<String, Vec<i64>>) -> R
     let mut m = Model::import(original.clone())?;
     let opts = Options { input_shapes: input_shapes.clone(), ..Options::default() };
     passes::run(&mut m, &[Pass::FoldBn, Pass::Deconv], &opts)?;
-    passes::shape_values::fold(&mut m)?;
+    crate::ir::fold_shapes::fold(&mut m)?;
     Ok((m, opts))
 }
 

@@ -3,8 +3,8 @@
 
 use crate::analysis::{Analysis, Dim};
 use crate::error::Result;
-use crate::ir::{Model, Outlet};
-use crate::onnx::{attr_i, attr_ints};
+use crate::ir::{Model, NodeId, Outlet};
+use crate::ops::{CostCx, LayerKind, Width};
 use crate::passes::Options;
 
 use serde::Serialize;
@@ -90,6 +90,9 @@ pub struct Layer {
     /// Output channel dim details.
     #[serde(rename = "out")]
     pub out_dim: Option<DimReport>,
+    /// What kind of layer it is (not serialised: `op` says it).
+    #[serde(skip)]
+    pub kind: LayerKind,
 }
 
 /// A pinned channel dim of a layer.
@@ -151,32 +154,66 @@ pub struct Report {
     pub unanalysed: Vec<Pinned>,
 }
 
-fn mul(a: Option<u64>, b: u64) -> Option<u64> {
-    a.and_then(|a| a.checked_mul(b))
-}
-
-/// What a conv-like layer's cost depends on besides its channel counts.
-struct Geometry {
-    op_transpose: bool,
-    kernel: u64,
-    out_spatial: Option<u64>,
-    in_spatial: Option<u64>,
-    bias: bool,
-}
-
-/// Params and MACs of a conv-like layer for given channel counts.
-fn conv_cost(geo: &Geometry, cin: usize, cout: usize, g: usize) -> (u64, Option<u64>) {
-    let g = g.max(1) as u64;
-    let (cin, cout) = (cin as u64, cout as u64);
-    // saturating / checked: a corrupt model must not overflow the report
-    let per = cout.saturating_mul(cin / g).saturating_mul(geo.kernel);
-    let params = per.saturating_add(if geo.bias { cout } else { 0 });
-    let macs = if geo.op_transpose {
-        mul(geo.in_spatial, cin.saturating_mul(cout / g).saturating_mul(geo.kernel))
-    } else {
-        mul(geo.out_spatial, per)
+/// The row of op `n`, if its family says what it costs as a layer.
+fn layer(m: &Model, a: &Analysis, n: NodeId, multiple: usize) -> Option<Layer> {
+    let p = m.op(n)?;
+    let x = m.input(n, 0);
+    let out = Outlet { node: n, slot: 0 };
+    let in_dim = x.and_then(|x| a.dim(x));
+    let out_dim = a.dim(out);
+    let width = |d: &Dim| Width { logical: d.logical, physical: d.physical };
+    let flat = || x.and_then(|x| a.flat_map(x)).map(|f| f.len);
+    let cx = CostCx {
+        m,
+        n,
+        p,
+        shapes: &a.shapes,
+        input: in_dim.as_ref().map(width),
+        output: out_dim.as_ref().map(width),
+        flat: &flat,
     };
-    (params, macs)
+    let c = crate::ops::entry(p)?.rules.cost(&cx)?;
+    let mut row = Layer {
+        node: crate::ir::op_name(p),
+        op: p.op_type().to_string(),
+        kernel: c.kernel,
+        stride: c.stride,
+        groups: c.groups,
+        in_channels: c.in_channels,
+        out_channels: c.out_channels,
+        aligned: true,
+        params: c.params,
+        macs: c.macs,
+        params_aligned: c.params_aligned,
+        macs_aligned: c.macs_aligned,
+        in_dim: in_dim.as_ref().map(DimReport::from),
+        out_dim: out_dim.as_ref().map(DimReport::from),
+        kind: c.kind,
+    };
+    match c.kind {
+        LayerKind::Norm => {}
+        LayerKind::Dense => row.out_dim = None,
+        // A conv dim the analysis could not follow (its tensor's shape is
+        // unknown, e.g. after a runtime-computed Slice) is left as it is:
+        // report it as pinned so `check` shows it instead of passing it by.
+        LayerKind::Conv => {
+            let unknown = |c: usize| DimReport {
+                channels: c,
+                aligned_to: c,
+                parts: vec![c],
+                aligned: c.is_multiple_of(multiple),
+                pinned: vec![],
+                unanalysed: vec![UNANALYSED.to_string()],
+            };
+            row.in_dim = row.in_dim.take().or_else(|| Some(unknown(row.in_channels)));
+            row.out_dim = row.out_dim.take().or_else(|| Some(unknown(row.out_channels)));
+        }
+    }
+    row.aligned = [&row.in_dim, &row.out_dim].iter().all(|d| d.as_ref().is_none_or(|d| d.aligned));
+    if row.in_dim.is_none() {
+        row.aligned &= row.in_channels.is_multiple_of(multiple);
+    }
+    Some(row)
 }
 
 /// Builds the report of `m`.
@@ -184,9 +221,9 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
     // Report what `pad` will see: shape arithmetic it folds into constants
     // is folded here too (on a copy, only when there is any).
     let folded;
-    let m = if crate::passes::shape_values::foldable(m) {
+    let m = if crate::ir::fold_shapes::foldable(m) {
         let mut c = m.clone();
-        crate::passes::shape_values::fold(&mut c)?;
+        crate::ir::fold_shapes::fold(&mut c)?;
         folded = c;
         &folded
     } else {
@@ -195,124 +232,8 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
     let a = Analysis::run(m, opts)?;
     let mut layers = vec![];
     let mut totals = Totals::default();
-    let spatial = |o: Option<Outlet>| -> Option<u64> {
-        let s = a.shapes.get(&o?)?;
-        s.get(2..)?.iter().try_fold(1u64, |acc, d| d.and_then(|d| acc.checked_mul(u64::try_from(d).ok()?)))
-    };
     for n in m.ops() {
-        let p = m.op(n).unwrap();
-        if !crate::ops::standard(p) {
-            continue;
-        }
-        let op = p.op_type();
-        let x = m.input(n, 0);
-        let out = Outlet { node: n, slot: 0 };
-        let in_dim = x.and_then(|x| a.dim(x));
-        let out_dim = a.dim(out);
-        let mut row = Layer {
-            node: crate::ir::op_name(p),
-            op: op.to_string(),
-            kernel: vec![],
-            stride: vec![],
-            groups: 1,
-            in_channels: 0,
-            out_channels: 0,
-            aligned: true,
-            params: 0,
-            macs: None,
-            params_aligned: 0,
-            macs_aligned: None,
-            in_dim: in_dim.as_ref().map(DimReport::from),
-            out_dim: out_dim.as_ref().map(DimReport::from),
-        };
-        match op {
-            "Conv" | "ConvTranspose" => {
-                let Some(wd) = m.input(n, 1).and_then(|o| m.const_dims(o)) else {
-                    continue;
-                };
-                let wd: Vec<usize> = wd.iter().map(|&d| d.max(0) as usize).collect();
-                if wd.len() < 3 {
-                    continue;
-                }
-                let g = attr_i(p, "group", 1).max(1) as usize;
-                let (cin, cout) = if op == "Conv" { (wd[1] * g, wd[0]) } else { (wd[0], wd[1] * g) };
-                let Some(k) = wd[2..].iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64)) else {
-                    continue;
-                };
-                row.kernel = wd[2..].iter().map(|&d| d as i64).collect();
-                row.stride = attr_ints(p, "strides");
-                if row.stride.is_empty() {
-                    row.stride = vec![1; wd.len() - 2];
-                }
-                row.groups = g as i64;
-                row.in_channels = cin;
-                row.out_channels = cout;
-                let geo = Geometry {
-                    op_transpose: op == "ConvTranspose",
-                    kernel: k,
-                    out_spatial: spatial(Some(out)),
-                    in_spatial: spatial(x),
-                    bias: m.input(n, 2).is_some(),
-                };
-                (row.params, row.macs) = conv_cost(&geo, cin, cout, g);
-                let pin = in_dim.as_ref().map_or(cin, |d| d.physical);
-                let pout = out_dim.as_ref().map_or(cout, |d| d.physical);
-                let pg = if g > 1 && g == cin { pin } else { g };
-                (row.params_aligned, row.macs_aligned) = conv_cost(&geo, pin, pout, pg);
-            }
-            "Gemm" | "MatMul" => {
-                let Some(wd) = m.input(n, 1).and_then(|o| m.const_dims(o)) else {
-                    continue;
-                };
-                let wd: Vec<usize> = wd.iter().map(|&d| d.max(0) as usize).collect();
-                if wd.len() != 2 {
-                    continue;
-                }
-                let tb = op == "Gemm" && attr_i(p, "transB", 0) == 1;
-                let (k, nout) = if tb { (wd[1], wd[0]) } else { (wd[0], wd[1]) };
-                row.in_channels = k;
-                row.out_channels = nout;
-                let rows: Option<u64> =
-                    x.and_then(|x| a.shapes.get(&x)).and_then(|s| s.first().copied().flatten()).map(|v| v as u64);
-                let bias = if m.input(n, 2).is_some() { nout as u64 } else { 0 };
-                row.params = (k as u64).saturating_mul(nout as u64).saturating_add(bias);
-                row.macs = mul(rows, (k as u64).saturating_mul(nout as u64));
-                let pk = x.and_then(|x| a.flat_map(x)).map_or(k, |f| f.len);
-                row.params_aligned = (pk as u64).saturating_mul(nout as u64).saturating_add(bias);
-                row.macs_aligned = mul(rows, (pk as u64).saturating_mul(nout as u64));
-                row.out_dim = None;
-            }
-            "BatchNormalization" => {
-                let Some(d) = &in_dim else { continue };
-                row.in_channels = d.logical;
-                row.out_channels = d.logical;
-                row.params = 4 * d.logical as u64;
-                row.params_aligned = 4 * d.physical as u64;
-                let sp = spatial(Some(out));
-                row.macs = mul(sp, d.logical as u64);
-                row.macs_aligned = mul(sp, d.physical as u64);
-            }
-            _ => continue,
-        }
-        // A conv dim the analysis could not follow (its tensor's shape is
-        // unknown, e.g. after a runtime-computed Slice) is left as it is:
-        // report it as pinned so `check` shows it instead of passing it by.
-        if matches!(op, "Conv" | "ConvTranspose") {
-            let unknown = |c: usize| DimReport {
-                channels: c,
-                aligned_to: c,
-                parts: vec![c],
-                aligned: c.is_multiple_of(opts.multiple),
-                pinned: vec![],
-                unanalysed: vec![UNANALYSED.to_string()],
-            };
-            row.in_dim = row.in_dim.take().or_else(|| Some(unknown(row.in_channels)));
-            row.out_dim = row.out_dim.take().or_else(|| Some(unknown(row.out_channels)));
-        }
-        row.aligned = [&row.in_dim, &row.out_dim].iter().all(|d| d.as_ref().is_none_or(|d| d.aligned));
-        if row.in_dim.is_none() && op != "BatchNormalization" {
-            row.aligned &= row.in_channels.is_multiple_of(opts.multiple);
-        }
+        let Some(row) = layer(m, &a, n, opts.multiple) else { continue };
         totals.params = totals.params.saturating_add(row.params);
         totals.params_aligned = totals.params_aligned.saturating_add(row.params_aligned);
         totals.macs = totals.macs.saturating_add(row.macs.unwrap_or(0));

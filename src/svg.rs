@@ -1,9 +1,10 @@
 //! `align report --svg`: a picture of per-layer channel widths before and
-//! after alignment. One row per Conv / ConvTranspose / Gemm: a solid bar for
+//! after alignment. One row per conv or dense layer: a solid bar for
 //! the channels the model has, a lighter extension for the zero channels
 //! align adds, a tick every multiple; pinned dims are drawn in orange with
 //! their reason in the tooltip.
 
+use crate::ops::LayerKind;
 use crate::report::{DimReport, Report};
 
 fn esc(s: &str) -> String {
@@ -12,8 +13,7 @@ fn esc(s: &str) -> String {
 
 /// Renders the report of `title` as a standalone SVG document.
 pub fn render(r: &Report, title: &str) -> String {
-    let rows: Vec<_> =
-        r.layers.iter().filter(|l| matches!(l.op.as_str(), "Conv" | "ConvTranspose" | "Gemm" | "MatMul")).collect();
+    let rows: Vec<_> = r.layers.iter().filter(|l| l.kind != LayerKind::Norm).collect();
     let max_c = rows
         .iter()
         .flat_map(|l| [&l.in_dim, &l.out_dim])

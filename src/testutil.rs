@@ -146,6 +146,16 @@ impl Builder {
         self.node(op, &[x], 1, vec![]).remove(0)
     }
 
+    /// Makes dim `axis` of input `x` symbolic (a `dim_param`).
+    pub fn symbolic(&mut self, axis: usize) {
+        let Some(type_proto::Value::TensorType(t)) = self.g.input[0].r#type.as_mut().and_then(|t| t.value.as_mut())
+        else {
+            unreachable!("Builder::new declares a tensor input")
+        };
+        let dim = &mut t.shape.as_mut().expect("a shape").dim[axis];
+        dim.value = Some(tensor_shape_proto::dimension::Value::DimParam("N".into()));
+    }
+
     /// Declares a graph output.
     pub fn output(&mut self, name: &str, shape: &[i64]) {
         self.g.output.push(vi(name, shape));
@@ -161,6 +171,80 @@ impl Builder {
             ..Default::default()
         }
     }
+}
+
+/// Shapes and values inferred on a built model, by tensor name.
+pub struct Inferred {
+    m: crate::ir::Model,
+    shapes: std::collections::HashMap<crate::ir::Outlet, crate::ir::shapes::Shape>,
+    values: std::collections::HashMap<crate::ir::Outlet, crate::ir::values::Value>,
+}
+
+impl Inferred {
+    /// Imports the builder's model and runs the inference walk on it.
+    pub fn of(b: &Builder) -> Inferred {
+        let m = crate::ir::Model::import(b.model()).expect("import");
+        let (shapes, values) = crate::ir::infer::infer_with_values(&m, &Default::default());
+        Inferred { m, shapes, values }
+    }
+
+    fn outlet(&self, name: &str) -> crate::ir::Outlet {
+        let n = self.m.ops().into_iter().find(|&n| self.m.output_names(n).contains(&name)).expect("an op output");
+        crate::ir::Outlet { node: n, slot: self.m.output_names(n).iter().position(|&o| o == name).unwrap() }
+    }
+
+    /// The shape inferred for op output `name`.
+    pub fn shape(&self, name: &str) -> Option<Vec<Option<i64>>> {
+        self.shapes.get(&self.outlet(name)).cloned()
+    }
+
+    /// The value computed for op output `name`.
+    pub fn value(&self, name: &str) -> Option<crate::ir::values::Value> {
+        self.values.get(&self.outlet(name)).cloned()
+    }
+
+    /// The cost of the op producing `name` as a layer, its input and output
+    /// channel dims aligned to `input` / `output` and a flattened input to
+    /// `flat` (`None`: not followed by the analysis).
+    pub fn cost(
+        &self,
+        name: &str,
+        input: Option<crate::ops::Width>,
+        output: Option<crate::ops::Width>,
+        flat: Option<usize>,
+    ) -> Option<crate::ops::Cost> {
+        let o = self.outlet(name);
+        let p = self.m.op(o.node)?;
+        let flat = || flat;
+        let cx = crate::ops::CostCx { m: &self.m, n: o.node, p, shapes: &self.shapes, input, output, flat: &flat };
+        crate::ops::entry(p)?.rules.cost(&cx)
+    }
+
+    /// The constant the IR folds op output `name` into, as (dims, elements).
+    pub fn folded(&self, name: &str) -> Option<(Vec<i64>, Vec<f64>)> {
+        let t = self.m.const_value(self.outlet(name))?;
+        Some((t.dims.clone(), crate::tensor::to_f64(&t).expect("a numeric constant")))
+    }
+
+    /// The dims the IR gives the constant at op output `name`.
+    pub fn folded_dims(&self, name: &str) -> Option<Vec<i64>> {
+        self.m.const_dims(self.outlet(name))
+    }
+
+    /// The value computed for op output `name` as integers (all known).
+    pub fn ints(&self, name: &str) -> Option<Vec<i64>> {
+        self.value(name)?.ints()
+    }
+}
+
+/// A channel dim of `logical` channels padded to `physical`.
+pub fn width(logical: usize, physical: usize) -> Option<crate::ops::Width> {
+    Some(crate::ops::Width { logical, physical })
+}
+
+/// A fully known shape.
+pub fn known(dims: &[i64]) -> Vec<Option<i64>> {
+    dims.iter().map(|&d| Some(d)).collect()
 }
 
 /// An int attribute.

@@ -13,6 +13,8 @@
 //! [`Model::export`] writes nodes in topological order, preferring the
 //! original order, so an untouched model round-trips node for node.
 
+pub mod fold_shapes;
+pub mod infer;
 pub mod shapes;
 pub mod values;
 
@@ -134,14 +136,6 @@ impl BlockScale {
 
 /// How deep constant folding follows a chain (Identity of Identity…).
 const MAX_CONST_DEPTH: usize = 64;
-
-/// Largest constant align believes in (2^40 elements): dims beyond it are
-/// a corrupt model, not a tensor.
-const MAX_CONST_ELEMENTS: i64 = 1 << 40;
-
-/// Largest operand the derived folds (Unsqueeze, Squeeze, Cast, Reshape,
-/// Concat) materialise: they exist for shape vectors.
-const MAX_DERIVED_CONST: i64 = 1 << 16;
 
 /// A short name for an operator node: its name, else its first output.
 pub fn op_name(n: &NodeProto) -> String {
@@ -704,8 +698,10 @@ impl Model {
     }
 
     /// The constant value of the tensor at `o`, if it is one: an
-    /// initializer, a Constant node, Identity of a constant, or
-    /// ConstantOfShape of a constant shape.
+    /// initializer, or an op its family folds ([`crate::ops::Rules::fold`]:
+    /// a Constant node, Identity of a constant, ConstantOfShape of a
+    /// constant shape, Unsqueeze / Squeeze / Cast / Reshape / Concat of small
+    /// constants).
     pub fn const_value(&self, o: Outlet) -> Option<Cow<'_, TensorProto>> {
         self.const_at(o, 0)
     }
@@ -721,127 +717,38 @@ impl Model {
         self.const_dims(o).is_some()
     }
 
-    fn const_dims_at(&self, o: Outlet, depth: usize) -> Option<Vec<i64>> {
+    /// [`Model::const_dims`] `depth` folds down a chain: an initializer's
+    /// dims, else the op's family's [`crate::ops::Rules::fold_dims`].
+    pub(crate) fn const_dims_at(&self, o: Outlet, depth: usize) -> Option<Vec<i64>> {
         if depth > MAX_CONST_DEPTH {
             return None;
         }
         match &self.g[o.node].kind {
-            NodeKind::Op(p) if crate::ops::is(p, "ConstantOfShape") => {
-                let shape = crate::tensor::to_i64(&*self.const_at(self.input(o.node, 0)?, depth + 1)?).ok()?;
-                // a shape whose element count overflows describes no tensor
-                let n = shape.iter().try_fold(1i64, |a, &d| if d < 0 { None } else { a.checked_mul(d) })?;
-                (n <= MAX_CONST_ELEMENTS).then_some(shape)
-            }
-            NodeKind::Op(p) if crate::ops::is(p, "Identity") => self.const_dims_at(self.input(o.node, 0)?, depth + 1),
             NodeKind::Const(t) => Some(t.dims.clone()),
-            _ => self.const_at(o, depth).map(|t| t.dims.clone()),
+            NodeKind::Input(_) => None,
+            NodeKind::Op(p) => crate::ops::entry(p)?.rules.fold_dims(&self.fold_cx(o, p, depth)),
         }
     }
 
-    fn const_at(&self, o: Outlet, depth: usize) -> Option<Cow<'_, TensorProto>> {
+    /// [`Model::const_value`] `depth` folds down a chain: an initializer
+    /// (its deferred scale applied), else the op's family's
+    /// [`crate::ops::Rules::fold`].
+    pub(crate) fn const_at(&self, o: Outlet, depth: usize) -> Option<Cow<'_, TensorProto>> {
         if depth > MAX_CONST_DEPTH {
             return None;
         }
-        // Folds of derived ops (Unsqueeze, Concat…) are for small shape
-        // vectors; a large operand is not worth materialising here.
-        let small = |i: usize| -> Option<Cow<'_, TensorProto>> {
-            let x = self.input(o.node, i)?;
-            let n = self.const_dims_at(x, depth + 1)?.iter().try_fold(1i64, |a, &d| a.checked_mul(d))?;
-            if n > MAX_DERIVED_CONST {
-                return None;
-            }
-            self.const_at(x, depth + 1)
-        };
         match &self.g[o.node].kind {
             NodeKind::Const(t) => match self.scaled.get(&o.node) {
                 Some(s) => s.apply(t).ok().map(Cow::Owned),
                 None => Some(Cow::Borrowed(t)),
             },
             NodeKind::Input(_) => None,
-            NodeKind::Op(p) if !crate::ops::standard(p) => None,
-            NodeKind::Op(p) => match p.op_type() {
-                "Constant" => constant_attr(p).map(Cow::Owned),
-                "Identity" => self.const_at(self.input(o.node, 0)?, depth + 1),
-                "ConstantOfShape" => {
-                    let shape = crate::tensor::to_i64(&*small(0)?).ok()?;
-                    let value = onnx::attr(p, "value").and_then(|a| a.t.clone());
-                    let (dt, v) = match value {
-                        Some(t) => (t.data_type(), *crate::tensor::to_f64(&t).ok()?.first()?),
-                        None => (1, 0.0),
-                    };
-                    let dims: Vec<usize> = shape.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<_>>()?;
-                    let n: usize = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))?;
-                    if n > 1 << 24 {
-                        return None;
-                    }
-                    crate::tensor::from_f64(o_name(p), dt, &dims, &vec![v; n]).ok().map(Cow::Owned)
-                }
-                "Unsqueeze" | "Squeeze" | "Cast" | "Reshape" => {
-                    let t = small(0)?;
-                    let v = crate::tensor::to_f64(&t).ok()?;
-                    let dt = if p.op_type() == "Cast" { onnx::attr_i(p, "to", 1) as i32 } else { t.data_type() };
-                    let mut dims = crate::tensor::dims(&t);
-                    let axes = || -> Option<Vec<i64>> {
-                        if self.opset() >= 13 {
-                            self.input(o.node, 1)
-                                .and_then(|_| self.input_const(o.node, 1))
-                                .and_then(|a| crate::tensor::to_i64(&a).ok())
-                        } else {
-                            Some(onnx::attr_ints(p, "axes"))
-                        }
-                    };
-                    match p.op_type() {
-                        "Unsqueeze" => {
-                            let mut ax = axes()?;
-                            let r = (dims.len() + ax.len()) as i64;
-                            ax.iter_mut().for_each(|a| *a = if *a < 0 { *a + r } else { *a });
-                            ax.sort();
-                            for a in ax {
-                                dims.insert(usize::try_from(a).ok().filter(|&a| a <= dims.len())?, 1);
-                            }
-                        }
-                        "Squeeze" => {
-                            let ax = axes().filter(|a| !a.is_empty());
-                            let r = dims.len() as i64;
-                            dims = dims
-                                .iter()
-                                .enumerate()
-                                .filter(|(i, &d)| {
-                                    !(d == 1 && ax.as_ref().is_none_or(|a| a.iter().any(|&x| (x + r) % r == *i as i64)))
-                                })
-                                .map(|(_, &d)| d)
-                                .collect();
-                        }
-                        "Reshape" => {
-                            let shape = crate::tensor::to_i64(&*self.input_const(o.node, 1)?).ok()?;
-                            if shape.iter().any(|&d| d <= 0) {
-                                return None;
-                            }
-                            dims = shape.iter().map(|&d| d as usize).collect();
-                            if dims.iter().product::<usize>() != v.len() {
-                                return None;
-                            }
-                        }
-                        _ => {}
-                    }
-                    crate::tensor::from_f64(o_name(p), dt, &dims, &v).ok().map(Cow::Owned)
-                }
-                "Concat" => {
-                    let mut v = vec![];
-                    let mut dt = 7;
-                    for i in 0..self.n_inputs(o.node) {
-                        let t = small(i)?;
-                        if t.dims.len() != 1 {
-                            return None;
-                        }
-                        dt = t.data_type();
-                        v.extend(crate::tensor::to_f64(&t).ok()?);
-                    }
-                    crate::tensor::from_f64(o_name(p), dt, &[v.len()], &v).ok().map(Cow::Owned)
-                }
-                _ => None,
-            },
+            NodeKind::Op(p) => crate::ops::entry(p)?.rules.fold(&self.fold_cx(o, p, depth)),
         }
+    }
+
+    fn fold_cx<'a>(&'a self, o: Outlet, p: &'a NodeProto, depth: usize) -> crate::ops::FoldCx<'a> {
+        crate::ops::FoldCx { m: self, n: o.node, p, depth }
     }
 
     /// The constant at input `slot` of `n`.
@@ -895,33 +802,6 @@ fn free_names(g: &GraphProto) -> Vec<String> {
         }
     }
     out
-}
-
-fn o_name(p: &NodeProto) -> &str {
-    p.output.first().map(|s| s.as_str()).unwrap_or("")
-}
-
-/// The tensor a Constant node produces, from whichever value attribute it uses.
-fn constant_attr(p: &NodeProto) -> Option<TensorProto> {
-    let a = p.attribute.first()?;
-    let name = o_name(p);
-    match a.name() {
-        "value" => a.t.clone(),
-        "value_float" => crate::tensor::from_f64(name, 1, &[], &[a.f? as f64]).ok(),
-        "value_floats" => {
-            crate::tensor::from_f64(name, 1, &[a.floats.len()], &a.floats.iter().map(|&v| v as f64).collect::<Vec<_>>())
-                .ok()
-        }
-        "value_int" => crate::tensor::from_f64(name, 7, &[], &[a.i? as f64]).ok(),
-        "value_ints" => Some(TensorProto {
-            name: Some(name.into()),
-            data_type: Some(7),
-            dims: vec![a.ints.len() as i64],
-            int64_data: a.ints.clone(),
-            ..Default::default()
-        }),
-        _ => None,
-    }
 }
 
 fn set_dim(vi: &mut ValueInfoProto, axis: usize, v: i64) {

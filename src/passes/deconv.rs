@@ -20,18 +20,19 @@
 
 use super::Options;
 use crate::error::{Error, Result};
-use crate::ir::shapes;
+use crate::ir::infer;
 use crate::ir::{op_name, Model};
 use crate::onnx::{attr_i, attr_ints};
+use crate::ops::conv::KernelFormat;
 use crate::tensor;
 
 /// Checks every ConvTranspose. Changes nothing (count 0); one note each.
 pub fn run(m: &mut Model, opts: &Options) -> Result<(usize, Vec<String>)> {
-    let sh = shapes::infer(m, &opts.input_shapes);
+    let sh = infer::infer(m, &opts.input_shapes);
     let mut notes = vec![];
     for n in m.ops() {
         let p = m.op(n).unwrap();
-        if !crate::ops::is(p, "ConvTranspose") {
+        if KernelFormat::of(p) != Some(KernelFormat::Iohw) {
             continue;
         }
         let name = op_name(p);

@@ -26,6 +26,7 @@
 use crate::error::{Error, Result};
 use crate::ir::{op_name, BlockScale, Model, NodeId, Outlet};
 use crate::onnx::{attr_f, attr_i};
+use crate::ops::conv::KernelFormat;
 use crate::tensor;
 
 /// Folds every foldable BatchNormalization. Returns (count, notes).
@@ -96,10 +97,10 @@ fn foldable_conv(m: &Model, o: Outlet, reader: NodeId) -> Option<usize> {
     if wd.contains(&0) {
         return None;
     }
-    match p.op_type() {
-        "Conv" => Some(wd[0]),
-        "ConvTranspose" if wd[0].is_multiple_of(g) && g <= wd[0] => Some(wd[1] * g),
-        _ => None,
+    match KernelFormat::of(p)? {
+        KernelFormat::Oihw => Some(wd[KernelFormat::Oihw.o_axis()]),
+        KernelFormat::Iohw if wd[0].is_multiple_of(g) && g <= wd[0] => Some(wd[KernelFormat::Iohw.o_axis()] * g),
+        KernelFormat::Iohw => None,
     }
 }
 
@@ -114,7 +115,7 @@ fn fold_into(m: &mut Model, c: NodeId, s: &[f64], t: &[f64]) -> Result<()> {
     // ConvTranspose: runs of inner at (i, j), o = group(i)·cout_g + j).
     // Deferred: pad applies it while it writes the padded weight, so the
     // weight is written once; export applies what pad did not.
-    let scale = if p.op_type() == "Conv" {
+    let scale = if KernelFormat::of(&p) == Some(KernelFormat::Oihw) {
         BlockScale { block: wd[1] * inner, factors: s.to_vec() }
     } else {
         let (cin_g, cout_g) = (wd[0] / g, wd[1]);

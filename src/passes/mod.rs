@@ -7,7 +7,6 @@ pub mod fold_bn;
 pub mod pad;
 #[cfg(test)]
 mod proptests;
-pub mod shape_values;
 
 use crate::error::{Error, Result};
 use crate::ir::Model;

@@ -28,7 +28,8 @@ use crate::ir::shapes;
 use crate::ir::{Model, NodeId, Outlet};
 use crate::layout::Layout;
 use crate::onnx::{attr_i, set_attr_i, set_attr_ints};
-use crate::ops::Role;
+use crate::ops::conv::KernelFormat;
+use crate::ops::{slice, Role};
 use crate::tensor;
 use std::borrow::Cow;
 
@@ -40,7 +41,7 @@ pub fn run(m: &mut Model, opts: &Options) -> Result<(usize, Vec<String>)> {
 /// Folds shape arithmetic and analyses `m` as [`run`] does before it
 /// rewrites anything: the fold notes and the analysis pad pads by.
 pub fn analyse(m: &mut Model, opts: &Options) -> Result<(Vec<String>, Analysis)> {
-    let notes = super::shape_values::fold(m)?;
+    let notes = crate::ir::fold_shapes::fold(m)?;
     let a = Analysis::run(m, opts)?;
     Ok((notes, a))
 }
@@ -147,24 +148,26 @@ fn rewrite_node(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
 /// weights on the input axis (per group for grouped convs).
 fn rewrite_conv(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
     let p = m.op(n).unwrap().clone();
+    let Some(kf) = KernelFormat::of(&p) else {
+        return Err(Error::at(crate::ir::op_name(&p), "not a Conv or ConvTranspose"));
+    };
     let om = a.channel_map(Outlet { node: n, slot: 0 });
     let im = map_in(a, m, n, 0);
     let (Some(im), Some(om)) = (im, om) else {
         // Conv with padded input but no layout on its output (pinned
         // output, e.g. a Detect conv): only the input columns change.
         if let Some(im) = map_in(a, m, n, 0).filter(|c| !c.is_identity()) {
-            let axis = if p.op_type() == "Conv" { 1 } else { 0 };
             let g = attr_i(&p, "group", 1).max(1) as usize;
-            if g != 1 && p.op_type() != "Conv" {
+            if g != 1 && kf == KernelFormat::Iohw {
                 return Err(Error::model("grouped ConvTranspose with a padded input and no output layout"));
             }
-            scatter_const(m, n, 1, axis, &group_map(&im, g)?, 0.0)?;
+            scatter_const(m, n, 1, kf.i_axis(), &group_map(&im, g)?, 0.0)?;
         }
         return Ok(());
     };
     let g = attr_i(&p, "group", 1).max(1) as usize;
     let per_group_in = m.input_const_header(n, 1).and_then(|w| w.dims.get(1).copied()).unwrap_or(1);
-    if p.op_type() == "Conv" && g > 1 && per_group_in >= 2 {
+    if kf == KernelFormat::Oihw && g > 1 && per_group_in >= 2 {
         // grouped: every block padded alike, `group` unchanged
         let gm = group_map(&im, g)?;
         let axes: Vec<(usize, &ChannelMap)> =
@@ -175,7 +178,7 @@ fn rewrite_conv(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
         }
         return Ok(());
     }
-    if p.op_type() == "Conv" && g > 1 {
+    if kf == KernelFormat::Oihw && g > 1 {
         // depthwise: input and output share one layout
         if !om.is_identity() {
             scatter_const(m, n, 1, 0, &om, 0.0)?;
@@ -186,13 +189,12 @@ fn rewrite_conv(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
         }
         return Ok(());
     }
-    let (in_axis, out_axis) = if p.op_type() == "Conv" { (1, 0) } else { (0, 1) };
     let axes: Vec<(usize, &ChannelMap)> =
-        [(out_axis, &om), (in_axis, &im)].into_iter().filter(|(_, cm)| !cm.is_identity()).collect();
+        [(kf.o_axis(), &om), (kf.i_axis(), &im)].into_iter().filter(|(_, cm)| !cm.is_identity()).collect();
     scatter_const_axes(m, n, 1, &axes, 0.0)?;
     if !om.is_identity() {
         scatter_const(m, n, 2, 0, &om, 0.0)?;
-        if p.op_type() == "ConvTranspose" {
+        if kf == KernelFormat::Iohw {
             let os = crate::onnx::attr_ints(&p, "output_shape");
             let rank = m.input_const_header(n, 1).map(|w| w.dims.len()).unwrap_or(0);
             if os.len() == rank && rank > 2 {
@@ -260,7 +262,7 @@ fn rewrite_split(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
         return Ok(());
     }
     let phys = |lo: usize| bounds.iter().find(|(l, _)| *l == lo).map(|(_, ph)| *ph);
-    let sizes = shapes::split_sizes(m, n, bounds.last().unwrap().0 as i64)
+    let sizes = crate::ops::split::split_sizes(m, n, bounds.last().unwrap().0 as i64)
         .ok_or_else(|| Error::model("Split sizes unknown"))?;
     let mut start = 0usize;
     let mut new = vec![];
@@ -286,7 +288,7 @@ fn rewrite_slice(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
         return Ok(());
     };
     let rank = a.shapes.get(&x).map(|s| s.len()).unwrap_or(0);
-    let Some(params) = shapes::slice_params(m, n, rank) else {
+    let Some(params) = slice::slice_params(m, n, rank) else {
         return Ok(());
     };
     if bounds.iter().all(|(l, ph)| l == ph) || !params.iter().any(|(ax, ..)| *ax == 1) {
@@ -298,7 +300,7 @@ fn rewrite_slice(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
     let mut ends = vec![];
     for (ax, st, en, _) in &params {
         if *ax == 1 {
-            let (s, e) = shapes::slice_range(c, *st, *en);
+            let (s, e) = slice::slice_range(c, *st, *en);
             starts.push(phys(s).ok_or_else(|| Error::model("Slice start is not a channel-space boundary"))?);
             ends.push(phys(e).ok_or_else(|| Error::model("Slice end is not a channel-space boundary"))?);
         } else {
@@ -326,7 +328,7 @@ fn rewrite_resize(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
     let Some(om) = om.filter(|c| !c.is_identity()) else {
         return Ok(());
     };
-    if let Some((_, Some(mut sizes))) = shapes::resize_params(m, n) {
+    if let Some((_, Some(mut sizes))) = crate::ops::resize::resize_params(m, n) {
         sizes[1] = om.len as i64;
         let t = m.input_const(n, 3).unwrap().into_owned();
         let nt = tensor::rewrite(&t, &[sizes.len()], &sizes.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
@@ -384,8 +386,7 @@ fn rewrite_dense(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
     let Some(fm) = a.flat_map(x).filter(|c| !c.is_identity()) else {
         return Ok(());
     };
-    let axis = if p.op_type() == "Gemm" && attr_i(&p, "transB", 0) == 1 { 1 } else { 0 };
-    scatter_const(m, n, 1, axis, &fm, 0.0)?;
+    scatter_const(m, n, 1, crate::ops::dense::weight_in_axis(&p), &fm, 0.0)?;
     Ok(())
 }
 

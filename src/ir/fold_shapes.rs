@@ -1,4 +1,6 @@
-//! Shape arithmetic evaluated at the model's static shapes, to a fixpoint.
+//! Shape arithmetic evaluated at the model's static shapes, to a fixpoint:
+//! a rewrite of the IR that `pad` runs first (and `report` on a copy, to
+//! see what `pad` will see). Not a pass of its own.
 //!
 //! Exporters compute many operator parameters at run time from `Shape`:
 //! `x.chunk(2, 1)` becomes `Shape → Gather → Add → Div → Mul → Slice`,
@@ -24,21 +26,21 @@
 //! are folded (shapes are inferred without `--input-shape` here).
 //!
 //! Fixpoint: folding a Reshape target makes the Reshape's output shape known,
-//! which may make the next chain evaluable; the pass repeats until nothing
-//! more folds.
+//! which may make the next chain evaluable; it repeats until nothing more
+//! folds.
 
+use super::infer;
+use super::values::{Value, BOOL};
+use super::{Model, NodeId, Outlet};
 use crate::error::Result;
-use crate::ir::shapes;
-use crate::ir::values::{Value, BOOL};
-use crate::ir::{Model, Outlet};
 use crate::tensor;
 use std::collections::HashMap;
 
 /// Inputs [`fold`] replaces in one round: (reader, slot, value, elements).
 /// Only the frontier: a reader whose own value is known is folded into its
 /// readers in turn.
-fn frontier(m: &Model) -> Vec<(crate::ir::NodeId, usize, Value, Vec<f64>)> {
-    let (_, vals) = shapes::infer_with_values(m, &HashMap::new());
+fn frontier(m: &Model) -> Vec<(NodeId, usize, Value, Vec<f64>)> {
+    let (_, vals) = infer::infer_with_values(m, &HashMap::new());
     let mut out = vec![];
     for n in m.ops() {
         if vals.get(&Outlet { node: n, slot: 0 }).is_some_and(|v| v.known().is_some()) {
@@ -120,12 +122,7 @@ mod tests {
         }
         b.output(&c, &[1, 14, 8, 8]);
         if !batch_known {
-            if let Some(crate::onnx::type_proto::Value::TensorType(tt)) =
-                b.g.input[0].r#type.as_mut().and_then(|t| t.value.as_mut())
-            {
-                tt.shape.as_mut().unwrap().dim[0].value =
-                    Some(crate::onnx::tensor_shape_proto::dimension::Value::DimParam("N".into()));
-            }
+            b.symbolic(0);
         }
         Model::import(b.model()).unwrap()
     }
@@ -158,15 +155,10 @@ mod tests {
         let target = b.node("Concat", &[&batch, &rest], 1, vec![int_attr("axis", 0)]).remove(0);
         let r = b.node("Reshape", &[&c, &target], 1, vec![]).remove(0);
         b.output(&r, &[1, 6, 64]);
-        if let Some(crate::onnx::type_proto::Value::TensorType(tt)) =
-            b.g.input[0].r#type.as_mut().and_then(|t| t.value.as_mut())
-        {
-            tt.shape.as_mut().unwrap().dim[0].value =
-                Some(crate::onnx::tensor_shape_proto::dimension::Value::DimParam("N".into()));
-        }
+        b.symbolic(0);
         let mut m = Model::import(b.model()).unwrap();
         assert!(fold(&mut m).unwrap().is_empty());
-        let (_, vals) = shapes::infer_with_values(&m, &HashMap::new());
+        let (_, vals) = infer::infer_with_values(&m, &HashMap::new());
         let reshape = m.ops().into_iter().find(|&n| m.op_type(n) == "Reshape").unwrap();
         let v = &vals[&m.input(reshape, 1).unwrap()];
         assert_eq!(v.data, vec![None, Some(6.0), Some(-1.0)], "batch unknown, the rest known");

@@ -1,0 +1,57 @@
+//! BatchNormalization: per-channel affine map, output 0 of input 0's shape;
+//! as a layer, four parameters and one multiply-add per channel and pixel.
+
+use super::{mul, Cost, CostCx, Cx, LayerKind, Rules};
+use crate::ir::shapes::Shape;
+use crate::ir::Outlet;
+
+/// BatchNormalization (inference form).
+#[derive(Debug)]
+pub struct BatchNorm;
+
+impl Rules for BatchNorm {
+    fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
+        cx.same()
+    }
+
+    fn cost(&self, cx: &CostCx) -> Option<Cost> {
+        let d = cx.input?;
+        let sp = cx.spatial(Some(Outlet { node: cx.n, slot: 0 }));
+        Some(Cost {
+            kernel: vec![],
+            stride: vec![],
+            groups: 1,
+            in_channels: d.logical,
+            out_channels: d.logical,
+            params: 4 * d.logical as u64,
+            macs: mul(sp, d.logical as u64),
+            params_aligned: 4 * d.physical as u64,
+            macs_aligned: mul(sp, d.physical as u64),
+            kind: LayerKind::Norm,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{known, width, Builder, Inferred};
+
+    #[test]
+    fn batch_norm_keeps_its_input_shape() {
+        let mut b = Builder::new(&[1, 6, 4, 3]);
+        let y = b.bn("x", 6);
+        assert_eq!(Inferred::of(&b).shape(&y), Some(known(&[1, 6, 4, 3])));
+    }
+
+    #[test]
+    fn batch_norm_costs_four_params_and_a_multiply_add_per_channel() {
+        let mut b = Builder::new(&[1, 6, 4, 4]);
+        let y = b.bn("x", 6);
+        let inf = Inferred::of(&b);
+        let c = inf.cost(&y, width(6, 8), None, None).unwrap();
+        assert_eq!((c.params, c.macs, c.params_aligned, c.macs_aligned), (24, Some(96), 32, Some(128)));
+        assert_eq!(inf.cost(&y, None, None, None), None, "no row without an analysed channel dim");
+        let r = b.unary("Relu", &y);
+        assert_eq!(Inferred::of(&b).cost(&r, width(6, 8), None, None), None, "Relu is no layer");
+    }
+}

@@ -1,0 +1,93 @@
+//! Concat: inputs joined along an axis. Its value is computed for rank-1
+//! inputs (shape vectors).
+
+use super::{Cx, FoldCx, Rules};
+use crate::ir::shapes::{axis, Shape};
+use crate::ir::values::Value;
+use crate::onnx::{attr_i, TensorProto};
+use crate::tensor;
+use std::borrow::Cow;
+
+/// Concat along `axis`.
+#[derive(Debug)]
+pub struct Concat;
+
+impl Rules for Concat {
+    fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
+        let shapes = cx.input_shapes()?;
+        let a = axis(attr_i(cx.p, "axis", 0), shapes.first()?.len())?;
+        if shapes.iter().any(|s| s.len() != shapes[0].len()) {
+            return None;
+        }
+        let mut out = shapes[0].clone();
+        out[a] = shapes.iter().map(|s| s.get(a).copied().flatten()).sum::<Option<i64>>();
+        Some(cx.one(out))
+    }
+
+    fn value(&self, cx: &Cx) -> Option<Value> {
+        let parts = cx.input_values()?;
+        if parts.iter().any(|v| v.dims.len() != 1) {
+            return None;
+        }
+        let data: Vec<Option<f64>> = parts.iter().flat_map(|v| v.data.iter().copied()).collect();
+        Some(Value { dims: vec![data.len()], data, elem: parts.first()?.elem })
+    }
+
+    /// Small rank-1 constants joined (the last one's element type).
+    fn fold<'a>(&self, cx: &FoldCx<'a>) -> Option<Cow<'a, TensorProto>> {
+        let mut v = vec![];
+        let mut dt = 7;
+        for i in 0..cx.m.n_inputs(cx.n) {
+            let t = cx.small(i)?;
+            if t.dims.len() != 1 {
+                return None;
+            }
+            dt = t.data_type();
+            v.extend(tensor::to_f64(&t).ok()?);
+        }
+        tensor::from_f64(cx.name(), dt, &[v.len()], &v).ok().map(Cow::Owned)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{int_attr, known, Builder, Inferred};
+
+    #[test]
+    fn concat_adds_up_its_axis_and_refuses_mismatched_ranks() {
+        let mut b = Builder::new(&[1, 3, 4, 4]);
+        let c = b.rand_init("c", &[1, 5, 4, 4], 0.0, 1.0);
+        let y = b.node("Concat", &["x", &c], 1, vec![int_attr("axis", 1)]);
+        let d = b.rand_init("d", &[1, 5, 4], 0.0, 1.0);
+        let bad = b.node("Concat", &["x", &d], 1, vec![int_attr("axis", 1)]);
+        let inf = Inferred::of(&b);
+        assert_eq!(inf.shape(&y[0]), Some(known(&[1, 8, 4, 4])));
+        assert_eq!(inf.shape(&bad[0]), None);
+    }
+
+    #[test]
+    fn small_rank_1_constants_fold() {
+        let mut b = Builder::new(&[1, 3, 4, 4]);
+        let (p, q) = (b.ints("p", &[1, 2]), b.ints("q", &[3]));
+        let y = b.node("Concat", &[&p, &q], 1, vec![int_attr("axis", 0)]);
+        let m = b.rand_init("m", &[2, 2], 0.0, 1.0);
+        let no = b.node("Concat", &[&m, &m], 1, vec![int_attr("axis", 0)]);
+        let inf = Inferred::of(&b);
+        assert_eq!(inf.folded(&y[0]), Some((vec![3], vec![1.0, 2.0, 3.0])));
+        assert_eq!(inf.folded(&no[0]), None, "rank 2: not a shape vector");
+        assert_eq!(inf.shape(&no[0]), Some(known(&[4, 2])));
+    }
+
+    #[test]
+    fn a_reshape_target_built_from_a_symbolic_batch_keeps_its_known_part() {
+        let mut b = Builder::new(&[1, 6, 4, 4]);
+        b.symbolic(0);
+        let s = b.unary("Shape", "x");
+        let idx = b.ints("i", &[0]);
+        let n = b.node("Gather", &[&s, &idx], 1, vec![]);
+        let rest = b.ints("rest", &[2, 3, 16]);
+        let t = b.node("Concat", &[&n[0], &rest], 1, vec![int_attr("axis", 0)]);
+        let inf = Inferred::of(&b);
+        assert_eq!(inf.value(&t[0]).unwrap().data, vec![None, Some(2.0), Some(3.0), Some(16.0)]);
+    }
+}

@@ -1,0 +1,259 @@
+//! Element-wise ops: maps of one input (activations, Identity, Cast, Neg…)
+//! and numpy-broadcasting ops of several (Add, Mul, comparisons, Where…),
+//! with the values shape arithmetic computes through them.
+
+use super::{Cx, FoldCx, Rules};
+use crate::ir::shapes::{broadcast, Shape};
+use crate::ir::values::{broadcast_map, Value, BOOL};
+use crate::onnx::{attr_i, TensorProto};
+use crate::tensor;
+use std::borrow::Cow;
+
+/// One input mapped element by element: output 0 has its shape. Identity,
+/// Cast and the exact maps of shape code (Neg, Abs, Floor, Ceil, Sqrt, Not,
+/// Round) have a value.
+#[derive(Debug)]
+pub struct Map;
+
+impl Rules for Map {
+    fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
+        cx.same()
+    }
+
+    fn value(&self, cx: &Cx) -> Option<Value> {
+        let v = cx.value(0)?;
+        match cx.p.op_type() {
+            "Identity" => Some(v.clone()),
+            "Cast" => Some(cast(v, attr_i(cx.p, "to", 1) as i32)),
+            op => {
+                let f = unary(op)?;
+                broadcast_map(&[v], |a| Some(f(a[0])).filter(|v| v.is_finite()), v.elem)
+            }
+        }
+    }
+
+    /// Identity of a constant is that constant; Cast of a small one is
+    /// its elements in the new type.
+    fn fold<'a>(&self, cx: &FoldCx<'a>) -> Option<Cow<'a, TensorProto>> {
+        match cx.p.op_type() {
+            "Identity" => cx.input(0),
+            "Cast" => cx.regroup(Some(attr_i(cx.p, "to", 1) as i32), |dims, _| Some(dims)),
+            _ => None,
+        }
+    }
+
+    fn fold_dims(&self, cx: &FoldCx) -> Option<Vec<i64>> {
+        match cx.p.op_type() {
+            "Identity" => cx.input_dims(0),
+            _ => self.fold(cx).map(|t| t.dims.clone()),
+        }
+    }
+}
+
+/// The function of a unary op shape code uses.
+fn unary(op: &str) -> Option<fn(f64) -> f64> {
+    Some(match op {
+        "Neg" => |x| -x,
+        "Abs" => f64::abs,
+        "Floor" => f64::floor,
+        "Ceil" => f64::ceil,
+        "Sqrt" => f64::sqrt,
+        "Round" => f64::round_ties_even,
+        "Not" => |x| (x == 0.0) as i64 as f64,
+        _ => return None,
+    })
+}
+
+/// `v` converted to element type `to` (to an integer: truncated; to bool: 0 or 1).
+fn cast(v: &Value, to: i32) -> Value {
+    let fl = tensor::Elem::from_onnx(to).is_some_and(|e| e.is_float());
+    let data = v
+        .data
+        .iter()
+        .map(|x| {
+            x.map(|x| {
+                if fl {
+                    x
+                } else if to == BOOL {
+                    (x != 0.0) as i64 as f64
+                } else {
+                    x.trunc()
+                }
+            })
+        })
+        .collect();
+    Value { dims: v.dims.clone(), data, elem: to }
+}
+
+/// Numpy broadcasting of all inputs. Two-operand arithmetic, comparisons
+/// and logic (Max and Min of any arity) and Where have a value.
+#[derive(Debug)]
+pub struct Broadcast;
+
+/// Binary ops with a value (Max and Min take any number of operands).
+const BINARY: &[&str] = &[
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Mod",
+    "Pow",
+    "Max",
+    "Min",
+    "Equal",
+    "Less",
+    "Greater",
+    "LessOrEqual",
+    "GreaterOrEqual",
+    "And",
+    "Or",
+];
+
+/// Binary ops whose result is a bool.
+const BOOLEAN: &[&str] = &["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or"];
+
+impl Rules for Broadcast {
+    fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
+        Some(cx.one(broadcast(&cx.input_shapes()?)?))
+    }
+
+    fn value(&self, cx: &Cx) -> Option<Value> {
+        let op = cx.p.op_type();
+        if op == "Where" {
+            let (c, x, y) = (cx.value(0)?, cx.value(1)?, cx.value(2)?);
+            return broadcast_map(&[c, x, y], |a| Some(if a[0] != 0.0 { a[1] } else { a[2] }), x.elem);
+        }
+        if !BINARY.contains(&op) {
+            return None;
+        }
+        let vs = cx.input_values()?;
+        if vs.is_empty() || (vs.len() != 2 && !matches!(op, "Max" | "Min")) {
+            return None;
+        }
+        let int = vs[0].is_int();
+        let f = |a: &[f64]| binary(op, int, a).filter(|v| v.is_finite() && v.abs() < 9.0e15);
+        broadcast_map(&vs, f, if BOOLEAN.contains(&op) { BOOL } else { vs[0].elem })
+    }
+}
+
+/// One element of binary op `op` (`int`: integer semantics for Div and Mod).
+fn binary(op: &str, int: bool, a: &[f64]) -> Option<f64> {
+    let (x, y) = (a[0], *a.get(1).unwrap_or(&a[0]));
+    let b = |x: bool| Some(x as i64 as f64);
+    match op {
+        "Add" => Some(x + y),
+        "Sub" => Some(x - y),
+        "Mul" => Some(x * y),
+        "Div" if int => (y != 0.0).then(|| (x / y).trunc()),
+        "Div" => Some(x / y),
+        "Mod" if int => (y != 0.0).then(|| x - (x / y).floor() * y),
+        "Mod" => Some(x % y),
+        "Pow" => Some(x.powf(y)),
+        "Max" => Some(a.iter().copied().fold(f64::MIN, f64::max)),
+        "Min" => Some(a.iter().copied().fold(f64::MAX, f64::min)),
+        "Equal" => b(x == y),
+        "Less" => b(x < y),
+        "Greater" => b(x > y),
+        "LessOrEqual" => b(x <= y),
+        "GreaterOrEqual" => b(x >= y),
+        "And" => b(x != 0.0 && y != 0.0),
+        "Or" => b(x != 0.0 || y != 0.0),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::ir::values::BOOL;
+    use crate::testutil::{int_attr, known, Builder, Inferred};
+
+    /// `Shape(x)`, whose value is x's dims (`x`: [2, 3, 5, 7]).
+    fn dims() -> (Builder, String) {
+        let mut b = Builder::new(&[2, 3, 5, 7]);
+        let s = b.unary("Shape", "x");
+        (b, s)
+    }
+
+    #[test]
+    fn broadcasting_aligns_trailing_dims() {
+        let mut b = Builder::new(&[1, 3, 1, 4]);
+        let c = b.rand_init("c", &[2, 1, 5, 1], 0.0, 1.0);
+        let y = b.node("Add", &["x", &c], 1, vec![]);
+        assert_eq!(Inferred::of(&b).shape(&y[0]), Some(known(&[2, 3, 5, 4])));
+    }
+
+    #[test]
+    fn incompatible_operands_have_no_shape() {
+        let mut b = Builder::new(&[1, 3, 4]);
+        let c = b.rand_init("c", &[5], 0.0, 1.0);
+        let y = b.node("Mul", &["x", &c], 1, vec![]);
+        assert_eq!(Inferred::of(&b).shape(&y[0]), None);
+    }
+
+    #[test]
+    fn integer_division_truncates_and_modulo_follows_the_divisor() {
+        let (mut b, s) = dims();
+        let k = b.ints("k", &[-2]);
+        let d = b.node("Div", &[&s, &k], 1, vec![]);
+        let m = b.node("Mod", &[&s, &k], 1, vec![]);
+        let inf = Inferred::of(&b);
+        assert_eq!(inf.ints(&d[0]), Some(vec![-1, -1, -2, -3]));
+        assert_eq!(inf.ints(&m[0]), Some(vec![0, -1, -1, -1]));
+    }
+
+    #[test]
+    fn comparisons_are_bool_and_where_selects() {
+        let (mut b, s) = dims();
+        let k = b.ints("k", &[4]);
+        let less = b.node("Less", &[&s, &k], 1, vec![]);
+        let zero = b.ints("zero", &[0]);
+        let w = b.node("Where", &[&less[0], &zero, &s], 1, vec![]);
+        let inf = Inferred::of(&b);
+        assert_eq!(inf.value(&less[0]).unwrap().elem, BOOL);
+        assert_eq!(inf.ints(&less[0]), Some(vec![1, 1, 0, 0]));
+        assert_eq!(inf.ints(&w[0]), Some(vec![0, 0, 5, 7]));
+    }
+
+    #[test]
+    fn maps_compute_exact_ops_and_refuse_the_others() {
+        let (mut b, s) = dims();
+        let neg = b.unary("Neg", &s);
+        let relu = b.unary("Relu", &neg);
+        let f = b.node("Cast", &[&neg], 1, vec![int_attr("to", 1)]);
+        let sq = b.unary("Sqrt", &f[0]);
+        let back = b.node("Cast", &[&sq], 1, vec![int_attr("to", 7)]);
+        let inf = Inferred::of(&b);
+        assert_eq!(inf.ints(&neg), Some(vec![-2, -3, -5, -7]));
+        assert_eq!(inf.shape(&relu), Some(known(&[4])));
+        assert_eq!(inf.value(&relu), None, "Relu has no value rule");
+        assert_eq!(inf.value(&sq).unwrap().data, vec![None; 4], "sqrt of a negative is not finite");
+        assert_eq!(inf.value(&back[0]).unwrap().data, vec![None; 4]);
+    }
+
+    #[test]
+    fn identity_and_cast_of_constants_fold() {
+        let mut b = Builder::new(&[1, 3, 4, 4]);
+        let c = b.init("c", &[2], vec![2.5, -1.0]);
+        let i = b.unary("Identity", &c);
+        let ii = b.unary("Identity", &i);
+        let f = b.node("Cast", &[&ii], 1, vec![int_attr("to", 11)]);
+        let inf = Inferred::of(&b);
+        assert_eq!(inf.folded(&ii), Some((vec![2], vec![2.5, -1.0])));
+        assert_eq!(inf.folded_dims(&ii), Some(vec![2]));
+        assert_eq!(inf.folded(&f[0]), Some((vec![2], vec![2.5, -1.0])), "to double");
+        assert_eq!(inf.value(&f[0]).unwrap().elem, 11);
+    }
+
+    #[test]
+    fn a_cast_to_an_integer_truncates() {
+        let (mut b, s) = dims();
+        let f = b.node("Cast", &[&s], 1, vec![int_attr("to", 1)]);
+        let two = b.init("two", &[1], vec![-2.0]);
+        let h = b.node("Div", &[&f[0], &two], 1, vec![]);
+        let i = b.node("Cast", &[&h[0]], 1, vec![int_attr("to", 7)]);
+        let inf = Inferred::of(&b);
+        assert_eq!(inf.value(&h[0]).unwrap().data, [-1.0, -1.5, -2.5, -3.5].map(Some));
+        let cast = inf.value(&i[0]).unwrap();
+        assert_eq!((cast.data, cast.elem), ([-1.0, -1.0, -2.0, -3.0].map(Some).to_vec(), 7));
+    }
+}

@@ -1,0 +1,118 @@
+//! Reductions (ReduceMean, ReduceSum, ReduceMax…): axes, keepdims,
+//! noop_with_empty_axes. Values are computed for full reductions of rank-1
+//! values, what shape code uses.
+
+use super::{const_axes, Cx, Rules};
+use crate::ir::shapes::{axis, Shape};
+use crate::ir::values::Value;
+use crate::onnx::{attr, attr_i};
+
+/// A reduction.
+#[derive(Debug)]
+pub struct Reduce;
+
+/// The opset from which `op`'s axes are input 1 instead of an attribute:
+/// ReduceSum moved in opset 13, the other reductions in 18.
+pub fn axes_input_from(op: &str) -> i64 {
+    if op == "ReduceSum" {
+        13
+    } else {
+        18
+    }
+}
+
+impl Rules for Reduce {
+    fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
+        let x = cx.shape(0)?;
+        let p = cx.p;
+        let ax = const_axes(cx.m, cx.n, axes_input_from(p.op_type()))?;
+        if ax.is_empty() && attr_i(p, "noop_with_empty_axes", 0) == 1 {
+            return Some(cx.one(x.clone()));
+        }
+        let ax: Vec<usize> = if ax.is_empty() {
+            (0..x.len()).collect()
+        } else {
+            ax.iter().map(|&a| axis(a, x.len())).collect::<Option<_>>()?
+        };
+        let keep = attr_i(p, "keepdims", 1) == 1;
+        let out = x
+            .iter()
+            .enumerate()
+            .filter_map(|(i, &d)| match (ax.contains(&i), keep) {
+                (true, true) => Some(Some(1)),
+                (true, false) => None,
+                (false, _) => Some(d),
+            })
+            .collect();
+        Some(cx.one(out))
+    }
+
+    fn value(&self, cx: &Cx) -> Option<Value> {
+        let op = cx.p.op_type();
+        let fold: fn(&[f64]) -> f64 = match op {
+            "ReduceProd" => |k| k.iter().product(),
+            "ReduceSum" => |k| k.iter().sum(),
+            "ReduceMax" => |k| k.iter().copied().fold(f64::MIN, f64::max),
+            "ReduceMin" => |k| k.iter().copied().fold(f64::MAX, f64::min),
+            "ReduceMean" => |k| k.iter().sum::<f64>() / k.len().max(1) as f64,
+            _ => return None,
+        };
+        let v = cx.value(0)?;
+        // axes known element by element (an attribute, or a computed input)
+        let axes = if cx.opset() >= axes_input_from(op) {
+            match cx.m.input(cx.n, 1) {
+                Some(_) => Some(cx.value(1)?.ints()?),
+                None => None,
+            }
+        } else {
+            attr(cx.p, "axes").map(|a| a.ints.clone())
+        };
+        // only full reductions of rank-1 values
+        if v.dims.len() != 1 || axes.is_some_and(|a| a.iter().any(|&x| axis(x, 1) != Some(0))) {
+            return None;
+        }
+        let keep = attr_i(cx.p, "keepdims", 1) == 1;
+        let r = fold(&v.known()?);
+        Some(Value { dims: if keep { vec![1] } else { vec![] }, data: vec![Some(r)], elem: v.elem })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{int_attr, ints_attr, known, Builder, Inferred};
+
+    #[test]
+    fn reduce_sum_takes_axes_as_an_input_from_opset_13_the_others_from_18() {
+        let mut b = Builder::new(&[2, 3, 4, 5]);
+        let ax = b.ints("ax", &[2, 3]);
+        let sum = b.node("ReduceSum", &["x", &ax], 1, vec![int_attr("keepdims", 0)]);
+        let mean = b.node("ReduceMean", &["x"], 1, vec![ints_attr("axes", &[-1])]);
+        let inf = Inferred::of(&b);
+        assert_eq!(inf.shape(&sum[0]), Some(known(&[2, 3])));
+        assert_eq!(inf.shape(&mean[0]), Some(known(&[2, 3, 4, 1])));
+    }
+
+    #[test]
+    fn empty_axes_reduce_everything_unless_told_not_to() {
+        let mut b = Builder::new(&[2, 3]);
+        let all = b.node("ReduceMax", &["x"], 1, vec![]);
+        let none = b.node("ReduceSum", &["x"], 1, vec![int_attr("noop_with_empty_axes", 1)]);
+        let inf = Inferred::of(&b);
+        assert_eq!(inf.shape(&all[0]), Some(known(&[1, 1])));
+        assert_eq!(inf.shape(&none[0]), Some(known(&[2, 3])));
+    }
+
+    #[test]
+    fn full_reductions_of_shape_vectors_have_values() {
+        let mut b = Builder::new(&[2, 3, 5, 7]);
+        let s = b.unary("Shape", "x");
+        let prod = b.node("ReduceProd", &[&s], 1, vec![int_attr("keepdims", 0)]);
+        let min = b.node("ReduceMin", &[&s], 1, vec![]);
+        let l2 = b.node("ReduceL2", &[&s], 1, vec![]);
+        let inf = Inferred::of(&b);
+        let p = inf.value(&prod[0]).unwrap();
+        assert_eq!((p.dims, p.data), (vec![], vec![Some(210.0)]));
+        assert_eq!(inf.ints(&min[0]), Some(vec![2]));
+        assert_eq!(inf.value(&l2[0]), None, "no value rule for ReduceL2");
+    }
+}

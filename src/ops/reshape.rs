@@ -1,0 +1,260 @@
+//! Ops that keep the data and change only the dims: Reshape, Flatten,
+//! Squeeze and Unsqueeze. Their values are their input's elements under the
+//! new dims.
+
+use super::{const_axes, Cx, FoldCx, Rules};
+use crate::ir::shapes::{axis, product, Shape};
+use crate::ir::values::{numel, Value};
+use crate::ir::{Model, NodeId, Outlet};
+use crate::onnx::{attr_i, attr_ints, TensorProto};
+use crate::tensor;
+use std::borrow::Cow;
+
+/// Reshape to a target that may be partly known (a symbolic batch read by
+/// Shape); `0` copies the input dim (unless `allowzero`), `-1` is inferred.
+#[derive(Debug)]
+pub struct Reshape;
+
+impl Rules for Reshape {
+    fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
+        let x = cx.shape(0)?;
+        let shape: Vec<Option<i64>> = match cx.value(1) {
+            Some(v) => v.data.iter().map(|d| d.map(|d| d as i64)).collect(),
+            None => cx.ints(1)?.into_iter().map(Some).collect(),
+        };
+        let allow_zero = attr_i(cx.p, "allowzero", 0) == 1;
+        let mut out: Shape = shape
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| match d {
+                Some(0) if !allow_zero => x.get(i).copied().flatten(),
+                Some(d) if d < 0 => None,
+                d => d,
+            })
+            .collect();
+        if let Some(neg) = shape.iter().position(|&d| d == Some(-1)) {
+            // An unknown leading dim of the target facing the input's
+            // unknown leading dim is taken as the same (symbolic) batch:
+            // it cancels out of the element count.
+            let batch = x.first() == Some(&None) && out.first() == Some(&None) && neg != 0;
+            let skip = usize::from(batch);
+            let total = product(&x[skip.min(x.len())..]);
+            let known = out
+                .iter()
+                .enumerate()
+                .skip(skip)
+                .filter(|(i, _)| *i != neg)
+                .try_fold(1i64, |a, (_, v)| v.and_then(|v| a.checked_mul(v)));
+            out[neg] = match (total, known) {
+                (Some(t), Some(k)) if k > 0 && t % k == 0 => Some(t / k),
+                _ => None,
+            };
+        }
+        Some(cx.one(out))
+    }
+
+    fn value(&self, cx: &Cx) -> Option<Value> {
+        let v = cx.value(0)?;
+        let own = cx.shapes.get(&Outlet { node: cx.n, slot: 0 }).cloned();
+        let o = own.or_else(|| {
+            let t = cx.value(1)?.ints()?;
+            let known = t
+                .iter()
+                .enumerate()
+                .filter(|(_, &d)| d != -1)
+                .try_fold(1i64, |acc, (i, &d)| acc.checked_mul(if d == 0 { *v.dims.get(i)? as i64 } else { d }))?;
+            let total = v.data.len() as i64;
+            Some(
+                t.iter()
+                    .enumerate()
+                    .map(|(i, &d)| match d {
+                        -1 => (known > 0).then(|| total / known),
+                        0 => v.dims.get(i).map(|&d| d as i64),
+                        d => Some(d),
+                    })
+                    .collect(),
+            )
+        })?;
+        regroup(v, &o)
+    }
+
+    /// A small constant under a constant target of positive dims holding
+    /// as many elements.
+    fn fold<'a>(&self, cx: &FoldCx<'a>) -> Option<Cow<'a, TensorProto>> {
+        cx.regroup(None, |_, len| {
+            let shape = tensor::to_i64(&*cx.m.input_const(cx.n, 1)?).ok()?;
+            if shape.iter().any(|&d| d <= 0) {
+                return None;
+            }
+            let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+            (dims.iter().product::<usize>() == len).then_some(dims)
+        })
+    }
+}
+
+/// Flatten at `axis`: `[product(dims before), product(dims from)]`.
+#[derive(Debug)]
+pub struct Flatten;
+
+/// The two dims Flatten makes of `x`.
+fn flatten(cx: &Cx, x: &[Option<i64>]) -> Option<Shape> {
+    let a = axis(attr_i(cx.p, "axis", 1), x.len() + 1)?;
+    Some(vec![product(&x[..a]), product(&x[a..])])
+}
+
+impl Rules for Flatten {
+    fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
+        Some(cx.one(flatten(cx, cx.shape(0)?)?))
+    }
+
+    fn value(&self, cx: &Cx) -> Option<Value> {
+        let v = cx.value(0)?;
+        regroup(v, &flatten(cx, &known(v))?)
+    }
+}
+
+/// Squeeze and Unsqueeze (axes an attribute before opset 13, input 1 from 13).
+#[derive(Debug)]
+pub struct Squeeze;
+
+impl Rules for Squeeze {
+    fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
+        Some(cx.one(unsqueeze_shape(cx.m, cx.n, cx.shape(0)?)?))
+    }
+
+    fn value(&self, cx: &Cx) -> Option<Value> {
+        let v = cx.value(0)?;
+        regroup(v, &unsqueeze_shape(cx.m, cx.n, &known(v))?)
+    }
+
+    /// A small constant with 1s inserted at (Unsqueeze), or dims of 1
+    /// removed from (Squeeze), its constant axes. Unlike the value rule,
+    /// Squeeze keeps a listed dim that is not 1.
+    fn fold<'a>(&self, cx: &FoldCx<'a>) -> Option<Cow<'a, TensorProto>> {
+        let axes = || -> Option<Vec<i64>> {
+            if cx.m.opset() >= 13 {
+                cx.m.input(cx.n, 1).and_then(|_| cx.m.input_const(cx.n, 1)).and_then(|a| tensor::to_i64(&a).ok())
+            } else {
+                Some(attr_ints(cx.p, "axes"))
+            }
+        };
+        let unsqueeze = cx.p.op_type() == "Unsqueeze";
+        cx.regroup(None, |mut dims, _| {
+            if unsqueeze {
+                let mut ax = axes()?;
+                let r = (dims.len() + ax.len()) as i64;
+                ax.iter_mut().for_each(|a| *a = if *a < 0 { *a + r } else { *a });
+                ax.sort();
+                for a in ax {
+                    dims.insert(usize::try_from(a).ok().filter(|&a| a <= dims.len())?, 1);
+                }
+                return Some(dims);
+            }
+            let ax = axes().filter(|a| !a.is_empty());
+            let r = dims.len() as i64;
+            let listed = |i: usize| ax.as_ref().is_none_or(|a| a.iter().any(|&x| (x + r) % r == i as i64));
+            Some(dims.iter().enumerate().filter(|&(i, &d)| !(d == 1 && listed(i))).map(|(_, &d)| d).collect())
+        })
+    }
+}
+
+/// The dims of a value as a shape.
+fn known(v: &Value) -> Shape {
+    v.dims.iter().map(|&d| Some(d as i64)).collect()
+}
+
+/// `v`'s elements under dims `o`, if they are all known and hold as many.
+fn regroup(v: &Value, o: &[Option<i64>]) -> Option<Value> {
+    let dims: Vec<usize> = o.iter().map(|d| d.and_then(|d| usize::try_from(d).ok())).collect::<Option<_>>()?;
+    (numel(&dims)? == v.data.len()).then(|| Value { dims, data: v.data.clone(), elem: v.elem })
+}
+
+/// Output shape of Squeeze / Unsqueeze (`x` is the input's shape).
+pub fn unsqueeze_shape(m: &Model, n: NodeId, x: &Shape) -> Option<Shape> {
+    let p = m.op(n)?;
+    let ax = const_axes(m, n, 13)?;
+    if p.op_type() == "Unsqueeze" {
+        let r = x.len() + ax.len();
+        let ax: Vec<usize> = ax.iter().map(|&a| axis(a, r)).collect::<Option<_>>()?;
+        let mut src = x.iter();
+        return (0..r).map(|i| if ax.contains(&i) { Some(Some(1)) } else { src.next().copied() }).collect();
+    }
+    let ax: Vec<usize> = if ax.is_empty() {
+        (0..x.len()).filter(|&i| x[i] == Some(1)).collect()
+    } else {
+        ax.iter().map(|&a| axis(a, x.len())).collect::<Option<_>>()?
+    };
+    Some(x.iter().enumerate().filter(|(i, _)| !ax.contains(i)).map(|(_, &d)| d).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{int_attr, ints_attr, known, Builder, Inferred};
+
+    #[test]
+    fn reshape_copies_zeros_and_infers_minus_one() {
+        let mut b = Builder::new(&[2, 6, 4, 4]);
+        let t = b.ints("t", &[0, 3, -1]);
+        let y = b.node("Reshape", &["x", &t], 1, vec![]);
+        assert_eq!(Inferred::of(&b).shape(&y[0]), Some(known(&[2, 3, 32])));
+    }
+
+    #[test]
+    fn a_symbolic_batch_cancels_out_of_minus_one() {
+        let mut b = Builder::new(&[1, 6, 4, 4]);
+        b.symbolic(0);
+        let s = b.unary("Shape", "x");
+        let idx = b.ints("i", &[0]);
+        let n = b.node("Gather", &[&s, &idx], 1, vec![]);
+        let rest = b.ints("rest", &[2, -1]);
+        let t = b.node("Concat", &[&n[0], &rest], 1, vec![int_attr("axis", 0)]);
+        let y = b.node("Reshape", &["x", &t[0]], 1, vec![]);
+        assert_eq!(Inferred::of(&b).shape(&y[0]), Some(vec![None, Some(2), Some(48)]));
+    }
+
+    #[test]
+    fn flatten_and_squeezes_regroup_values() {
+        let mut b = Builder::new(&[2, 3, 5, 7]);
+        let s = b.unary("Shape", "x");
+        let ax = b.ints("ax", &[0, 2]);
+        let u = b.node("Unsqueeze", &[&s, &ax], 1, vec![]);
+        let f = b.node("Flatten", &[&u[0]], 1, vec![int_attr("axis", 2)]);
+        let q = b.unary("Squeeze", &u[0]);
+        let inf = Inferred::of(&b);
+        assert_eq!(inf.shape(&u[0]), Some(known(&[1, 4, 1])));
+        assert_eq!(inf.value(&u[0]).unwrap().dims, [1, 4, 1]);
+        assert_eq!(inf.value(&f[0]).unwrap().dims, [4, 1]);
+        assert_eq!(inf.ints(&f[0]), Some(vec![2, 3, 5, 7]));
+        assert_eq!(inf.value(&q).unwrap().dims, [4]);
+    }
+
+    #[test]
+    fn small_constants_fold_through_reshapes_and_squeezes() {
+        let mut b = Builder::new(&[1, 3, 4, 4]);
+        let c = b.ints("c", &[1, 2, 3, 4, 5, 6]);
+        let t = b.ints("t", &[3, 2]);
+        let r = b.node("Reshape", &[&c, &t], 1, vec![]);
+        let minus = b.ints("minus", &[3, -1]);
+        let refused = b.node("Reshape", &[&c, &minus], 1, vec![]);
+        let ax = b.ints("ax", &[-1]);
+        let u = b.node("Unsqueeze", &[&r[0], &ax], 1, vec![]);
+        let ax1 = b.ints("ax1", &[1]);
+        let kept = b.node("Squeeze", &[&u[0], &ax1], 1, vec![]);
+        let inf = Inferred::of(&b);
+        let data = vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0];
+        assert_eq!(inf.folded(&r[0]), Some((vec![3, 2], data.clone())));
+        assert_eq!(inf.folded(&refused[0]), None, "the folder takes no -1 (the evaluator does)");
+        assert_eq!(inf.ints(&refused[0]), Some(vec![1, 2, 3, 4, 5, 6]));
+        assert_eq!(inf.folded(&u[0]), Some((vec![3, 2, 1], data.clone())));
+        assert_eq!(inf.folded(&kept[0]), Some((vec![3, 2, 1], data)), "the folder keeps a listed dim that is not 1");
+        assert_eq!(inf.value(&kept[0]).unwrap().dims, [3, 2, 1], "the walk takes what the IR folds");
+    }
+
+    #[test]
+    fn before_opset_13_squeeze_axes_are_an_attribute() {
+        let mut b = Builder::new(&[1, 3, 1, 4]);
+        b.opset = 11;
+        let y = b.node("Squeeze", &["x"], 1, vec![ints_attr("axes", &[2])]);
+        assert_eq!(Inferred::of(&b).shape(&y[0]), Some(known(&[1, 3, 4])));
+    }
+}

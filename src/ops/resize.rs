@@ -1,0 +1,90 @@
+//! Resize and Upsample: output dims from scales or sizes (inputs or
+//! attributes, by opset), or from sizes computed at run time.
+
+use super::{const_floats, const_ints, Cx, Rules};
+use crate::ir::shapes::{fit, Shape};
+use crate::ir::{Model, NodeId};
+use crate::onnx::attr_f;
+
+/// Resize / Upsample.
+#[derive(Debug)]
+pub struct Resize;
+
+impl Rules for Resize {
+    fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
+        let x = cx.shape(0)?;
+        // sizes computed at run time (dynamic H, W) may be known in part
+        let computed = (cx.opset() >= 11 && cx.m.input_const(cx.n, 3).is_none())
+            .then(|| cx.value(3))
+            .flatten()
+            .filter(|v| v.data.len() == x.len());
+        if let Some(v) = computed {
+            return Some(cx.one(v.data.iter().map(|d| d.map(|d| d as i64)).collect()));
+        }
+        let (scales, sizes) = resize_params(cx.m, cx.n)?;
+        let out = if let Some(sz) = sizes {
+            sz.iter().map(|&d| Some(d)).collect()
+        } else {
+            let sc = scales?;
+            if sc.len() != x.len() {
+                return None;
+            }
+            x.iter().zip(sc).map(|(d, f)| d.and_then(|d| fit((d as f64 * f).floor() as i128))).collect()
+        };
+        Some(cx.one(out))
+    }
+}
+
+/// Scales and/or sizes of a Resize.
+pub type ResizeParams = (Option<Vec<f64>>, Option<Vec<i64>>);
+
+/// Resize/Upsample scales or sizes, from inputs (by opset) or attributes.
+pub fn resize_params(m: &Model, n: NodeId) -> Option<ResizeParams> {
+    let p = m.op(n)?;
+    if p.op_type() == "Upsample" {
+        if m.opset() >= 9 {
+            return Some((Some(const_floats(m, n, 1)?), None));
+        }
+        let sc = crate::onnx::attr(p, "scales")?.floats.iter().map(|&v| v as f64).collect();
+        return Some((Some(sc), None));
+    }
+    // Resize: opset 10 (X, scales); 11+ (X, roi, scales, sizes).
+    if m.opset() < 11 {
+        return Some((Some(const_floats(m, n, 1)?), None));
+    }
+    let sizes = m.input(n, 3).and_then(|_| const_ints(m, n, 3)).filter(|v| !v.is_empty());
+    let scales = m.input(n, 2).and_then(|_| const_floats(m, n, 2)).filter(|v| !v.is_empty());
+    if sizes.is_none() && scales.is_none() {
+        return None;
+    }
+    if attr_f(p, "extrapolation_value", 0.0).is_nan() {
+        return None;
+    }
+    Some((scales, sizes))
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{known, Builder, Inferred};
+
+    #[test]
+    fn resize_by_scales_floors_and_by_sizes_takes_them() {
+        let mut b = Builder::new(&[1, 4, 5, 5]);
+        let scales = b.init("scales", &[4], vec![1.0, 1.0, 2.5, 2.0]);
+        let y = b.node("Resize", &["x", "", &scales], 1, vec![]);
+        let sizes = b.ints("sizes", &[1, 4, 7, 9]);
+        let z = b.node("Resize", &["x", "", "", &sizes], 1, vec![]);
+        let inf = Inferred::of(&b);
+        assert_eq!(inf.shape(&y[0]), Some(known(&[1, 4, 12, 10])));
+        assert_eq!(inf.shape(&z[0]), Some(known(&[1, 4, 7, 9])));
+    }
+
+    #[test]
+    fn opset_9_upsample_reads_its_scales_input() {
+        let mut b = Builder::new(&[1, 4, 5, 5]);
+        b.opset = 9;
+        let scales = b.init("scales", &[4], vec![1.0, 1.0, 2.0, 2.0]);
+        let y = b.node("Upsample", &["x", &scales], 1, vec![]);
+        assert_eq!(Inferred::of(&b).shape(&y[0]), Some(known(&[1, 4, 10, 10])));
+    }
+}

@@ -1,0 +1,89 @@
+//! Split: one input cut along an axis into several outputs, by explicit
+//! sizes (attribute before opset 13, input 1 from 13) or evenly.
+
+use super::{const_ints, Cx, Rules};
+use crate::ir::shapes::{axis, Shape};
+use crate::ir::{Model, NodeId};
+use crate::onnx::{attr_i, attr_ints};
+
+/// Split along `axis`: output i has the input's shape with size i there.
+#[derive(Debug)]
+pub struct Split;
+
+impl Rules for Split {
+    fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
+        let x = cx.shape(0)?;
+        let a = axis(attr_i(cx.p, "axis", 0), x.len())?;
+        let sizes = split_sizes(cx.m, cx.n, x[a]?)?;
+        Some(
+            sizes
+                .into_iter()
+                .map(|sz| {
+                    let mut o = x.clone();
+                    o[a] = Some(sz);
+                    Some(o)
+                })
+                .collect(),
+        )
+    }
+}
+
+/// Sizes of a Split's outputs along its axis of length `len`.
+pub fn split_sizes(m: &Model, n: NodeId, len: i64) -> Option<Vec<i64>> {
+    let p = m.op(n)?;
+    let nout = p.output.len() as i64;
+    let explicit = if m.opset() >= 13 {
+        m.input(n, 1).and_then(|_| const_ints(m, n, 1))
+    } else {
+        Some(attr_ints(p, "split")).filter(|v| !v.is_empty())
+    };
+    if let Some(v) = explicit {
+        return (v.iter().all(|&s| s >= 0) && v.iter().map(|&s| s as i128).sum::<i128>() == len as i128).then_some(v);
+    }
+    if m.opset() >= 13 && m.input(n, 1).is_some() {
+        return None;
+    }
+    let num = if m.opset() >= 18 { attr_i(p, "num_outputs", nout) } else { nout };
+    if num <= 0 || num != nout {
+        return None;
+    }
+    if len < 0 {
+        return None;
+    }
+    let chunk = ((len as i128 + num as i128 - 1) / num as i128) as i64;
+    Some((0..num).map(|i| (len - i * chunk).clamp(0, chunk)).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testutil::{int_attr, ints_attr, known, Builder, Inferred};
+
+    #[test]
+    fn split_evenly_rounds_the_last_chunk_down() {
+        let mut b = Builder::new(&[1, 7, 4, 4]);
+        let y = b.node("Split", &["x"], 3, vec![int_attr("axis", 1)]);
+        let inf = Inferred::of(&b);
+        let widths: Vec<_> = y.iter().map(|o| inf.shape(o).unwrap()[1]).collect();
+        assert_eq!(widths, [Some(3), Some(3), Some(1)]);
+    }
+
+    #[test]
+    fn explicit_sizes_must_add_up() {
+        let mut b = Builder::new(&[1, 7, 4, 4]);
+        let ok = b.ints("ok", &[2, 5]);
+        let y = b.node("Split", &["x", &ok], 2, vec![int_attr("axis", 1)]);
+        let bad = b.ints("bad", &[2, 4]);
+        let z = b.node("Split", &["x", &bad], 2, vec![int_attr("axis", 1)]);
+        let inf = Inferred::of(&b);
+        assert_eq!(inf.shape(&y[1]), Some(known(&[1, 5, 4, 4])));
+        assert_eq!(inf.shape(&z[0]), None);
+    }
+
+    #[test]
+    fn before_opset_13_the_sizes_are_an_attribute() {
+        let mut b = Builder::new(&[1, 7, 4, 4]);
+        b.opset = 11;
+        let y = b.node("Split", &["x"], 2, vec![int_attr("axis", 1), ints_attr("split", &[6, 1])]);
+        assert_eq!(Inferred::of(&b).shape(&y[0]), Some(known(&[1, 6, 4, 4])));
+    }
+}
