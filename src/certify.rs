@@ -188,6 +188,13 @@ pub fn certify(original: &ModelProto, candidate: &ModelProto, layout: &Layout) -
             fail(&mut cert, format!("{label} makes '{out0}', which the original makes with {}", p.op_type()));
             continue;
         }
+        // every input the original gives is still there (a conv may gain
+        // the bias of a fold, never lose one)
+        if let Some(slot) =
+            (0..p.input.len()).find(|&k| !p.input[k].is_empty() && n.input.get(k).is_none_or(|i| i.is_empty()))
+        {
+            fail(&mut cert, format!("{label} has no input {slot}, which the original gives ('{}')", p.input[slot]));
+        }
         // activation inputs wired as in the original
         for (slot, i) in n.input.iter().enumerate() {
             if i.is_empty() || c.consts.contains_key(i.as_str()) {
@@ -509,5 +516,86 @@ fn ulp(x: f64, e: Elem) -> f64 {
         Elem::F16 => (x.abs() * 2f64.powi(-10)).max(2f64.powi(-24)),
         Elem::BF16 => (x.abs() * 2f64.powi(-7)).max(f64::MIN_POSITIVE),
         _ => (x.abs() * f64::EPSILON).max(f64::MIN_POSITIVE),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ir::Model;
+    use crate::passes::{self, Options, Pass};
+    use crate::testutil::{int_attr, Builder};
+
+    /// conv 5→7 → BN → Relu → conv 7→6 → Concat with a conv 7→3 (so both
+    /// folds and padding happen), and align's rewrite of it with its layout.
+    fn rewritten() -> (ModelProto, ModelProto, Layout) {
+        let mut b = Builder::new(&[1, 5, 8, 8]);
+        let c = b.conv("x", 5, 7, 3, 1, false);
+        let y = b.bn(&c, 7);
+        let r = b.unary("Relu", &y);
+        let c2 = b.conv(&r, 7, 6, 1, 1, true);
+        let c3 = b.conv(&r, 7, 3, 3, 1, true);
+        let cat = b.node("Concat", &[&c2, &c3], 1, vec![int_attr("axis", 1)]).remove(0);
+        let out = b.conv(&cat, 9, 4, 1, 1, true);
+        b.output(&out, &[1, 4, 8, 8]);
+        let original = b.model();
+        let mut m = Model::import(original.clone()).unwrap();
+        let (_, layout) = passes::rewrite(&mut m, &Pass::all(), &Options::default()).unwrap();
+        (original, m.export(), layout)
+    }
+
+    fn init<'a>(m: &'a mut ModelProto, node: usize, slot: usize) -> &'a mut TensorProto {
+        let g = m.graph.as_mut().unwrap();
+        let name = g.node[node].input[slot].clone();
+        g.initializer.iter_mut().find(|t| t.name() == name).unwrap()
+    }
+
+    fn edit(t: &mut TensorProto, f: impl FnOnce(&mut Vec<f64>)) {
+        let mut v = tensor::to_f64(t).unwrap();
+        f(&mut v);
+        *t = tensor::rewrite(t, &tensor::dims(t), &v).unwrap();
+    }
+
+    #[test]
+    fn align_s_own_rewrite_is_certified() {
+        let (a, b, l) = rewritten();
+        let c = certify(&a, &b, &l).unwrap();
+        assert!(c.passed, "{}", c.text());
+        assert!(c.folded >= 2, "the folded conv's weight and bias: {}", c.text());
+        assert!(c.tensors >= 8 && c.values > 500, "{}", c.text());
+    }
+
+    #[test]
+    fn a_wrong_weight_a_wrong_padding_or_a_dropped_bias_is_named() {
+        let (a, b, l) = rewritten();
+        // one real weight of the folded conv off by 2 ulps
+        let mut m = b.clone();
+        edit(init(&mut m, 0, 1), |v| v[0] = (v[0] as f32).next_up().next_up() as f64);
+        let c = certify(&a, &m, &l).unwrap();
+        assert!(!c.passed && c.first.as_ref().unwrap().contains("fold gives"), "{}", c.text());
+        // ... by 1 ulp is the rounding the fold allows
+        let mut m = b.clone();
+        edit(init(&mut m, 0, 1), |v| v[0] = (v[0] as f32).next_up() as f64);
+        assert!(certify(&a, &m, &l).unwrap().passed);
+        // a padded filter given a bias
+        let mut m = b.clone();
+        edit(init(&mut m, 0, 2), |v| *v.last_mut().unwrap() = 1.0);
+        let c = certify(&a, &m, &l).unwrap();
+        assert!(!c.passed && c.first.as_ref().unwrap().contains("padded position"), "{}", c.text());
+        // the last conv's bias dropped
+        let mut m = b.clone();
+        let g = m.graph.as_mut().unwrap();
+        let last = g.node.iter_mut().rev().find(|n| n.op_type() == "Conv").unwrap();
+        last.input.truncate(2);
+        let c = certify(&a, &m, &l).unwrap();
+        assert!(!c.passed && c.first.as_ref().unwrap().contains("has no input 2"), "{}", c.text());
+        // a conv reading another tensor than in the original
+        let mut m = b.clone();
+        let g = m.graph.as_mut().unwrap();
+        let x = g.node[0].output[0].clone();
+        let last = g.node.iter_mut().rev().find(|n| n.op_type() == "Conv").unwrap();
+        last.input[0] = x;
+        let c = certify(&a, &m, &l).unwrap();
+        assert!(!c.passed && c.first.as_ref().unwrap().contains("where the original reads"), "{}", c.text());
     }
 }

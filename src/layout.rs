@@ -253,3 +253,34 @@ pub fn derive(
         ..Layout::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::{int_attr, Builder};
+
+    #[test]
+    fn padded_channels_are_promised_zero_only_where_zero_stays_zero() {
+        // conv → Sigmoid (0.5 in padded channels) and conv → Mul(x, Sigmoid(x))
+        // (SiLU: 0) → Relu (0) → Concat with the Sigmoid (mixed) → conv
+        let mut b = Builder::new(&[1, 3, 8, 8]);
+        let c = b.conv("x", 3, 5, 3, 1, true);
+        let s = b.unary("Sigmoid", &c);
+        let silu = b.node("Mul", &[&c, &s], 1, vec![]).remove(0);
+        let r = b.unary("Relu", &silu);
+        let cat = b.node("Concat", &[&r, &s], 1, vec![int_attr("axis", 1)]).remove(0);
+        let out = b.conv(&cat, 10, 4, 1, 1, true);
+        b.output(&out, &[1, 4, 8, 8]);
+        let m = Model::import(b.model()).unwrap();
+        let a = Analysis::run(&m, &Options::default()).unwrap();
+        let l = Layout::of(&m, &a, &HashSet::new(), "test");
+        for t in [&c, &silu, &r] {
+            assert!(l.maps.contains_key(t.as_str()) && l.zero_padded.contains(t.as_str()), "{t}: {l:?}");
+        }
+        for t in [&s, &cat] {
+            assert!(l.maps.contains_key(t.as_str()) && !l.zero_padded.contains(t.as_str()), "{t}: {l:?}");
+        }
+        assert_eq!(l.maps[c.as_str()].len, 8);
+        assert_eq!(l.maps[cat.as_str()].len, 16);
+    }
+}

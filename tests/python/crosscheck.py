@@ -95,6 +95,12 @@ OPT_LEVELS = [
 # Models tract cannot run (opset-9 Upsample has no tract translation): align's
 # own verification is skipped and onnxruntime is the only judge here.
 NO_TRACT = {"realworld/opset9_resize.onnx"}
+# Models tract verification refuses although the rewrite is correct: every
+# weight is 0.02, so a folded BN's rounding is the same in every term of a
+# sum and grows through 50 layers past the per-tensor noise bound (see
+# docs/verify.md, "What it cannot see"). They are written with --no-verify
+# (the certificate still runs) and cross-checked here in onnxruntime.
+VERIFY_REFUSES = {"third_party/light_resnet50.onnx"}
 # Models onnxruntime cannot run (a custom-domain op): not cross-checked here;
 # tests/realworld.rs covers them.
 NO_ORT = {"realworld/unknown_op.onnx"}
@@ -306,7 +312,7 @@ def check_model(align: str, model_path: Path, multiple: int, align_args=()) -> R
         aligned = Path(tmp) / "aligned.onnx"
 
         # 1. align
-        extra = ["--no-verify"] if display_name(model_path) in NO_TRACT else []
+        extra = ["--no-verify"] if display_name(model_path) in NO_TRACT | VERIFY_REFUSES else []
         p = run_align(align, [str(model_path), "-o", str(aligned), "--json", "-q", "--multiple", str(multiple), *extra, *symbolic.ALIGN_ARGS.get(name, []), *align_args])
         detail = f"exit {p.returncode}"
         if p.returncode == 0:

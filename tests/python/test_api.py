@@ -222,7 +222,7 @@ def test_failed_verification_raises_with_the_summary():
     # zero tolerance fails
     with pytest.raises(onnx_align.VerificationError) as e:
         onnx_align.align(PRUNED, strict=True, atol=0.0, rtol=0.0)
-    assert str(e.value).startswith(f"{PRUNED}: verification failed: output ")
+    assert str(e.value).startswith(f"{PRUNED}: verification failed: 'output' is off by ")
     assert e.value.summary["verification"]["passed"] is False
     assert e.value.summary["output"] is None
 
