@@ -544,7 +544,7 @@ mod tests {
         (original, m.export(), layout)
     }
 
-    fn init<'a>(m: &'a mut ModelProto, node: usize, slot: usize) -> &'a mut TensorProto {
+    fn init(m: &mut ModelProto, node: usize, slot: usize) -> &mut TensorProto {
         let g = m.graph.as_mut().unwrap();
         let name = g.node[node].input[slot].clone();
         g.initializer.iter_mut().find(|t| t.name() == name).unwrap()
