@@ -432,3 +432,70 @@ fn damaged_candidates_get_a_verdict_or_one_line_never_a_panic() {
     let o = verify(&[f.as_os_str(), renamed.as_os_str()]);
     assert_eq!(o.status.code(), Some(0), "node names are not the network: {}", stderr(&o));
 }
+
+/// Another tool's rewrite (onnxoptimizer's `fuse_bn_into_conv`): BN folded
+/// into the conv, which keeps its own output name for the folded values and
+/// takes over the BN's readers. The name then means another tensor: it is
+/// left out (its readers differ), the rest is compared by name and shape,
+/// and a bug planted after the fold is still found where it was made.
+#[test]
+fn another_tool_s_fold_that_reuses_names_is_equivalent_and_a_bug_in_it_is_located() {
+    use align::tensor::{dims, rewrite, to_f64};
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures().join("v4_c3_deconv_bn_op13.onnx");
+    let (mut m, _) = onnx::load(&f).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let get = |g: &onnx::GraphProto, n: &str| to_f64(g.initializer.iter().find(|t| t.name() == n).unwrap()).unwrap();
+    let mut folded = 0;
+    while let Some(bi) = g.node.iter().position(|n| {
+        n.op_type() == "BatchNormalization"
+            && g.node.iter().any(|c| c.op_type() == "Conv" && c.output[0] == n.input[0] && c.input.len() == 2)
+    }) {
+        let bn = g.node.remove(bi);
+        let ci = g.node.iter().position(|c| c.op_type() == "Conv" && c.output[0] == bn.input[0]).unwrap();
+        let (gamma, beta, mean, var) =
+            (get(g, &bn.input[1]), get(g, &bn.input[2]), get(g, &bn.input[3]), get(g, &bn.input[4]));
+        let eps = bn.attribute.iter().find(|a| a.name() == "epsilon").map_or(1e-5, |a| a.f() as f64);
+        let s: Vec<f64> = (0..gamma.len()).map(|o| gamma[o] / (var[o] + eps).sqrt()).collect();
+        let wname = g.node[ci].input[1].clone();
+        let wt = g.initializer.iter_mut().find(|t| t.name() == wname).unwrap();
+        let mut w = to_f64(wt).unwrap();
+        let per = w.len() / s.len();
+        w.iter_mut().enumerate().for_each(|(i, v)| *v *= s[i / per]);
+        *wt = rewrite(wt, &dims(wt), &w).unwrap();
+        let b: Vec<f64> = (0..s.len()).map(|o| beta[o] - mean[o] * s[o]).collect();
+        let bname = format!("{wname}.fused_bias");
+        let mut bt = rewrite(wt, &[s.len()], &b).unwrap();
+        bt.name = Some(bname.clone());
+        g.initializer.push(bt);
+        g.node[ci].input.push(bname);
+        let conv_out = g.node[ci].output[0].clone();
+        for n in g.node.iter_mut() {
+            n.input.iter_mut().filter(|i| **i == bn.output[0]).for_each(|i| *i = conv_out.clone());
+        }
+        g.output.iter_mut().filter(|o| o.name() == bn.output[0]).for_each(|o| o.name = Some(conv_out.clone()));
+        folded += 1;
+    }
+    assert!(folded > 10, "{folded}");
+    let p = tmp.path().join("fused.onnx");
+    save(&m, &p);
+    let o = verify(&[f.as_os_str(), p.as_os_str(), "--json".as_ref()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let t = &json(&o)["verification"]["tensors"];
+    assert_eq!(t["layout"], "names and shapes", "{t}");
+    assert!(
+        t["not_compared"]["read by other ops in the candidate (a name the rewrite reused)"].as_u64().unwrap() >= 10
+    );
+    assert!(t["compared"].as_u64().unwrap() > 50, "{t}");
+    // negative control: one bias of a fused conv +0.01
+    let g = m.graph.as_mut().unwrap();
+    let conv = g.node.iter().filter(|n| n.op_type() == "Conv" && n.input.len() == 3).nth(5).unwrap().clone();
+    let bt = g.initializer.iter_mut().find(|t| t.name() == conv.input[2]).unwrap();
+    let mut b = to_f64(bt).unwrap();
+    b[0] += 0.01;
+    *bt = rewrite(bt, &dims(bt), &b).unwrap();
+    save(&m, &p);
+    let o = verify(&[f.as_os_str(), p.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    assert!(stderr(&o).contains("first departure"), "{}", stderr(&o));
+}

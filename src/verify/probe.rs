@@ -32,6 +32,27 @@ pub(crate) struct Candidate {
     pub producer: String,
     /// Position of that node in the original's node list (topological).
     pub order: usize,
+    /// Both models read it with the same ops (a multiset of op types, graph
+    /// output or not). A tool that folds a BN into the conv before it may
+    /// keep the conv's output name for the folded values: the name then
+    /// means another tensor, and its readers show it.
+    pub same_readers: bool,
+}
+
+/// For each tensor, the sorted op types that read it (and whether it is a
+/// graph output).
+fn readers(g: &GraphProto) -> HashMap<&str, Vec<&str>> {
+    let mut r: HashMap<&str, Vec<&str>> = HashMap::new();
+    for n in &g.node {
+        for i in n.input.iter().filter(|i| !i.is_empty()) {
+            r.entry(i.as_str()).or_default().push(n.op_type());
+        }
+    }
+    for o in &g.output {
+        r.entry(o.name()).or_default().push("(graph output)");
+    }
+    r.values_mut().for_each(|v| v.sort_unstable());
+    r
 }
 
 /// Tensors the original makes that the candidate makes too under the same
@@ -41,6 +62,7 @@ pub(crate) struct Candidate {
 /// the layout is known.)
 pub(crate) fn candidates(ga: &GraphProto, gb: &GraphProto, skip: &HashSet<String>) -> Vec<Candidate> {
     let produced_b: HashSet<&str> = gb.node.iter().flat_map(|n| n.output.iter().map(|s| s.as_str())).collect();
+    let (ra, rb) = (readers(ga), readers(gb));
     let outputs: HashSet<&str> = ga.output.iter().chain(&gb.output).map(|o| o.name()).collect();
     let mut seen = HashSet::new();
     let mut out = vec![];
@@ -57,7 +79,12 @@ pub(crate) fn candidates(ga: &GraphProto, gb: &GraphProto, skip: &HashSet<String
             {
                 continue;
             }
-            out.push(Candidate { name: t.clone(), producer: format!("{} '{}'", n.op_type(), node_label(n)), order });
+            out.push(Candidate {
+                name: t.clone(),
+                producer: format!("{} '{}'", n.op_type(), node_label(n)),
+                order,
+                same_readers: ra.get(t.as_str()) == rb.get(t.as_str()),
+            });
         }
     }
     out
@@ -95,6 +122,10 @@ pub(crate) fn choose(
             continue; // shape arithmetic, masks, indices: not activations
         }
         floats += 1;
+        if layout.maps.is_empty() && !c.same_readers {
+            skip("read by other ops in the candidate (a name the rewrite reused)");
+            continue;
+        }
         let (Some(sa), Some(sb)) = (sa, sb) else {
             skip("shape not static");
             continue;

@@ -242,7 +242,12 @@ impl Verification {
             t += "  ";
             t += &c.text();
         }
-        if let Some(c) = &self.tensors {
+        if let Some(c) = self.tensors.as_ref().filter(|c| c.compared == 0) {
+            t += &format!(
+                "  intermediate tensors ({}): none of {} shared could be compared: the outputs alone were\n",
+                c.layout, c.shared
+            );
+        } else if let Some(c) = &self.tensors {
             let left: usize = c.not_compared.values().sum();
             let why: Vec<String> = c.not_compared.iter().map(|(k, v)| format!("{v} {k}")).collect();
             t += &format!(
