@@ -499,3 +499,16 @@ fn another_tool_s_fold_that_reuses_names_is_equivalent_and_a_bug_in_it_is_locate
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     assert!(stderr(&o).contains("first departure"), "{}", stderr(&o));
 }
+
+/// One trial (what a 640×640 model gets): every probe is compared on it.
+#[test]
+fn a_single_trial_compares_every_shared_tensor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures().join("v4_c3_deconv_bn_op13.onnx");
+    let a = aligned(&f, tmp.path());
+    let o = verify(&[f.as_os_str(), a.as_os_str(), "--trials".as_ref(), "1".as_ref(), "--json".as_ref()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let t = &json(&o)["verification"]["tensors"];
+    assert_eq!(t["compared"], t["shared"], "{t}");
+    assert!(t["padded"].as_u64().unwrap() > 50, "{t}");
+}

@@ -377,10 +377,12 @@ fn load_pair(
     Ok(Loaded { a: a?, b: b?, fixed, probes: chosen.into_iter().map(|(_, p)| p).collect(), shared, skipped, layout })
 }
 
-/// Intermediate tensors are compared on this many trials at most: a channel
-/// of a feature map holds thousands of elements per trial, and the later
-/// trials (up to eight for small inputs) add evidence for the graph
-/// outputs, where one value per box or class is all a trial gives.
+/// Intermediate tensors are compared on this many trials, or on as many as
+/// give each channel [`criterion::MIN_SLICE`] elements (a deep 2×2 feature
+/// map needs eight): a channel of an early feature map holds thousands of
+/// elements per trial, and the later trials (up to eight for small inputs)
+/// add evidence for the graph outputs, where one value per box or class is
+/// all a trial gives.
 pub const PROBE_TRIALS: usize = 2;
 
 /// Runs every trial: the original, the candidate and (noise mode) the
@@ -396,12 +398,20 @@ fn run_trials(
 ) -> Result<(Vec<TrialOut>, Vec<probe::Judged>)> {
     use tap::Run;
     let noisy = !pert.is_empty();
-    let probe_trials = sets.len().min(PROBE_TRIALS);
+    let wanted: Vec<usize> = m
+        .probes
+        .iter()
+        .map(|p| {
+            let per_channel: usize = p.shape.iter().skip(2).product::<usize>() * p.shape.first().copied().unwrap_or(1);
+            criterion::MIN_SLICE.div_ceil(per_channel.max(1)).max(PROBE_TRIALS).min(sets.len())
+        })
+        .collect();
     let tracked: Vec<Mutex<Tracked>> =
-        m.probes.iter().map(|p| Mutex::new(Tracked::new(p.clone(), probe_trials, opts))).collect();
+        m.probes.iter().zip(&wanted).map(|(p, &k)| Mutex::new(Tracked::new(p.clone(), k, opts))).collect();
     let mut trials = vec![];
     for (t, set) in sets.iter().enumerate() {
-        let ex = tap::Exchange::new(&tracked, opts.tolerance, t < probe_trials);
+        let active: Vec<bool> = wanted.iter().map(|&k| t < k).collect();
+        let ex = tap::Exchange::new(&tracked, opts.tolerance, &active);
         let feed = |run: Run| -> TVec<TValue> {
             match run {
                 Run::Original => set.iter().map(|x| x.clone().into()).collect(),

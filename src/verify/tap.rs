@@ -97,14 +97,14 @@ pub(crate) struct Exchange<'t> {
     turn: Condvar,
     tracked: &'t [Mutex<Tracked>],
     tol: Tolerance,
-    /// This trial compares probes (later trials only run the taps).
-    active: bool,
+    /// Which probes this trial compares (the others' taps only run).
+    active: &'t [bool],
     /// The first comparison error.
     error: Mutex<Option<Error>>,
 }
 
 impl<'t> Exchange<'t> {
-    pub(crate) fn new(tracked: &'t [Mutex<Tracked>], tol: Tolerance, active: bool) -> Exchange<'t> {
+    pub(crate) fn new(tracked: &'t [Mutex<Tracked>], tol: Tolerance, active: &'t [bool]) -> Exchange<'t> {
         let held = (0..tracked.len()).map(|_| [None, None, None]).collect();
         Exchange {
             slots: Mutex::new(Slots { held, ..Slots::default() }),
@@ -154,7 +154,7 @@ impl<'t> Exchange<'t> {
             inputs,
             |ctx: &EvalContext, st: Option<&mut (dyn OpState + 'static)>, node: &TypedNode, inputs: TVec<TValue>| {
                 if let Some(tap) = node.op_as::<Tap>() {
-                    if self.active {
+                    if self.active[tap.0] {
                         self.deposit(tap.0, run, inputs[0].clone().into_tensor());
                     }
                     return Ok(tvec!(tensor0(0f32).into_tvalue()));
