@@ -21,6 +21,11 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# files whose snippets and links name this repository (github.com/OWNER/NAME, uses: OWNER/NAME@)
+USER_FACING = ["README.md", "docs/cli.md", "docs/python.md", "pyproject.toml", "CHANGELOG.md",
+               ".pre-commit-hooks.yaml", "action.yml"]
+# other projects those files may name
+ELSEWHERE = {"actions/checkout"}
 SECTION = re.compile(r"^## \[(?P<version>[^\]]+)\](?: - (?P<date>.+))?$", re.M)
 
 
@@ -141,8 +146,18 @@ def main() -> int:
         date = sections.get(version, (None, ""))[0]
         if not date or not re.fullmatch(r"\d{4}-\d{2}-\d{2}", date):
             errors.append(f"CHANGELOG.md: date the section: '## [{version}] - YYYY-MM-DD' (it says {date!r})")
-    if a.repository and cargo.get("repository", "").lower().rstrip("/") != a.repository.lower().rstrip("/"):
-        errors.append(f"Cargo.toml repository is {cargo.get('repository')!r}, this repository is {a.repository}")
+    repository = cargo.get("repository", "")
+    if a.repository and repository.lower().rstrip("/") != a.repository.lower().rstrip("/"):
+        errors.append(f"Cargo.toml repository is {repository!r}, this repository is {a.repository}")
+    # every place a user copies this repository's name from says Cargo.toml's
+    slug = repository.removeprefix("https://github.com/").strip("/")
+    for name in USER_FACING:
+        text = (ROOT / name).read_text()
+        for other in set(re.findall(r"github\.com/([\w.-]+/[\w.-]+)", text)) | set(
+            re.findall(r"uses: ([\w.-]+/[\w.-]+)@", text)
+        ):
+            if other.lower() != slug.lower() and other.lower() not in ELSEWHERE:
+                errors.append(f"{name} names the repository {other}, Cargo.toml's is {slug}")
 
     if a.action:
         problems = action_problems()
