@@ -29,5 +29,5 @@ done
 opts=(--format github --multiple "${MULTIPLE:-8}")
 [ "${STRICT:-false}" = true ] && opts+=(--strict)
 read -r -a extra <<<"${ARGS:-}" || true
-echo "align check ${opts[*]} ${extra[*]} (${#models[@]} models)"
+echo "align check ${opts[*]}${extra[*]:+ ${extra[*]}} (${#models[@]} models)"
 exec align check "${opts[@]}" "${extra[@]}" -- "${models[@]}"

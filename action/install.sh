@@ -7,7 +7,8 @@
 #                   for the action's own ref when that is a version tag
 #                   (uses: …/align@v0.1.0), else latest
 #   ACTION_REF      github.action_ref
-#   ACTION_REPO     github.action_repository (owner/name of this action)
+#   ACTION_REPO     github.action_repository (owner/name of this action; passed
+#                   through env:, as composite run: scripts see it empty)
 #   RUNNER_OS, RUNNER_ARCH, RUNNER_TEMP, GITHUB_PATH, GITHUB_SERVER_URL
 set -euo pipefail
 
@@ -30,7 +31,11 @@ version=${ALIGN_VERSION:-}
 if [ -z "$version" ]; then
     if [[ "${ACTION_REF:-}" =~ ^v[0-9]+\.[0-9]+\.[0-9]+ ]]; then version=$ACTION_REF; else version=latest; fi
 fi
-releases="${GITHUB_SERVER_URL:-https://github.com}/$ACTION_REPO/releases"
+# empty when the action is used as `uses: ./` (a checkout of this repository,
+# .github/workflows/action-test.yml): then the workflow's own repository
+repo=${ACTION_REPO:-${GITHUB_REPOSITORY:-}}
+[ -n "$repo" ] || { echo "::error title=align::neither github.action_repository nor GITHUB_REPOSITORY is set"; exit 1; }
+releases="${GITHUB_SERVER_URL:-https://github.com}/$repo/releases"
 if [ "$version" = latest ]; then
     url="$releases/latest/download/$asset"
 else
