@@ -13,7 +13,7 @@ script runs that pipeline on an ONNX file standing in for the export:
 4. quantize the aligned model with onnxruntime's `quantize_static` (QDQ,
    per-channel int8) and run it.
 
-    pip install . onnxruntime      # in the repository: the onnx-align wheel
+    pip install onnx-align onnxruntime      # or `pip install .` in the repository
     python examples/align_after_export.py fixtures/v4_c3_deconv_bn_op13.onnx --out-dir /tmp/aligned
 
 Exits non-zero (with the reason) if any step fails; CI runs it.

@@ -1,8 +1,9 @@
 """Zero-pad the channel widths of pruned ONNX CNNs to multiples of 8 (or 16,
 32) without changing any output, proven with tract.
 
-A thin binding of the Rust crate ``align``: every function runs the same code
-as the ``align`` command (with the GIL released). Models go in as an
+A thin binding of the Rust crate ``onnx-align`` (library ``align``): every
+function runs the same code as the ``align`` command (with the GIL released).
+Models go in as an
 ``onnx.ModelProto``, a path (external data is resolved beside it) or the
 serialized bytes; results come back as an ``onnx.ModelProto`` and the dicts
 that the command's ``--json`` prints (docs/json.md).
