@@ -563,7 +563,8 @@ def check_nms(align, label, path, tmp, table):
         f = tmp / "nms.bug.onnx"
         onnx.save(b, str(f))
         code, so, se = run([align, "verify", p, f, "--json"])
-        table.add(label, case, "reject", code, margin_of(so), site if code in (0, 1) else se.strip()[:120])
+        by, margin = caught_by(so)
+        table.add(label, case, "reject", code, margin, f"{site}; by {by}" if code in (0, 1) else se.strip()[:120])
 
 
 def main():
