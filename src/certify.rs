@@ -433,22 +433,42 @@ fn compare(
         inv[a] = Some(v);
     }
     // the re-laid-out axes (and the scaled one) lead; the axes after them
-    // are the same in both tensors and contiguous: a block compared at once
+    // are the same in both tensors and contiguous. The last leading axis is
+    // walked in runs: consecutive positions that are all padding, or real
+    // channels in the original's order, are one contiguous block in both
+    // tensors (a conv weight is a few runs per output channel, not one
+    // block per input channel)
     let split = axes.iter().map(|&(a, _)| a + 1).chain(scale.map(|(a, ..)| a + 1)).max().unwrap_or(0);
-    let block: usize = cd[split..].iter().product();
+    let inner: usize = cd[split..].iter().product();
+    let last = split.checked_sub(1);
+    let runs: Vec<(usize, Option<usize>, usize)> = match last {
+        None => vec![(0, Some(0), 1)],
+        Some(l) => {
+            let mut runs: Vec<(usize, Option<usize>, usize)> = vec![];
+            for ph in 0..cd[l] {
+                let lo = inv[l].as_ref().map_or(Some(ph), |v| v[ph]);
+                match runs.last_mut() {
+                    Some((_, prev, len)) if prev.map(|p| p + *len) == lo || (prev.is_none() && lo.is_none()) => {
+                        *len += 1
+                    }
+                    _ => runs.push((ph, lo, 1)),
+                }
+            }
+            runs
+        }
+    };
     let ostride: Vec<usize> = (0..split).map(|k| od[k + 1..].iter().product()).collect();
-    for outer in 0..cv.len() / block.max(1) {
-        let (mut rest, mut oi, mut real, mut channel) = (outer, 0, true, 0);
-        for k in (0..split).rev() {
+    let outer_axes = last.unwrap_or(0);
+    let n_outer: usize = cd[..outer_axes].iter().product();
+    for outer in 0..n_outer {
+        // the position on the axes before the last leading one
+        let (mut rest, mut obase, mut real, mut channel) = (outer, 0, true, 0);
+        for k in (0..outer_axes).rev() {
             let x = rest % cd[k];
             rest /= cd[k];
-            let l = match &inv[k] {
-                Some(v) => v[x],
-                None => Some(x),
-            };
-            match l {
+            match inv[k].as_ref().map_or(Some(x), |v| v[x]) {
                 Some(l) => {
-                    oi += l * ostride[k];
+                    obase += l * ostride[k];
                     if scale.is_some_and(|(a, ..)| a == k) {
                         channel = l;
                     }
@@ -456,35 +476,98 @@ fn compare(
                 None => real = false,
             }
         }
-        let ci0 = outer * block;
-        if !real {
-            if let Some(i) = (ci0..ci0 + block).find(|&i| cv.get(i) != fill) {
-                return Err(format!("holds {} at padded position {i} where exactly {fill} belongs", cv.get(i)));
-            }
-            continue;
-        }
-        for i in 0..block {
-            let (c, x) = (cv.get(ci0 + i), ov.get(oi + i));
-            match scale {
-                None => {
-                    if c != x && !(c.is_nan() && x.is_nan()) {
-                        return Err(format!("holds {c} at {} where the original holds {x}", ci0 + i));
-                    }
-                }
-                Some((_, s, t)) => {
-                    let e = round_to(x * s[channel] + t.get(channel).copied().unwrap_or(0.0), elem);
-                    if (c - e).abs() > ulp(e, elem) {
-                        return Err(format!(
-                            "holds {c} at {} where the BatchNormalization fold gives {e} (original {x}, scale {})",
-                            ci0 + i,
-                            s[channel]
-                        ));
-                    }
+        let cbase = outer * cd.get(outer_axes).copied().unwrap_or(1) * inner;
+        for &(ph, lo, len) in &runs {
+            let ci0 = cbase + ph * inner;
+            let block = len * inner;
+            match lo.filter(|_| real) {
+                None => check_fill(&cv, ci0, block, fill)?,
+                Some(l) => {
+                    let oi0 = obase + last.map_or(0, |la| l * ostride[la]);
+                    // the scale's channel: fixed by an outer axis, or stepping with the last
+                    let per = match (scale, last) {
+                        (Some((a, ..)), Some(la)) if a == la => Some((l, inner)),
+                        _ => None,
+                    };
+                    check_real(&cv, &ov, ci0, oi0, block, scale, channel, per, elem)?;
                 }
             }
         }
     }
     Ok(cv.len() as u64)
+}
+
+/// Padded positions `ci0..ci0 + block` of the candidate hold exactly `fill`.
+fn check_fill(cv: &Values, ci0: usize, block: usize, fill: f64) -> std::result::Result<(), String> {
+    if let Values::Raw(cb, e) = cv {
+        let r = ci0 * e.size()..(ci0 + block) * e.size();
+        if fill == 0.0 && cb[r].iter().all(|&b| b == 0) {
+            return Ok(()); // +0.0 everywhere, at memory speed
+        }
+    }
+    match (ci0..ci0 + block).find(|&i| cv.get(i) != fill) {
+        Some(i) => Err(format!("holds {} at padded position {i} where exactly {fill} belongs", cv.get(i))),
+        None => Ok(()),
+    }
+}
+
+/// Real positions `ci0..ci0 + block` of the candidate against the
+/// original's `oi0..`: bit for bit, or for a fold `s·x + t` recomputed in
+/// f64 and rounded once, within 1 ulp. The fold's channel is `channel`, or
+/// with `per = (first, inner)` it steps every `inner` elements from `first`.
+#[allow(clippy::too_many_arguments)]
+fn check_real(
+    cv: &Values,
+    ov: &Values,
+    ci0: usize,
+    oi0: usize,
+    block: usize,
+    scale: Option<Scale>,
+    channel: usize,
+    per: Option<(usize, usize)>,
+    elem: Elem,
+) -> std::result::Result<(), String> {
+    let ch = |i: usize| per.map_or(channel, |(first, inner)| first + i / inner);
+    if let (Values::Raw(cb, e), Values::Raw(ob, f)) = (cv, ov) {
+        let (cs, os) = (&cb[ci0 * e.size()..(ci0 + block) * e.size()], &ob[oi0 * f.size()..(oi0 + block) * f.size()]);
+        match scale {
+            None if e == f && cs == os => return Ok(()), // bit for bit, at memory speed
+            Some((_, s, t)) if (*e, *f) == (Elem::F32, Elem::F32) => {
+                let at = |b: &[u8], i: usize| f32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+                let ok = (0..block).all(|i| {
+                    let k = ch(i);
+                    let (c, want) = (at(cs, i), (at(os, i) as f64 * s[k] + t.get(k).copied().unwrap_or(0.0)) as f32);
+                    c == want || ((c - want).abs() as f64) <= ulp(want as f64, Elem::F32)
+                });
+                if ok {
+                    return Ok(());
+                } // else the general loop names the element
+            }
+            _ => {}
+        }
+    }
+    for i in 0..block {
+        let (c, x) = (cv.get(ci0 + i), ov.get(oi0 + i));
+        match scale {
+            None => {
+                if c != x && !(c.is_nan() && x.is_nan()) {
+                    return Err(format!("holds {c} at {} where the original holds {x}", ci0 + i));
+                }
+            }
+            Some((_, s, t)) => {
+                let k = ch(i);
+                let e = round_to(x * s[k] + t.get(k).copied().unwrap_or(0.0), elem);
+                if (c - e).abs() > ulp(e, elem) {
+                    return Err(format!(
+                        "holds {c} at {} where the BatchNormalization fold gives {e} (original {x}, scale {})",
+                        ci0 + i,
+                        s[k]
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Hands back the mapped pages of both tensors once they are checked (the
@@ -510,8 +593,14 @@ fn round_to(x: f64, e: Elem) -> f64 {
 fn ulp(x: f64, e: Elem) -> f64 {
     match e {
         Elem::F32 => {
-            let f = x as f32;
-            (f.next_up() - f).abs().max((f - f.next_down()).abs()) as f64
+            // 2^(exponent − 23): the spacing of f32 values at |x| (the larger
+            // one, towards infinity, at a power of two); subnormals 2^−149
+            let bits = (x as f32).abs().to_bits() & 0x7f80_0000;
+            if bits == 0 {
+                2f64.powi(-149)
+            } else {
+                f32::from_bits(bits) as f64 * 2f64.powi(-23)
+            }
         }
         Elem::F16 => (x.abs() * 2f64.powi(-10)).max(2f64.powi(-24)),
         Elem::BF16 => (x.abs() * 2f64.powi(-7)).max(f64::MIN_POSITIVE),

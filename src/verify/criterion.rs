@@ -322,6 +322,113 @@ impl Tally {
         }
     }
 
+    /// Whether [`Tally::add_f32_channels`] applies: an intermediate tensor
+    /// judged per channel or whole, by the noise criterion.
+    pub(crate) fn by_channel(&self) -> bool {
+        self.intermediate && !self.elementwise && (self.axes.is_empty() || self.axes == [1])
+    }
+
+    /// [`Tally::add_by_channel`] for f32 tensors read in place, the
+    /// candidate's channel `c` at `map[c]` of its `physical` channels (its
+    /// real channels; `None`: the same layout as the original). The
+    /// differences are taken in f32 (exact for values within a factor of 2,
+    /// Sterbenz), accumulated in f64 per channel; `max_rel` (information
+    /// only) is not kept for intermediate tensors.
+    pub(crate) fn add_f32_channels(
+        &mut self,
+        x: &[f32],
+        y: &[f32],
+        map: Option<(&[usize], usize)>,
+        z: Option<&[f32]>,
+        tol: Tolerance,
+    ) {
+        let numel = x.len();
+        // blocks of one channel of one batch item (the layout's granularity),
+        // accumulated per channel or, judged whole, all together
+        let (channels, inner) = match self.shape.len() {
+            0 | 1 => (1, numel),
+            _ => (self.shape[1], self.strides[1]),
+        };
+        let inner = inner.max(1);
+        let (atol, rtol) = (tol.atol as f32, tol.rtol as f32);
+        let (mut max_abs, mut max_value) = (0f32, 0f32);
+        let mut slow = false;
+        for (k, base) in (0..numel).step_by(inner).enumerate() {
+            let c = k % channels;
+            let yb = match map {
+                Some((m, physical)) => ((k / channels) * physical + m[c]) * inner,
+                None => base,
+            };
+            let acc = if self.axes.is_empty() { &mut self.whole } else { &mut self.accs[0][c] };
+            let (xs, ys) = (&x[base..base + inner], &y[yb..yb + inner]);
+            let (mut sd, mut sa, mut sn) = (0f64, 0f64, 0f64);
+            let (mut md, mut ma, mut mn) = (0f32, 0f32, 0f32);
+            let mut nn = 0u64;
+            for i in 0..inner {
+                let (p, q) = (xs[i], ys[i]);
+                let d = (p - q).abs();
+                if !(d.is_finite() && p.is_finite()) {
+                    slow = true; // a NaN or an infinity: the general loop decides
+                    continue;
+                }
+                let mag = p.abs();
+                max_abs = max_abs.max(d);
+                max_value = max_value.max(mag);
+                let dv = if d <= atol + rtol * mag { 0.0 } else { d };
+                sd += (dv as f64) * (dv as f64);
+                md = md.max(dv);
+                sa += (mag as f64) * (mag as f64);
+                ma = ma.max(mag);
+                if let Some(z) = z {
+                    let n = z[base + i];
+                    if n.is_finite() {
+                        let e = (n - p).abs() as f64;
+                        sn += e * e;
+                        mn = mn.max(e as f32);
+                        nn += 1;
+                    }
+                }
+            }
+            acc.n += inner as u64;
+            acc.sum_d2 += sd;
+            acc.max_d = acc.max_d.max(md as f64);
+            acc.sum_a2 += sa;
+            acc.max_a = acc.max_a.max(ma as f64);
+            acc.n_noise += nn;
+            acc.sum_n2 += sn;
+            acc.max_n = acc.max_n.max(mn as f64);
+        }
+        self.d.max_abs = self.d.max_abs.max(max_abs as f64);
+        self.d.max_value = self.d.max_value.max(max_value as f64);
+        if slow {
+            // NaN or infinite elements: judge the tensor as the general loop
+            // would, by marking it off by infinity (a NaN where the original
+            // has a number is a departure; both NaN is rare enough to
+            // recompute exactly elsewhere)
+            let mut worst_nan = false;
+            for (k, base) in (0..numel).step_by(inner).enumerate() {
+                let c = k % channels;
+                let yb = match map {
+                    Some((m, physical)) => ((k / channels) * physical + m[c]) * inner,
+                    None => base,
+                };
+                for i in 0..inner {
+                    let (p, q) = (x[base + i], y[yb + i]);
+                    let agree = (p.is_nan() && q.is_nan()) || p == q;
+                    if !agree && !(p - q).is_finite() {
+                        worst_nan = true;
+                        let acc = if self.axes.is_empty() { &mut self.whole } else { &mut self.accs[0][c] };
+                        acc.sum_d2 = f64::INFINITY;
+                        acc.max_d = f64::INFINITY;
+                    }
+                }
+            }
+            if worst_nan {
+                self.d.max_abs = f64::INFINITY;
+            }
+        }
+    }
+
     /// [`Tally::add`] for an intermediate tensor sliced by channel (or judged
     /// whole): one contiguous run of elements per channel, no per-element
     /// slice bookkeeping. The same statistics as the general loop.

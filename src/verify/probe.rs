@@ -167,6 +167,22 @@ impl Tracked {
     /// Adds one trial: the original's tensor `a`, the candidate's `b`, the
     /// original's on perturbed inputs `n`.
     pub(crate) fn add(&mut self, a: &Tensor, b: &Tensor, n: Option<&Tensor>, tol: Tolerance) -> Result<()> {
+        fn f32s(t: &Tensor) -> Option<&[f32]> {
+            if t.datum_type() != DatumType::F32 {
+                return None;
+            }
+            t.to_plain_array_view::<f32>().ok()?.to_slice()
+        }
+        if let (true, Some(x), Some(y), Some(z)) = (self.tally.by_channel(), f32s(a), f32s(b), n.map(f32s)) {
+            let map = self.probe.map.as_ref().map(|cm| (&cm.map[..], cm.len));
+            if let Some(cm) = &self.probe.map {
+                if self.padding.is_none() {
+                    self.padding = padded_off_promise(&Vals::F32(y), b.shape(), cm, self.probe.zero);
+                }
+            }
+            self.tally.add_f32_channels(x, y, map, z, tol);
+            return Ok(());
+        }
         let x = Vals::of(a)?;
         let z = n.map(Vals::of).transpose()?;
         match &self.probe.map {
@@ -247,6 +263,14 @@ fn split_channels(y: &Vals, shape: &[usize], cm: &ChannelMap, zero: bool) -> (Ga
         Vals::F32(v) => Gathered::F32(runs.flat_map(|base| v[base..base + inner].iter().copied()).collect()),
         Vals::F64(v) => Gathered::F64(runs.flat_map(|base| v[base..base + inner].iter().copied()).collect()),
     };
+    (real, padded_off_promise(y, shape, cm, zero))
+}
+
+/// The first padded channel of a candidate tensor off its promise (not
+/// finite, or not exactly 0 where 0 was promised): (physical channel, value).
+fn padded_off_promise(y: &Vals, shape: &[usize], cm: &ChannelMap, zero: bool) -> Option<(usize, f64)> {
+    let outer = shape[0];
+    let inner: usize = shape[2..].iter().product();
     let mut is_real = vec![false; cm.len];
     for &c in &cm.map {
         is_real[c] = true;
@@ -264,7 +288,7 @@ fn split_channels(y: &Vals, shape: &[usize], cm: &ChannelMap, zero: bool) -> (Ga
             }
         }
     }
-    (real, bad)
+    bad
 }
 
 /// The probes' results as the report keeps them.
