@@ -311,8 +311,6 @@ fn input_sets(
 struct Loaded {
     a: Runnable,
     b: Runnable,
-    /// Graph outputs and selection feeders, before the probes.
-    fixed: usize,
     probes: Vec<probe::Probe>,
     /// Float tensors both models make under one name.
     shared: usize,
@@ -374,7 +372,7 @@ fn load_pair(
         let a = optimise(a, &keep, &taps, "original");
         (a, b.join().expect("tract optimise thread"))
     });
-    Ok(Loaded { a: a?, b: b?, fixed, probes: chosen.into_iter().map(|(_, p)| p).collect(), shared, skipped, layout })
+    Ok(Loaded { a: a?, b: b?, probes: chosen.into_iter().map(|(_, p)| p).collect(), shared, skipped, layout })
 }
 
 /// Intermediate tensors are compared on this many trials, or on as many as
@@ -441,10 +439,12 @@ fn run_trials(
         if let Some(e) = ex.take_error() {
             return Err(e);
         }
-        a.truncate(m.fixed);
-        b.truncate(m.fixed);
+        // the taps' scalars come first (tap::wire)
+        let taps = m.probes.len();
+        a.drain(..taps);
+        b.drain(..taps);
         if let Some(n) = n.as_mut() {
-            n.truncate(m.fixed);
+            n.drain(..taps);
         }
         trials.push(TrialOut { a, b, n });
     }

@@ -22,7 +22,7 @@ use tract_onnx::tract_core::internal::{EvalContext, EvalOp, Op, OpState, StaticN
 
 /// Bytes of probe copies the three runs may hold before a run that is ahead
 /// waits for the others.
-pub const IN_FLIGHT: usize = 32 << 20;
+pub const IN_FLIGHT: usize = 8 << 20;
 
 /// How long a run that is ahead waits at most, per probe, before going on.
 const PATIENCE: Duration = Duration::from_millis(500);
@@ -55,13 +55,17 @@ impl TypedOp for Tap {
 }
 
 /// Wires a tap on each outlet of `probes` (positions in `m`'s outputs) and
-/// makes the outputs `keep` followed by the taps' scalars.
+/// makes the outputs the taps' scalars followed by `keep`. Taps come first
+/// so that tract's plan, which orders the network from its outputs, runs
+/// each tap as soon as its tensor exists: the copy is handed over then, and
+/// the tensor is not kept alive until the end of the run.
 pub(crate) fn wire(m: &mut TypedModel, keep: &[usize], probes: &[usize]) -> TractResult<()> {
     let outlets = m.output_outlets()?.to_vec();
-    let mut outs: Vec<OutletId> = keep.iter().map(|&i| outlets[i]).collect();
+    let mut outs: Vec<OutletId> = vec![];
     for (j, &i) in probes.iter().enumerate() {
         outs.push(m.wire_node(format!("align.tap.{j}"), Tap(j), &[outlets[i]])?[0]);
     }
+    outs.extend(keep.iter().map(|&i| outlets[i]));
     m.select_output_outlets(&outs)
 }
 
