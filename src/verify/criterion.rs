@@ -66,7 +66,52 @@ pub(crate) struct Acc {
     max_a: f64,
 }
 
+/// |p − q| for comparison: 0 when both are NaN or equal, infinite when one
+/// is NaN or they are infinities of opposite signs.
+#[inline]
+fn difference(p: f64, q: f64) -> f64 {
+    if p.is_nan() || q.is_nan() {
+        return if p.is_nan() == q.is_nan() { 0.0 } else { f64::INFINITY };
+    }
+    if p == q {
+        return 0.0;
+    }
+    let v = (p - q).abs();
+    if v.is_nan() {
+        f64::INFINITY
+    } else {
+        v
+    }
+}
+
+/// Records one element's difference and magnitude in the tensor-wide
+/// figures of `d` (largest |a − b|, |a|, relative difference).
+#[inline]
+fn note_element(d: &mut OutputDiff, p: f64, diff: f64, mag: f64) {
+    d.max_abs = d.max_abs.max(diff);
+    d.max_value = d.max_value.max(mag);
+    if diff > 0.0 && p != 0.0 && p.is_finite() {
+        d.max_rel = d.max_rel.max(diff / p.abs());
+    }
+}
+
 impl Acc {
+    /// Adds one element: its deviation `dv` (0 when within the
+    /// tolerances), the original's magnitude, the noise run's |n − a|.
+    #[inline]
+    fn push(&mut self, dv: f64, mag: f64, noise: Option<f64>) {
+        self.n += 1;
+        self.sum_d2 += dv * dv;
+        self.max_d = self.max_d.max(dv);
+        self.sum_a2 += mag * mag;
+        self.max_a = self.max_a.max(mag);
+        if let Some(n) = noise {
+            self.n_noise += 1;
+            self.sum_n2 += n * n;
+            self.max_n = self.max_n.max(n);
+        }
+    }
+
     fn rms(sum: f64, n: u64) -> f64 {
         if n == 0 {
             0.0
@@ -242,7 +287,7 @@ impl Tally {
     /// Adds one trial: the original `x`, the candidate `y` (same shape), and
     /// the original on the perturbed inputs `z`.
     pub(crate) fn add(&mut self, x: &Vals, y: &Vals, z: Option<&Vals>, tol: Tolerance) {
-        if self.intermediate && !self.elementwise && (self.axes.is_empty() || self.axes == [1]) {
+        if self.by_channel() {
             return self.add_by_channel(x, y, z, tol);
         }
         let (axes, strides, shape) = (&self.axes, &self.strides, &self.shape);
@@ -261,26 +306,9 @@ impl Tally {
                 }
             }
             let (p, q) = (x.get(i), y.get(i));
-            let mut diff = if p.is_nan() || q.is_nan() {
-                if p.is_nan() == q.is_nan() {
-                    0.0
-                } else {
-                    f64::INFINITY
-                }
-            } else if p == q {
-                0.0
-            } else {
-                (p - q).abs()
-            };
-            if diff.is_nan() {
-                diff = f64::INFINITY; // inf − inf of opposite signs
-            }
+            let diff = difference(p, q);
             let mag = if p.is_finite() { p.abs() } else { 0.0 };
-            d.max_abs = d.max_abs.max(diff);
-            d.max_value = d.max_value.max(mag);
-            if diff > 0.0 && p != 0.0 && p.is_finite() {
-                d.max_rel = d.max_rel.max(diff / p.abs());
-            }
+            note_element(d, p, diff, mag);
             let bound = tol.atol + tol.rtol * mag;
             if self.elementwise {
                 let b = if self.is_float { bound } else { 0.0 };
@@ -301,18 +329,7 @@ impl Tally {
             }
             let dv = if diff <= bound { 0.0 } else { diff };
             let nz = z.map(|z| z.get(i)).filter(|n| n.is_finite() && p.is_finite()).map(|n| (n - p).abs());
-            let add = |acc: &mut Acc| {
-                acc.n += 1;
-                acc.sum_d2 += dv * dv;
-                acc.max_d = acc.max_d.max(dv);
-                acc.sum_a2 += mag * mag;
-                acc.max_a = acc.max_a.max(mag);
-                if let Some(n) = nz {
-                    acc.n_noise += 1;
-                    acc.sum_n2 += n * n;
-                    acc.max_n = acc.max_n.max(n);
-                }
-            };
+            let add = |acc: &mut Acc| acc.push(dv, mag, nz);
             if axes.is_empty() {
                 add(&mut self.whole);
             }
@@ -446,40 +463,12 @@ impl Tally {
             };
             for i in base..base + inner {
                 let (p, q) = (x.get(i), y.get(i));
-                let diff = if p.is_nan() || q.is_nan() {
-                    if p.is_nan() == q.is_nan() {
-                        0.0
-                    } else {
-                        f64::INFINITY
-                    }
-                } else if p == q {
-                    0.0
-                } else {
-                    let v = (p - q).abs();
-                    if v.is_nan() {
-                        f64::INFINITY // inf − inf of opposite signs
-                    } else {
-                        v
-                    }
-                };
+                let diff = difference(p, q);
                 let mag = if p.is_finite() { p.abs() } else { 0.0 };
-                d.max_abs = d.max_abs.max(diff);
-                d.max_value = d.max_value.max(mag);
-                if diff > 0.0 && p != 0.0 && p.is_finite() {
-                    d.max_rel = d.max_rel.max(diff / p.abs());
-                }
+                note_element(d, p, diff, mag);
                 let dv = if diff <= tol.atol + tol.rtol * mag { 0.0 } else { diff };
-                acc.n += 1;
-                acc.sum_d2 += dv * dv;
-                acc.max_d = acc.max_d.max(dv);
-                acc.sum_a2 += mag * mag;
-                acc.max_a = acc.max_a.max(mag);
-                if let Some(n) = z.map(|z| z.get(i)).filter(|n| n.is_finite() && p.is_finite()) {
-                    let n = (n - p).abs();
-                    acc.n_noise += 1;
-                    acc.sum_n2 += n * n;
-                    acc.max_n = acc.max_n.max(n);
-                }
+                let noise = z.map(|z| z.get(i)).filter(|n| n.is_finite() && p.is_finite()).map(|n| (n - p).abs());
+                acc.push(dv, mag, noise);
             }
         }
     }
