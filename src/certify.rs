@@ -58,6 +58,11 @@ pub struct Certificate {
 }
 
 impl Certificate {
+    /// Why the certificate failed, in one line (`None` when it passed).
+    pub fn failure_line(&self) -> Option<String> {
+        (!self.passed).then(|| format!("certificate: {}", self.first.as_deref().unwrap_or("a constant differs")))
+    }
+
     /// One line for the summary.
     pub fn text(&self) -> String {
         let left: usize = self.not_certified.values().sum();

@@ -88,13 +88,13 @@ impl Layout {
     /// pass is about to rewrite), with the tensors passes altered.
     pub fn of(m: &Model, a: &Analysis, altered: &HashSet<String>, source: &str) -> Layout {
         let mut maps = HashMap::new();
-        let mut padded: HashMap<Outlet, ()> = HashMap::new();
+        let mut padded: HashSet<Outlet> = HashSet::new();
         for n in m.ops() {
             for slot in 0..m.output_names(n).len() {
                 let o = Outlet { node: n, slot };
                 if let Some(cm) = a.channel_map(o).or_else(|| a.flat_map(o)).filter(|c| !c.is_identity()) {
                     maps.insert(m.tensor_name(o).to_string(), cm);
-                    padded.insert(o, ());
+                    padded.insert(o);
                 }
             }
         }
@@ -103,7 +103,7 @@ impl Layout {
         for n in m.toposort() {
             let Some(p) = m.op(n) else { continue };
             let ins: Vec<Outlet> = (0..m.n_inputs(n)).filter_map(|s| m.input(n, s)).collect();
-            let acts: Vec<&Outlet> = ins.iter().filter(|o| padded.contains_key(o)).collect();
+            let acts: Vec<&Outlet> = ins.iter().filter(|o| padded.contains(o)).collect();
             let op = p.op_type();
             let is_zero = match op {
                 "Conv" | "ConvTranspose" => true,
@@ -116,7 +116,7 @@ impl Layout {
                         acts.first().and_then(|o| maps.get(m.tensor_name(**o))).map(|c: &ChannelMap| c.map.len());
                     !acts.is_empty()
                         && ins.iter().all(|o| {
-                            zero.contains(o) || (!padded.contains_key(o) && zero_or_per_channel(m, *o, channels, rank))
+                            zero.contains(o) || (!padded.contains(o) && zero_or_per_channel(m, *o, channels, rank))
                         })
                 }
                 "Clip" => {
@@ -147,14 +147,13 @@ impl Layout {
             if is_zero {
                 for slot in 0..m.output_names(n).len() {
                     let o = Outlet { node: n, slot };
-                    if padded.contains_key(&o) || op == "Conv" || op == "ConvTranspose" {
+                    if padded.contains(&o) || op == "Conv" || op == "ConvTranspose" {
                         zero.insert(o);
                     }
                 }
             }
         }
-        let zero_padded =
-            zero.iter().filter(|o| padded.contains_key(o)).map(|&o| m.tensor_name(o).to_string()).collect();
+        let zero_padded = zero.iter().filter(|o| padded.contains(o)).map(|&o| m.tensor_name(o).to_string()).collect();
         Layout { maps, zero_padded, altered: altered.clone(), source: source.to_string() }
     }
 

@@ -89,8 +89,8 @@ pub struct Outcome {
 impl Outcome {
     /// Why the rewrite is not written, in one line (`None` when it passed).
     pub fn failure(&self) -> Option<String> {
-        if let Some(c) = self.summary.certificate.as_ref().filter(|c| !c.passed) {
-            return Some(format!("certificate: {}", c.first.as_deref().unwrap_or("a constant differs")));
+        if let Some(why) = self.summary.certificate.as_ref().and_then(|c| c.failure_line()) {
+            return Some(why);
         }
         self.summary.verification.as_ref().filter(|v| !v.passed).map(|v| v.failure_line())
     }

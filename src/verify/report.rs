@@ -294,8 +294,8 @@ impl Verification {
                 if w.mismatches > 0 { format!(", {} elements over", w.mismatches) } else { String::new() }
             ));
         }
-        if let Some(c) = self.certificate.as_ref().filter(|c| !c.passed) {
-            parts.push(format!("certificate: {}", c.first.as_deref().unwrap_or("a constant differs")));
+        if let Some(why) = self.certificate.as_ref().and_then(|c| c.failure_line()) {
+            parts.push(why);
         }
         if parts.is_empty() {
             parts.push("no compared tensor departed".into());
