@@ -372,7 +372,9 @@ fn load_pair(
         let a = optimise(a, &keep, &taps, "original");
         (a, b.join().expect("tract optimise thread"))
     });
-    Ok(Loaded { a: a?, b: b?, probes: chosen.into_iter().map(|(_, p)| p).collect(), shared, skipped, layout })
+    let (a, b) = (a?, b?);
+    run::trim_heap();
+    Ok(Loaded { a, b, probes: chosen.into_iter().map(|(_, p)| p).collect(), shared, skipped, layout })
 }
 
 /// Intermediate tensors are compared on this many trials, or on as many as

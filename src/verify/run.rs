@@ -19,14 +19,15 @@ pub(crate) fn datum(elem: i32) -> Option<DatumType> {
 }
 
 /// `m` as tract's protobuf types, with `extra` tensors appended as graph
-/// outputs. The model is encoded without its initializers' `raw_data`
-/// (small) and decoded as tract's types; each weight is then copied into
-/// tract's tensor once, straight from our bytes, whose mapped pages are
-/// handed back. No encoding of the whole model is ever held.
+/// outputs, and its weights. The model is encoded without its
+/// initializers' `raw_data` (small) and decoded as tract's types; each such
+/// initializer is marked as external data whose offset is its index in the
+/// returned [`Weights`], which tract reads one tensor at a time while it
+/// builds its graph. No copy of the whole model is ever held beside tract's.
 pub(crate) fn tract_proto(
     m: &ModelProto,
     extra: &[String],
-) -> std::result::Result<tract_onnx::pb::ModelProto, prost::DecodeError> {
+) -> std::result::Result<(tract_onnx::pb::ModelProto, Weights), prost::DecodeError> {
     let mut light = m.clone(); // shares the weights' bytes
     let mut weights = Vec::new();
     if let Some(g) = light.graph.as_mut() {
@@ -38,15 +39,46 @@ pub(crate) fn tract_proto(
     }
     let mut proto = tract_onnx::pb::ModelProto::decode(&light.encode_to_vec()[..])?;
     drop(light);
+    let entry = |key: &str, value: String| tract_onnx::pb::StringStringEntryProto { key: key.into(), value };
     if let Some(g) = proto.graph.as_mut() {
-        for (i, raw) in weights {
-            g.initializer[i].raw_data = raw.to_vec();
-            crate::onnx::mapped::release(&raw);
+        for (k, (i, raw)) in weights.iter().enumerate() {
+            let t = &mut g.initializer[*i];
+            t.data_location = Some(tract_onnx::pb::tensor_proto::DataLocation::External as i32);
+            t.external_data = vec![
+                entry("location", ".".into()),
+                entry("offset", k.to_string()),
+                entry("length", raw.len().to_string()),
+            ];
         }
         g.output.extend(extra.iter().map(|n| tract_onnx::pb::ValueInfoProto { name: n.clone(), ..Default::default() }));
     }
-    Ok(proto)
+    Ok((proto, Weights(weights.into_iter().map(|(_, raw)| raw).collect())))
 }
+
+/// The weights of a model handed to tract ([`tract_proto`]): tract asks for
+/// weight `k` as external data at offset `k` (the path it resolves is the
+/// root directory, which always exists, and is not read). Each is copied
+/// once, into the buffer tract builds its tensor from, and its mapped pages
+/// are handed back.
+pub(crate) struct Weights(Vec<bytes::Bytes>);
+
+impl tract_onnx::data_resolver::ModelDataResolver for Weights {
+    fn read_bytes_from_path(
+        &self,
+        buf: &mut Vec<u8>,
+        _p: &std::path::Path,
+        offset: usize,
+        _length: Option<usize>,
+    ) -> TractResult<()> {
+        let raw = self.0.get(offset).ok_or_else(|| anyhow::anyhow!("no weight {offset}"))?;
+        buf.extend_from_slice(raw);
+        crate::onnx::mapped::release(raw);
+        Ok(())
+    }
+}
+
+/// The directory tract resolves the external data of [`tract_proto`] in.
+const WEIGHTS_DIR: &str = "/";
 
 /// The error of a model tract cannot load or run.
 fn cannot_run(which: &str, e: anyhow::Error) -> Error {
@@ -71,12 +103,18 @@ pub(crate) fn load_typed(
     which: &str,
 ) -> Result<TypedModel> {
     let fail = |e: anyhow::Error| cannot_run(which, e);
-    let proto = tract_proto(m, extra).map_err(|e| fail(e.into()))?;
-    let mut model = tract_onnx::onnx().model_for_proto_model(&proto).map_err(fail)?;
-    drop(proto); // tract's graph has the weights now
-                 // Intermediate value_info of dynamic exports (dynamo, onnxslim) names
-                 // symbolic dims ('batch', 's53'); with the inputs made concrete those
-                 // would contradict them. Keep their types, let tract infer their shapes.
+    let (proto, weights) = tract_proto(m, extra).map_err(|e| fail(e.into()))?;
+    let onnx = tract_onnx::onnx();
+    let onnx = tract_onnx::model::Onnx { provider: std::sync::Arc::new(weights), ..onnx };
+    let parsed = onnx.parse(&proto, Some(WEIGHTS_DIR)).map_err(fail)?;
+    if !parsed.unresolved_inputs.is_empty() {
+        return Err(fail(anyhow::anyhow!("could not resolve inputs {:?}", parsed.unresolved_inputs)));
+    }
+    let mut model = parsed.model;
+    drop((proto, onnx)); // tract's graph has the weights now
+                         // Intermediate value_info of dynamic exports (dynamo, onnxslim) names
+                         // symbolic dims ('batch', 's53'); with the inputs made concrete those
+                         // would contradict them. Keep their types, let tract infer their shapes.
     let inputs: HashSet<usize> = model.input_outlets().map_err(fail)?.iter().map(|o| o.node).collect();
     for node in model.nodes.iter_mut().filter(|n| !inputs.contains(&n.id)) {
         for o in &mut node.outputs {
@@ -104,6 +142,19 @@ pub(crate) fn output_facts(m: &TypedModel) -> Vec<(DatumType, Option<Vec<usize>>
             Err(_) => (DatumType::Bool, None),
         })
         .collect()
+}
+
+/// Hands the heap memory freed while tract loaded and optimised the models
+/// back to the system. Loading leaves much of it free (each weight as
+/// tract first builds it, beside the packed copy its kernels use), but in
+/// glibc's arenas, which the run threads do not draw from: without this the
+/// runs would add their activations on top of it. A few milliseconds.
+pub(crate) fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's arenas.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// Keeps the outputs at positions `keep` (in that order), taps the outputs

@@ -7,9 +7,9 @@
 //! never fuses the probe away). The original, the candidate and the
 //! perturbed original run at the same time on their own threads, each
 //! through `run_plan_with_eval`; when a run reaches a tap it hands a copy of
-//! the tensor to the [`Exchange`], and the run that completes the set of
-//! three compares them ([`super::probe::Tracked::add`]) and drops them. The
-//! three plans visit the network in about the same order, so few probes are
+//! the tensor to the [`Exchange`], except the run that completes the set of
+//! three: it compares its own tensor in place with the two copies
+//! ([`super::probe::Tracked::add`]) and drops them. The three plans visit the network in about the same order, so few probes are
 //! in flight; a run that gets more than [`IN_FLIGHT`] bytes ahead waits (for
 //! a bounded time, so nothing can deadlock) for the others to catch up.
 
@@ -120,28 +120,32 @@ impl<'t> Exchange<'t> {
         }
     }
 
-    /// Run `run` reached probe `j` holding `t`.
-    fn deposit(&self, j: usize, run: Run, t: Tensor) {
+    /// Run `run` reached probe `j` holding `t`. The run that completes the
+    /// set compares its own tensor in place; the others leave a copy.
+    fn deposit(&self, j: usize, run: Run, t: &Tensor) {
         let size = |t: &Tensor| t.len() * t.datum_type().size_of();
         let mut s = self.slots.lock().expect("not poisoned");
-        s.bytes += size(&t);
-        s.by_run[run as usize] += size(&t);
-        s.held[j][run as usize] = Some(t);
-        if s.held[j].iter().all(Option::is_some) {
-            let [a, b, n] = std::mem::take(&mut s.held[j]);
-            let (a, b, n) = (a.expect("held"), b.expect("held"), n.expect("held"));
-            for (r, t) in [&a, &b, &n].into_iter().enumerate() {
+        let r = run as usize;
+        if (0..3).all(|k| k == r || s.held[j][k].is_some()) {
+            let mut set = std::mem::take(&mut s.held[j]);
+            for (k, t) in set.iter().enumerate().filter(|(k, _)| *k != r) {
+                let t = t.as_ref().expect("held");
                 s.bytes -= size(t);
-                s.by_run[r] -= size(t);
+                s.by_run[k] -= size(t);
             }
             drop(s);
             self.turn.notify_all();
-            let r = self.tracked[j].lock().expect("not poisoned").add(&a, &b, Some(&n), self.tol);
-            if let Err(e) = r {
+            let at = |k: usize| if k == r { t } else { set[k].as_ref().expect("held") };
+            let result = self.tracked[j].lock().expect("not poisoned").add(at(0), at(1), Some(at(2)), self.tol);
+            set.iter_mut().for_each(|t| drop(t.take()));
+            if let Err(e) = result {
                 self.error.lock().expect("not poisoned").get_or_insert(e);
             }
             return;
         }
+        s.bytes += size(t);
+        s.by_run[r] += size(t);
+        s.held[j][r] = Some(t.clone());
         // ahead of the others: give them time to catch up
         let mut waited = Duration::ZERO;
         while s.bytes > IN_FLIGHT && s.ahead(run as usize) && waited < PATIENCE {
@@ -159,7 +163,7 @@ impl<'t> Exchange<'t> {
             |ctx: &EvalContext, st: Option<&mut (dyn OpState + 'static)>, node: &TypedNode, inputs: TVec<TValue>| {
                 if let Some(tap) = node.op_as::<Tap>() {
                     if self.active[tap.0] {
-                        self.deposit(tap.0, run, inputs[0].clone().into_tensor());
+                        self.deposit(tap.0, run, &inputs[0]);
                     }
                     return Ok(tvec!(tensor0(0f32).into_tvalue()));
                 }
