@@ -139,7 +139,7 @@ impl BlockSums {
         for ((xc, yc), zc) in x.chunks(FLUSH).zip(y.chunks(FLUSH)).zip(z.chunks(FLUSH)) {
             let (mut d2, mut a2, mut n2) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
             let (mut mdv, mut md, mut ma, mut mn) = ([0f32; LANES], [0f32; LANES], [0f32; LANES], [0f32; LANES]);
-            // x − x is 0 for a finite x and NaN otherwise: a sum of such
+            // x · 0 is 0 for a finite x and NaN otherwise: a sum of such
             // terms is NaN exactly when some element is not finite
             let mut fin = [0f32; LANES];
             let mut add = |p: &[f32; LANES], q: &[f32; LANES], r: &[f32; LANES]| {
@@ -152,12 +152,12 @@ impl BlockSums {
                     mdv[l] = if dv > mdv[l] { dv } else { mdv[l] };
                     md[l] = if d > md[l] { d } else { md[l] };
                     ma[l] = if mag > ma[l] { mag } else { ma[l] };
-                    let mut f = (d - d) + (mag - mag);
+                    let mut f = d * 0.0 + mag * 0.0;
                     if NOISE {
                         let e = (r[l] - p[l]).abs();
                         n2[l] += e * e;
                         mn[l] = if e > mn[l] { e } else { mn[l] };
-                        f += e - e;
+                        f += e * 0.0;
                     }
                     fin[l] += f;
                 }
