@@ -538,11 +538,11 @@ fn check_real(
         match scale {
             None if e == f && cs == os => return Ok(()), // bit for bit, at memory speed
             Some((_, s, t)) if (*e, *f) == (Elem::F32, Elem::F32) => {
-                let at = |b: &[u8], i: usize| f32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
-                let ok = (0..block).all(|i| {
-                    let k = ch(i);
-                    let (c, want) = (at(cs, i), (at(os, i) as f64 * s[k] + t.get(k).copied().unwrap_or(0.0)) as f32);
-                    c == want || ((c - want).abs() as f64) <= ulp(want as f64, Elem::F32)
+                // one channel's elements at a time: its factor is fixed there
+                let (first, step) = per.unwrap_or((channel, block.max(1)));
+                let ok = cs.chunks(4 * step).zip(os.chunks(4 * step)).enumerate().all(|(j, (cc, oc))| {
+                    let (sk, tk) = (s[first + j], t.get(first + j).copied().unwrap_or(0.0));
+                    folded_f32_close(cc, oc, sk, tk)
                 });
                 if ok {
                     return Ok(());
@@ -573,6 +573,23 @@ fn check_real(
         }
     }
     Ok(())
+}
+
+/// Candidate f32 bytes `c` hold the fold `s·x + t` of original f32 bytes
+/// `o`, recomputed in f64 and rounded once, within 1 ulp: first tested for
+/// exact equality over the whole run (vectorised; the usual case, as the
+/// fold is computed the same way), then element by element.
+fn folded_f32_close(c: &[u8], o: &[u8], s: f64, t: f64) -> bool {
+    fn f32s(b: &[u8]) -> impl Iterator<Item = f32> + '_ {
+        b.chunks_exact(4).map(|v| f32::from_le_bytes([v[0], v[1], v[2], v[3]]))
+    }
+    let want = |x: f32| (x as f64 * s + t) as f32;
+    let exact = f32s(c).zip(f32s(o)).fold(true, |ok, (c, x)| ok & (c == want(x)));
+    exact
+        || f32s(c).zip(f32s(o)).all(|(c, x)| {
+            let w = want(x);
+            c == w || ((c - w).abs() as f64) <= ulp(w as f64, Elem::F32)
+        })
 }
 
 /// Hands back the mapped pages of both tensors once they are checked (the
