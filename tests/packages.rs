@@ -137,6 +137,7 @@ fn a_wrong_weight_in_an_aligned_package_export_fails_verification() {
     for name in [
         "ultralytics_yolov8n_detect_op17.onnx",
         "ultralytics_yolov8n_detect_dynbhw_op17.onnx",
+        "ultralytics_yolov8n_detect_fp16_op17.onnx",
         "torchvision_regnety_group3_dynamo_op18.onnx",
         "smp_unet_resnet18_op17.onnx",
     ] {
@@ -158,6 +159,53 @@ fn a_wrong_weight_in_an_aligned_package_export_fails_verification() {
         assert_eq!(o.status.code(), Some(0), "{name}: the correct rewrite: {}", stderr(&o));
         let o = align_p(&["verify".as_ref(), f.as_os_str(), bad.as_os_str()]);
         assert_eq!(o.status.code(), Some(1), "{name}: weight {wname}[{i}] ×1.01 passed: {}", stdout(&o));
+    }
+}
+
+#[test]
+fn float16_exports_are_verified_in_float32_against_the_noise_they_can_have() {
+    // onnxconverter-common's float16 conversions (float32 graph I/O, Casts
+    // inside). tract ran the ultralytics one in f16 for seconds at 128 px
+    // (minutes at 640) and could not run the MobileNetV3's f16 Gemm at all;
+    // the up-cast copies run in f32. Where align folds no BatchNormalization
+    // the copies differ by f32 rounding only and are held to fp32 noise;
+    // where it folds, the fold was rounded into float16 and the noise is
+    // float16's, and the certificate checks each folded weight to 1 ulp.
+    use prost::Message;
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, criterion) in [
+        ("ultralytics_yolov8n_detect_fp16_op17.onnx", "fp32-noise"),
+        ("torchvision_mobilenetv3small_bn_fp16_op13.onnx", "fp16-noise"),
+    ] {
+        let f = fixtures().join("packages").join(name);
+        let out = tmp.path().join("a.onnx");
+        let o = align_p(&[f.as_os_str(), "--json".as_ref(), "-o".as_ref(), out.as_os_str()]);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let v = &json(&o)["verification"];
+        assert_eq!(v["precision"], "float16", "{name}: {v}");
+        assert_eq!(v["criterion"], criterion, "{name}: {v}");
+        assert_eq!(v["passed"], true, "{name}: {v}");
+        assert!(v["tensors"]["compared"].as_u64().unwrap() > 100, "{name}: {v}");
+        // the aligned model is float16 too, weights and all
+        let (mut m, _) = align::onnx::load(&out).unwrap();
+        let g = m.graph.as_mut().unwrap();
+        let halves = g.initializer.iter().filter(|t| t.data_type == Some(10)).count();
+        assert!(halves > 50, "{name}: {halves} float16 initializers");
+        // negative control: the largest weight of a middle conv x1.01 (ten
+        // float16 ulps) is named
+        let convs: Vec<_> = g.node.iter().filter(|n| n.op_type() == "Conv").map(|n| n.input[1].clone()).collect();
+        let w = g.initializer.iter_mut().find(|t| t.name() == convs[convs.len() / 2]).unwrap();
+        let mut v = align::tensor::to_f64(w).unwrap();
+        let i = (0..v.len()).max_by(|&a, &b| v[a].abs().total_cmp(&v[b].abs())).unwrap();
+        v[i] *= 1.01;
+        *w = align::tensor::rewrite(w, &align::tensor::dims(w), &v).unwrap();
+        let bad = tmp.path().join("bad.onnx");
+        fs::write(&bad, m.encode_to_vec()).unwrap();
+        let o = align_p(&["verify".as_ref(), f.as_os_str(), bad.as_os_str(), "--json".as_ref()]);
+        assert_eq!(o.status.code(), Some(1), "{name}: the bug passed: {}", stdout(&o));
+        if criterion == "fp16-noise" {
+            assert_eq!(json(&o)["verification"]["certificate"]["passed"], false, "{name}: {}", stdout(&o));
+        }
     }
 }
 

@@ -249,8 +249,7 @@ impl Acc {
     /// (margin, deviation, allowed, noise, scale, statistic) of this slice.
     /// The ulp term of the bound is taken of the slice's magnitude, or of
     /// `floor` where that is larger (see [`Tally::new`]).
-    fn judge(&self, n_total: u64, floor: f64, rms_only: bool) -> (f64, f64, f64, f64, f64, &'static str) {
-        let eps = f32::EPSILON as f64;
+    fn judge(&self, n_total: u64, floor: f64, rms_only: bool, eps: f64) -> (f64, f64, f64, f64, f64, &'static str) {
         let ratio = |d: f64, a: f64| {
             if d == 0.0 {
                 0.0
@@ -263,7 +262,7 @@ impl Acc {
         let (rd, rn, ra) =
             (Self::rms(self.sum_d2, self.n), Self::rms(self.sum_n2, self.n_noise), Self::rms(self.sum_a2, self.n));
         let r_allowed = NOISE_MULTIPLE * rn + ULPS * eps * ra.max(floor);
-        let m_allowed = self.element_bound(n_total, floor);
+        let m_allowed = self.element_bound(n_total, floor, eps);
         let (rm, mm) = (ratio(rd, r_allowed), ratio(self.max_d, m_allowed));
         if rm > mm || rms_only {
             (rm, rd, r_allowed, rn, ra, "rms")
@@ -281,8 +280,8 @@ impl Acc {
         let rn = Self::rms(self.sum_n2, self.n_noise);
         self.max_n.max(rn * (2.0 * (n_total.max(2) as f64).ln()).sqrt())
     }
-    fn element_bound(&self, n_total: u64, floor: f64) -> f64 {
-        NOISE_MULTIPLE * self.max_noise(n_total) + ULPS * f32::EPSILON as f64 * self.max_a.max(floor)
+    fn element_bound(&self, n_total: u64, floor: f64, eps: f64) -> f64 {
+        NOISE_MULTIPLE * self.max_noise(n_total) + ULPS * eps * self.max_a.max(floor)
     }
 }
 
@@ -321,6 +320,9 @@ pub(crate) struct Tally {
     /// An intermediate tensor: judged by RMS only, the ulp term at least
     /// that of the whole tensor's RMS (see [`Tally::new`]).
     intermediate: bool,
+    /// Machine epsilon of the precision the model computes in (the ulp
+    /// term of the bound; f32's unless [`Tally::in_precision`]).
+    eps: f64,
 }
 
 /// What [`Tally::finish`] decided, and what a second pass needs to count
@@ -332,13 +334,14 @@ pub(crate) struct Verdict {
     slices: Vec<Acc>,
     n_total: u64,
     floor: f64,
+    eps: f64,
 }
 
 impl Verdict {
     /// The element bound of the slice element `i` falls in.
     fn element_bound(&self, shape: &[usize], i: usize) -> f64 {
         let g = self.axis.map_or(0, |ax| (i / shape[ax + 1..].iter().product::<usize>()) % shape[ax]);
-        self.slices[g].element_bound(self.n_total, self.floor)
+        self.slices[g].element_bound(self.n_total, self.floor, self.eps)
     }
 }
 
@@ -381,6 +384,7 @@ impl Tally {
             })
             .collect();
         Tally {
+            eps: f32::EPSILON as f64,
             accs: axes.iter().map(|&ax| vec![Acc::default(); shape[ax]]).collect(),
             axes,
             shape: shape.to_vec(),
@@ -464,6 +468,13 @@ impl Tally {
                 add(&mut self.accs[j][c]);
             }
         }
+    }
+
+    /// The tally for a model that computes in a precision of machine
+    /// epsilon `eps` (f16, bf16: see [`super::upcast`]).
+    pub(crate) fn in_precision(mut self, eps: f64) -> Tally {
+        self.eps = eps;
+        self
     }
 
     /// Whether [`Tally::add_f32_channels`] applies: an intermediate tensor
@@ -597,7 +608,7 @@ impl Tally {
             (d.margin, d.deviation, d.allowed) = self.strict_worst;
             d.scale = d.max_value;
             d.passed = d.mismatches == 0;
-            return Verdict { diff: d, axis: None, slices: vec![], n_total, floor: 0.0 };
+            return Verdict { diff: d, axis: None, slices: vec![], n_total, floor: 0.0, eps: self.eps };
         }
         let mut partitions: Vec<(Option<usize>, Vec<Acc>)> =
             self.axes.iter().copied().map(Some).zip(self.accs).collect();
@@ -614,14 +625,14 @@ impl Tally {
         let mut worst = (-1.0, 0usize, 0usize);
         for (p, (_, slices)) in partitions.iter().enumerate() {
             for (g, acc) in slices.iter().enumerate() {
-                let (m, ..) = acc.judge(n_total, floor, self_rms_only);
+                let (m, ..) = acc.judge(n_total, floor, self_rms_only, self.eps);
                 if m > worst.0 {
                     worst = (m, p, g);
                 }
             }
         }
         let (axis, slices) = partitions.swap_remove(worst.1);
-        let (m, dev, allowed, noise, scale, stat) = slices[worst.2].judge(n_total, floor, self_rms_only);
+        let (m, dev, allowed, noise, scale, stat) = slices[worst.2].judge(n_total, floor, self_rms_only, self.eps);
         d.margin = m;
         d.deviation = dev;
         d.allowed = allowed;
@@ -630,7 +641,7 @@ impl Tally {
         d.statistic = stat.into();
         d.slice = slice_label(rank, axis, worst.2);
         d.passed = m <= 1.0;
-        Verdict { diff: d, axis, slices, n_total, floor }
+        Verdict { diff: d, axis, slices, n_total, floor, eps: self.eps }
     }
 }
 
@@ -643,6 +654,7 @@ pub(crate) fn compare(
     kb: usize,
     trials: &[TrialOut],
     opts: &VerifyOptions,
+    eps: f64,
 ) -> Result<OutputDiff> {
     let tol = opts.tolerance;
     let shape = trials[0].a[k].shape().to_vec();
@@ -659,7 +671,7 @@ pub(crate) fn compare(
     // outputs whose shape varies from trial to trial are judged whole
     let axes: Vec<usize> =
         if trials.iter().all(|t| t.a[k].shape() == &shape[..]) { (1..shape.len()).collect() } else { vec![] };
-    let mut tally = Tally::new(name, compared, &shape, &axes, is_float, trials.len(), false, opts);
+    let mut tally = Tally::new(name, compared, &shape, &axes, is_float, trials.len(), false, opts).in_precision(eps);
     for t in trials {
         let (x, y) = (Vals::of(&t.a[k])?, Vals::of(&t.b[kb])?);
         let z = match &t.n {

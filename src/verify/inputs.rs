@@ -199,23 +199,32 @@ pub(crate) fn nudged<T: Datum + Copy>(t: &Tensor, rng: &mut Rng, step: impl Fn(T
     Tensor::from_shape(t.shape(), &v).map_err(terr)
 }
 
-/// The input moved by one ulp of its own type per element, in a random
-/// direction (zeros and integers stay).
-pub(crate) fn perturbed(t: &Tensor, rng: &mut Rng) -> Result<Tensor> {
+/// The input moved by one ulp per element, in a random direction (zeros
+/// and integers stay): one ulp of its own type, or where the model computes
+/// in a coarser precision (machine epsilon `eps` above f32's: a float16
+/// model fed float32 images), by that precision's relative step.
+pub(crate) fn perturbed(t: &Tensor, rng: &mut Rng, eps: f64) -> Result<Tensor> {
+    let coarse = eps > f32::EPSILON as f64;
     match t.datum_type() {
-        DatumType::F32 => nudged(t, rng, |x: f32| (x != 0.0 && x.is_finite()).then(|| (x.next_up(), x.next_down()))),
-        DatumType::F64 => nudged(t, rng, |x: f64| (x != 0.0 && x.is_finite()).then(|| (x.next_up(), x.next_down()))),
-        DatumType::F16 => {
-            // one f16 ulp is 2⁻¹⁰ relative: scale in f32, round back to f16
+        DatumType::F32 if !coarse => {
+            nudged(t, rng, |x: f32| (x != 0.0 && x.is_finite()).then(|| (x.next_up(), x.next_down())))
+        }
+        DatumType::F64 if !coarse => {
+            nudged(t, rng, |x: f64| (x != 0.0 && x.is_finite()).then(|| (x.next_up(), x.next_down())))
+        }
+        DatumType::F32 | DatumType::F64 | DatumType::F16 => {
+            // one ulp of the precision, relative: scale in f32, round back
+            let own = if t.datum_type() == DatumType::F16 { half::f16::EPSILON.to_f64() } else { 0.0 };
+            let step = eps.max(own) as f32;
             let f = t.cast_to::<f32>().map_err(terr)?;
             let v: Vec<f32> = f
                 .to_plain_array_view::<f32>()
                 .map_err(terr)?
                 .iter()
-                .map(|&x| x * if rng.next() & 1 == 0 { 1.0 + 1.0 / 1024.0 } else { 1.0 - 1.0 / 1024.0 })
+                .map(|&x| x * if rng.next() & 1 == 0 { 1.0 + step } else { 1.0 - step })
                 .collect();
             let p = Tensor::from_shape(t.shape(), &v).map_err(terr)?;
-            p.cast_to_dt(DatumType::F16).map(|c| c.into_owned()).map_err(terr)
+            p.cast_to_dt(t.datum_type()).map(|c| c.into_owned()).map_err(terr)
         }
         _ => Ok(t.clone()),
     }

@@ -24,6 +24,7 @@ mod report;
 mod run;
 mod select;
 mod tap;
+mod upcast;
 
 pub use criterion::{NOISE_MULTIPLE, ULPS};
 pub use inputs::{auto_trials, default_input_range, resolve_inputs, AUTO_TRIAL_ELEMENTS};
@@ -47,6 +48,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
+use upcast::Precision;
 
 /// Tolerances of an elementwise comparison.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -149,6 +151,14 @@ pub fn verify_with(
     layout: Option<&Layout>,
 ) -> Result<Verification> {
     let (range, range_why) = check_options(original, opts)?;
+    // half-precision models run in f32, on up-cast copies of both
+    let precision = upcast::precision(original).max(upcast::precision(candidate));
+    let copies = match precision {
+        Precision::F32 => None,
+        _ => Some((upcast::upcast(original)?, upcast::upcast(candidate)?)),
+    };
+    let (given, given_candidate) = (original, candidate);
+    let (original, candidate) = copies.as_ref().map_or((original, candidate), |(a, b)| (a, b));
     let specs = resolve_inputs(original, overrides)?;
     let (ga, gb) = (graph(original)?, graph(candidate)?);
     let order_b = check_interfaces(ga, gb, &specs)?;
@@ -157,26 +167,34 @@ pub fn verify_with(
     let mut rng = Rng(opts.seed);
     let (sets, inputs_label) = input_sets(opts, &specs, range, &mut rng)?;
     let noisy = !opts.strict;
-    let pert: Vec<Vec<Tensor>> = if noisy {
-        sets.iter()
-            .map(|s| s.iter().map(|t| perturbed(t, &mut rng)).collect::<Result<Vec<_>>>())
-            .collect::<Result<_>>()?
-    } else {
-        vec![]
+    let perturb = |rng: &mut Rng, eps: f64| -> Result<Vec<Vec<Tensor>>> {
+        match noisy {
+            true => sets.iter().map(|s| s.iter().map(|t| perturbed(t, rng, eps)).collect()).collect(),
+            false => Ok(vec![]),
+        }
     };
+    let mut pert = if precision == Precision::F32 { perturb(&mut rng, precision.eps())? } else { vec![] };
     let t0 = std::time::Instant::now();
-    let loaded = load_pair(original, candidate, &specs, &order_b, &sel, layout, overrides, noisy)?;
+    let mut loaded = load_pair(original, candidate, &specs, &order_b, &sel, layout, overrides, noisy)?;
+    if precision != Precision::F32 {
+        // the up-cast copies differ by f32 rounding only, unless the
+        // candidate rounded new constants into the half type (a folded
+        // BatchNormalization), or is not align's padding (another tool's
+        // rewrite may have): then the noise is the model's own precision's
+        loaded.precision = if rounds_into_half(ga, gb, &loaded.layout) { precision } else { Precision::F32 };
+        pert = perturb(&mut rng, loaded.precision.eps())?;
+    }
     let load_millis = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = std::time::Instant::now();
     let (trials, probes) = run_trials(&loaded, &sets, &pert, &order_b, opts)?;
     let run_millis = t1.elapsed().as_secs_f64() * 1e3;
-    let outputs = compare_outputs(ga, gb, &sel, &trials, opts)?;
+    let outputs = compare_outputs(ga, gb, &sel, &trials, opts, loaded.precision.eps())?;
     let tensors = noisy.then(|| probe::summarise(probes, loaded.shared, loaded.skipped.clone(), &loaded.layout));
     let selected = selected_outputs(ga, &sel);
     // a candidate recognised as align's padding (the layout was re-derived
     // here and explains its widths) gets the certificate too
     let certificate = if layout.is_none() && !loaded.layout.maps.is_empty() {
-        Some(crate::certify::certify(original, candidate, &loaded.layout)?)
+        Some(crate::certify::certify(given, given_candidate, &loaded.layout)?)
     } else {
         None
     };
@@ -190,7 +208,14 @@ pub fn verify_with(
         .fold(0.0, f64::max);
     let tol = opts.tolerance;
     Ok(Verification {
-        criterion: if opts.strict { "elementwise" } else { "fp32-noise" }.into(),
+        criterion: match (opts.strict, loaded.precision) {
+            (true, _) => "elementwise",
+            (false, Precision::F32) => "fp32-noise",
+            (false, Precision::F16) => "fp16-noise",
+            (false, Precision::BF16) => "bf16-noise",
+        }
+        .into(),
+        precision: precision.name().into(),
         bound: (!opts.strict).then_some(Bound { noise_multiple: NOISE_MULTIPLE, ulps: ULPS }),
         trials: sets.len(),
         tolerance: tol,
@@ -212,6 +237,15 @@ pub fn verify_with(
         load_millis,
         run_millis,
     })
+}
+
+/// Whether the candidate of a half-precision original may hold constants
+/// it rounded into the half type itself: it folded a BatchNormalization
+/// (fewer of them than the original), or it is not recognised as align's
+/// padding of the original (no layout), so nothing is known of it.
+fn rounds_into_half(ga: &GraphProto, gb: &GraphProto, layout: &Layout) -> bool {
+    let bns = |g: &GraphProto| g.node.iter().filter(|n| n.op_type() == "BatchNormalization").count();
+    bns(ga) != bns(gb) || (layout.maps.is_empty() && layout.source.is_empty())
 }
 
 /// Validates the tolerances and the input range; the range to use and why.
@@ -316,6 +350,8 @@ struct Loaded {
     shared: usize,
     skipped: std::collections::BTreeMap<String, usize>,
     layout: Layout,
+    /// The precision the models compute in (they run up-cast when it is half).
+    precision: Precision,
 }
 
 /// Loads both models (on two threads) with the graph outputs, the selection
@@ -374,7 +410,15 @@ fn load_pair(
     });
     let (a, b) = (a?, b?);
     run::trim_heap();
-    Ok(Loaded { a, b, probes: chosen.into_iter().map(|(_, p)| p).collect(), shared, skipped, layout })
+    Ok(Loaded {
+        precision: Precision::F32,
+        a,
+        b,
+        probes: chosen.into_iter().map(|(_, p)| p).collect(),
+        shared,
+        skipped,
+        layout,
+    })
 }
 
 /// Intermediate tensors are compared on this many trials, or on as many as
@@ -406,8 +450,12 @@ fn run_trials(
             criterion::MIN_SLICE.div_ceil(per_channel.max(1)).max(PROBE_TRIALS).min(sets.len())
         })
         .collect();
-    let tracked: Vec<Mutex<Tracked>> =
-        m.probes.iter().zip(&wanted).map(|(p, &k)| Mutex::new(Tracked::new(p.clone(), k, opts))).collect();
+    let tracked: Vec<Mutex<Tracked>> = m
+        .probes
+        .iter()
+        .zip(&wanted)
+        .map(|(p, &k)| Mutex::new(Tracked::new(p.clone(), k, opts, m.precision.eps())))
+        .collect();
     let mut trials = vec![];
     for (t, set) in sets.iter().enumerate() {
         let active: Vec<bool> = wanted.iter().map(|&k| t < k).collect();
@@ -461,6 +509,7 @@ fn compare_outputs(
     sel: &Selections,
     trials: &[TrialOut],
     opts: &VerifyOptions,
+    eps: f64,
 ) -> Result<Vec<OutputDiff>> {
     let names_a: Vec<&str> = ga.output.iter().map(|o| o.name()).collect();
     let names_b: Vec<&str> = gb.output.iter().map(|o| o.name()).collect();
@@ -484,7 +533,7 @@ fn compare_outputs(
                 "output '{name}' has shape {sa:?} in the original but {sb:?} in the candidate"
             )));
         }
-        outputs.push(compare(name, "values", k, kb, trials, opts)?);
+        outputs.push(compare(name, "values", k, kb, trials, opts, eps)?);
     }
     for (j, (t, label)) in sel.feeders.iter().enumerate() {
         let (k, kb) = (names_a.len() + j, names_b.len() + j);
@@ -494,7 +543,7 @@ fn compare_outputs(
                 "'{t}' ({label}) has shape {sa:?} in the original but {sb:?} in the candidate"
             )));
         }
-        outputs.push(compare(t, label, k, kb, trials, opts)?);
+        outputs.push(compare(t, label, k, kb, trials, opts, eps)?);
     }
     Ok(outputs)
 }

@@ -157,10 +157,10 @@ pub(crate) struct Tracked {
 }
 
 impl Tracked {
-    pub(crate) fn new(probe: Probe, trials: usize, opts: &VerifyOptions) -> Tracked {
+    pub(crate) fn new(probe: Probe, trials: usize, opts: &VerifyOptions, eps: f64) -> Tracked {
         // judged per channel: a wrong filter or bias shows in its own channel
         let axes: Vec<usize> = if probe.shape.len() >= 2 { vec![1] } else { vec![] };
-        let tally = Tally::new(&probe.cand.name, "", &probe.shape, &axes, true, trials, true, opts);
+        let tally = Tally::new(&probe.cand.name, "", &probe.shape, &axes, true, trials, true, opts).in_precision(eps);
         Tracked { probe, tally, padding: None }
     }
 

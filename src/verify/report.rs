@@ -69,8 +69,13 @@ pub struct InputSpec {
 /// The result of a verification.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verification {
-    /// `"fp32-noise"` (default) or `"elementwise"` (strict).
+    /// `"fp32-noise"` (default), `"fp16-noise"` / `"bf16-noise"` for
+    /// half-precision models, or `"elementwise"` (strict).
     pub criterion: String,
+    /// The precision the models compute in: `"float32"`, or `"float16"` /
+    /// `"bfloat16"` (then run in float32 on up-cast copies of both, the noise
+    /// taken in the model's precision; see docs/verify.md).
+    pub precision: String,
     /// Noise multiple and ulp floor of the fp32-noise bound (null in strict mode).
     pub bound: Option<Bound>,
     /// Trials run (input sets).
@@ -194,7 +199,16 @@ impl Verification {
         let how = if self.criterion == "elementwise" {
             format!("elementwise |a−b| ≤ {:e} + {:e}·|a|", self.tolerance.atol, self.tolerance.rtol)
         } else {
-            format!("within {}× the original's fp32 noise", NOISE_MULTIPLE)
+            let noise = match self.criterion.as_str() {
+                "fp16-noise" => "float16",
+                "bf16-noise" => "bfloat16",
+                _ => "fp32",
+            };
+            let copies = match self.precision.as_str() {
+                "float32" => String::new(),
+                p => format!(" ({p} model, run in float32 on up-cast copies)"),
+            };
+            format!("within {}× the original's {noise} noise{copies}", NOISE_MULTIPLE)
         };
         let mut t = format!(
             "verification ({how}; {} trial{} of {} {} ({})): {}, closest margin {:.2}\n",
@@ -226,7 +240,7 @@ impl Verification {
             match o.noise {
                 Some(n) => {
                     t += &format!(
-                        "{at}; there the original's own fp32 noise is {} and its {what} value {}",
+                        "{at}; there the original's own noise is {} and its {what} value {}",
                         sci(n),
                         sci(o.scale)
                     )
