@@ -25,6 +25,9 @@ pub struct Layout {
     /// Padded tensors whose padded channels must hold exactly 0 (zero
     /// filters, then ops that map 0 to 0); the others must be finite.
     pub zero_padded: HashSet<String>,
+    /// Padded tensors whose padded channels hold f(0) ≠ 0 of the op that
+    /// made them from exact zeros (a Sigmoid's 0.5, a HardSigmoid's β).
+    pub padded_values: HashMap<String, f64>,
     /// Tensor names whose values a pass changed on purpose (a conv that
     /// absorbed a BatchNormalization after a Concat keeps its output name):
     /// they are not the original's tensor and are not compared.
@@ -154,7 +157,23 @@ impl Layout {
             }
         }
         let zero_padded = zero.iter().filter(|o| padded.contains(o)).map(|&o| m.tensor_name(o).to_string()).collect();
-        Layout { maps, zero_padded, altered: altered.clone(), source: source.to_string() }
+        // padded channels made by an op from exact zeros hold its f(0)
+        let mut padded_values = HashMap::new();
+        for n in m.ops() {
+            let (Some(p), Some(x)) = (m.op(n), m.input(n, 0)) else { continue };
+            let o = Outlet { node: n, slot: 0 };
+            if !zero.contains(&x) || !padded.contains(&o) {
+                continue;
+            }
+            let f0 = match p.op_type() {
+                "Sigmoid" => 0.5,
+                "HardSigmoid" => (attr_f(p, "beta", 0.5) as f64).clamp(0.0, 1.0),
+                "Exp" | "Cos" => 1.0,
+                _ => continue,
+            };
+            padded_values.insert(m.tensor_name(o).to_string(), f0);
+        }
+        Layout { maps, zero_padded, padded_values, altered: altered.clone(), source: source.to_string() }
     }
 
     /// The candidate's channel count of `name` under this layout (`None`:
@@ -279,6 +298,9 @@ mod tests {
         for t in [&s, &cat] {
             assert!(l.maps.contains_key(t.as_str()) && !l.zero_padded.contains(t.as_str()), "{t}: {l:?}");
         }
+        // the Sigmoid's padded channels hold σ(0) = 0.5; the Concat's mix 0 and 0.5
+        assert_eq!(l.padded_values.get(s.as_str()), Some(&0.5), "{l:?}");
+        assert!(!l.padded_values.contains_key(cat.as_str()), "{l:?}");
         assert_eq!(l.maps[c.as_str()].len, 8);
         assert_eq!(l.maps[cat.as_str()].len, 16);
     }

@@ -90,6 +90,37 @@ pub(crate) fn candidates(ga: &GraphProto, gb: &GraphProto, skip: &HashSet<String
     out
 }
 
+/// What the padded channels of a probe must hold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Promise {
+    /// Exactly 0, bit for bit (zero filters through ops that keep 0 at 0).
+    Zero,
+    /// f(0) of the op that made them from exact zeros (0.5 after a
+    /// Sigmoid), within a few f32 ulps (tract's kernels approximate).
+    Value(f64),
+    /// A finite value (nothing more is known).
+    Finite,
+}
+
+impl Promise {
+    /// Whether padded value `v` keeps the promise.
+    fn kept(self, v: f64) -> bool {
+        match self {
+            Promise::Zero => v == 0.0,
+            Promise::Value(c) => (v - c).abs() <= 8.0 * f32::EPSILON as f64 * c.abs().max(1.0),
+            Promise::Finite => v.is_finite(),
+        }
+    }
+
+    fn what(self) -> String {
+        match self {
+            Promise::Zero => "exactly 0".into(),
+            Promise::Value(c) => format!("{c} (the value its op gives 0)"),
+            Promise::Finite => "a finite value".into(),
+        }
+    }
+}
+
 /// A chosen probe.
 #[derive(Debug, Clone)]
 pub(crate) struct Probe {
@@ -98,8 +129,8 @@ pub(crate) struct Probe {
     pub shape: Vec<usize>,
     /// Where its channels are in the candidate (`None`: same shape).
     pub map: Option<ChannelMap>,
-    /// Padded channels must hold exactly 0 (else: be finite).
-    pub zero: bool,
+    /// What its padded channels must hold.
+    pub promise: Promise,
 }
 
 /// The probes chosen among `cands` by the typed models' facts (positions
@@ -139,8 +170,12 @@ pub(crate) fn choose(
             skip("shape differs from what the layout gives");
             continue;
         }
-        let zero = map.is_some() && layout.zero_padded.contains(&c.name);
-        chosen.push((i, Probe { cand: c.clone(), shape: sa.clone(), map: map.cloned(), zero }));
+        let promise = match (layout.zero_padded.contains(&c.name), layout.padded_values.get(&c.name)) {
+            (true, _) => Promise::Zero,
+            (false, Some(&v)) => Promise::Value(v),
+            (false, None) => Promise::Finite,
+        };
+        chosen.push((i, Probe { cand: c.clone(), shape: sa.clone(), map: map.cloned(), promise }));
     }
     (chosen, floats, skipped)
 }
@@ -177,7 +212,7 @@ impl Tracked {
             let map = self.probe.map.as_ref().map(|cm| (&cm.map[..], cm.len));
             if let Some(cm) = &self.probe.map {
                 if self.padding.is_none() {
-                    self.padding = padded_off_promise(&Vals::F32(y), b.shape(), cm, self.probe.zero);
+                    self.padding = padded_off_promise(&Vals::F32(y), b.shape(), cm, self.probe.promise);
                 }
             }
             self.tally.add_f32_channels(x, y, map, z, tol);
@@ -189,7 +224,7 @@ impl Tracked {
             None => self.tally.add(&x, &Vals::of(b)?, z.as_ref(), tol),
             Some(cm) => {
                 let y = Vals::of(b)?;
-                let (real, bad) = split_channels(&y, b.shape(), cm, self.probe.zero);
+                let (real, bad) = split_channels(&y, b.shape(), cm, self.probe.promise);
                 if self.padding.is_none() {
                     self.padding = bad;
                 }
@@ -212,11 +247,7 @@ impl Tracked {
             Some(Departure {
                 tensor: self.probe.cand.name.clone(),
                 producer: self.probe.cand.producer.clone(),
-                what: if self.probe.zero {
-                    format!("padded channel {ch} holds {v:e} where exactly 0 was promised")
-                } else {
-                    format!("padded channel {ch} holds {v} where a finite value was promised")
-                },
+                what: format!("padded channel {ch} holds {v:e} where {} was promised", self.probe.promise.what()),
                 slice: format!("padded channel {ch}"),
                 deviation: v.abs(),
                 allowed: 0.0,
@@ -255,7 +286,7 @@ enum Gathered {
 
 /// The candidate's real channels of a padded tensor (values in the
 /// original's layout) and the first padded channel off its promise.
-fn split_channels(y: &Vals, shape: &[usize], cm: &ChannelMap, zero: bool) -> (Gathered, Option<(usize, f64)>) {
+fn split_channels(y: &Vals, shape: &[usize], cm: &ChannelMap, promise: Promise) -> (Gathered, Option<(usize, f64)>) {
     let outer = shape[0];
     let inner: usize = shape[2..].iter().product();
     let runs = (0..outer).flat_map(|o| cm.map.iter().map(move |&c| (o * cm.len + c) * inner));
@@ -263,12 +294,12 @@ fn split_channels(y: &Vals, shape: &[usize], cm: &ChannelMap, zero: bool) -> (Ga
         Vals::F32(v) => Gathered::F32(runs.flat_map(|base| v[base..base + inner].iter().copied()).collect()),
         Vals::F64(v) => Gathered::F64(runs.flat_map(|base| v[base..base + inner].iter().copied()).collect()),
     };
-    (real, padded_off_promise(y, shape, cm, zero))
+    (real, padded_off_promise(y, shape, cm, promise))
 }
 
-/// The first padded channel of a candidate tensor off its promise (not
-/// finite, or not exactly 0 where 0 was promised): (physical channel, value).
-fn padded_off_promise(y: &Vals, shape: &[usize], cm: &ChannelMap, zero: bool) -> Option<(usize, f64)> {
+/// The first padded channel of a candidate tensor off its promise:
+/// (physical channel, value).
+fn padded_off_promise(y: &Vals, shape: &[usize], cm: &ChannelMap, promise: Promise) -> Option<(usize, f64)> {
     let outer = shape[0];
     let inner: usize = shape[2..].iter().product();
     let mut is_real = vec![false; cm.len];
@@ -281,7 +312,7 @@ fn padded_off_promise(y: &Vals, shape: &[usize], cm: &ChannelMap, zero: bool) ->
             let base = (o * cm.len + c) * inner;
             for i in base..base + inner {
                 let v = y.get(i);
-                if !v.is_finite() || (zero && v != 0.0) {
+                if !promise.kept(v) {
                     bad = Some((c, v));
                     break 'outer;
                 }
@@ -319,5 +350,24 @@ pub(crate) fn summarise(
         departures: departures.len(),
         worst,
         failed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn padded_channels_keep_the_promise_of_the_op_that_made_them() {
+        // a [1, 3, 1, 2] candidate tensor whose real channel is physical 1
+        let cm = ChannelMap { map: vec![1], len: 3 };
+        let at = |vals: [f32; 6], p: Promise| padded_off_promise(&Vals::F32(&vals), &[1, 3, 1, 2], &cm, p);
+        let sig = [0.5, 0.5, 0.9, 0.1, 0.5, 0.5];
+        assert_eq!(at(sig, Promise::Value(0.5)), None);
+        assert_eq!(at(sig, Promise::Zero), Some((0, 0.5)));
+        let off = [0.5, 0.5, 0.9, 0.1, 0.5, 0.5001];
+        assert_eq!(at(off, Promise::Value(0.5)), Some((2, 0.5001f32 as f64)));
+        assert_eq!(at(off, Promise::Finite), None);
+        assert_eq!(at([0.0, f32::NAN, 1.0, 1.0, 0.0, 0.0], Promise::Finite).map(|x| x.0), Some(0));
     }
 }
