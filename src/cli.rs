@@ -504,9 +504,10 @@ fn same_file(a: &Path, b: &Path) -> bool {
     matches!((canon(a), canon(b)), (Some(x), Some(y)) if x == y)
 }
 
-/// A spinner on stderr naming the running stage and its elapsed time, shown
-/// only when stderr is a terminal (indicatif hides itself otherwise) and
-/// neither `--quiet` nor `--json` is given.
+/// A spinner on stderr naming the running stage and its elapsed time, and a
+/// bar of the comparisons done while verification runs; shown only when
+/// stderr is a terminal (indicatif hides itself otherwise) and neither
+/// `--quiet` nor `--json` is given.
 struct Progress(Option<indicatif::ProgressBar>);
 
 impl Progress {
@@ -516,13 +517,33 @@ impl Progress {
             return Progress(None);
         }
         let pb = indicatif::ProgressBar::new_spinner();
-        pb.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template"));
+        pb.set_style(Self::spinner());
         pb.enable_steady_tick(std::time::Duration::from_millis(120));
         Progress(Some(pb))
     }
     fn stage(&self, msg: &str) {
         if let Some(pb) = &self.0 {
+            if pb.length().is_some() {
+                pb.set_style(Self::spinner());
+                pb.unset_length();
+            }
             pb.set_message(msg.to_string());
+        }
+    }
+    fn spinner() -> indicatif::ProgressStyle {
+        indicatif::ProgressStyle::with_template("{spinner} {msg} ({elapsed})").expect("valid template")
+    }
+    /// `done` of `total` comparisons: the spinner becomes a bar.
+    fn count(&self, done: usize, total: usize) {
+        if let Some(pb) = &self.0 {
+            if pb.length() != Some(total as u64) {
+                let bar = "{spinner} {msg} [{bar:30}] {pos}/{len} comparisons ({elapsed}, ~{eta} left)";
+                pb.set_style(
+                    indicatif::ProgressStyle::with_template(bar).expect("valid template").progress_chars("=> "),
+                );
+                pb.set_length(total as u64);
+            }
+            pb.set_position(done as u64);
         }
     }
 }
@@ -587,7 +608,9 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
         } else {
             std::mem::take(&mut out.model) // external data is found by its final name: verify in memory
         };
-        pipeline::verify_into(&mut out.summary, &original, &candidate, &out.layout, &cfg, &stage).map_err(bad)?;
+        let count = |done: usize, total: usize| progress.count(done, total);
+        pipeline::verify_into(&mut out.summary, &original, &candidate, &out.layout, &cfg, &stage, &count)
+            .map_err(bad)?;
     }
     let failure = out.failure();
     let passed = failure.is_none();

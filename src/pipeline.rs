@@ -107,7 +107,7 @@ impl Outcome {
 pub fn align_model(proto: ModelProto, cfg: &Config, stage: &dyn Fn(&str)) -> Result<Outcome> {
     let (original, mut out) = rewrite(proto, cfg, stage)?;
     if let Some(original) = original {
-        verify_into(&mut out.summary, &original, &out.model, &out.layout, cfg, stage)?;
+        verify_into(&mut out.summary, &original, &out.model, &out.layout, cfg, stage, &|_, _| {})?;
     }
     Ok(out)
 }
@@ -161,7 +161,8 @@ pub fn rewrite(proto: ModelProto, cfg: &Config, stage: &dyn Fn(&str)) -> Result<
 
 /// Verifies `candidate` against `original` with `cfg`'s settings (nothing
 /// when `cfg.verify` is `None`), recording the result and its time in
-/// `summary`.
+/// `summary`. `progress` is told how many comparisons are done, out of how
+/// many, as they go ([`verify::Progress`]).
 pub fn verify_into(
     summary: &mut Summary,
     original: &ModelProto,
@@ -169,11 +170,13 @@ pub fn verify_into(
     layout: &Layout,
     cfg: &Config,
     stage: &dyn Fn(&str),
+    progress: verify::Progress,
 ) -> Result<()> {
     let Some(v) = &cfg.verify else { return Ok(()) };
     stage("verifying with tract");
     let t = Instant::now();
-    summary.verification = Some(verify::verify_with(original, candidate, &cfg.options.input_shapes, v, Some(layout))?);
+    summary.verification =
+        Some(verify::verify_observed(original, candidate, &cfg.options.input_shapes, v, Some(layout), progress)?);
     summary.millis.insert("verify", t.elapsed().as_secs_f64() * 1e3);
     Ok(())
 }

@@ -512,3 +512,30 @@ fn a_single_trial_compares_every_shared_tensor() {
     assert_eq!(t["compared"], t["shared"], "{t}");
     assert!(t["padded"].as_u64().unwrap() > 50, "{t}");
 }
+
+#[test]
+fn progress_is_told_every_comparison_up_to_the_total() {
+    // what the CLI's progress bar shows: one unit per probe compared per
+    // trial plus one per trial run, from 0 to the total, never beyond
+    let tmp = tempfile::tempdir().unwrap();
+    let f = fixtures().join("v4_c3_deconv_bn_op13.onnx");
+    let a = aligned(&f, tmp.path());
+    let (orig, _) = onnx::load(&f).unwrap();
+    let (cand, _) = onnx::load(&a).unwrap();
+    let seen = std::sync::Mutex::new(vec![]);
+    let opts = align::verify::VerifyOptions { trials: 2, ..Default::default() };
+    let v = align::verify::verify_observed(&orig, &cand, &Default::default(), &opts, None, &|d, t| {
+        seen.lock().unwrap().push((d, t))
+    })
+    .unwrap();
+    assert!(v.passed);
+    let seen = seen.into_inner().unwrap();
+    let total = seen[0].1;
+    let compared = v.tensors.as_ref().unwrap().compared;
+    assert_eq!(seen[0].0, 0);
+    assert!(seen.iter().all(|&(d, t)| t == total && d <= total), "{seen:?}");
+    assert_eq!(seen.iter().map(|s| s.0).max(), Some(total), "{seen:?}");
+    // two trials of every probe (each has enough elements per channel), two runs
+    assert_eq!(total, 2 * compared + 2, "{seen:?}");
+    assert_eq!(seen.len(), total + 1);
+}

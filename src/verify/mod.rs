@@ -141,6 +141,11 @@ pub fn verify(
     verify_with(original, candidate, overrides, opts, None)
 }
 
+/// Told how many of a verification's comparisons are done, out of how many
+/// (`done`, `total`), from the threads that run the models: for a progress
+/// bar.
+pub type Progress<'a> = &'a (dyn Fn(usize, usize) + Sync);
+
 /// [`verify`] with the rewrite's own layout when it is known (align's
 /// pipeline passes the one its pad pass produced).
 pub fn verify_with(
@@ -149,6 +154,18 @@ pub fn verify_with(
     overrides: &HashMap<String, Vec<i64>>,
     opts: &VerifyOptions,
     layout: Option<&Layout>,
+) -> Result<Verification> {
+    verify_observed(original, candidate, overrides, opts, layout, &|_, _| {})
+}
+
+/// [`verify_with`], telling `progress` as the comparisons go.
+pub fn verify_observed(
+    original: &ModelProto,
+    candidate: &ModelProto,
+    overrides: &HashMap<String, Vec<i64>>,
+    opts: &VerifyOptions,
+    layout: Option<&Layout>,
+    progress: Progress,
 ) -> Result<Verification> {
     let (range, range_why) = check_options(original, opts)?;
     // half-precision models run in f32, on up-cast copies of both
@@ -186,7 +203,7 @@ pub fn verify_with(
     }
     let load_millis = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = std::time::Instant::now();
-    let (trials, probes) = run_trials(&loaded, &sets, &pert, &order_b, opts)?;
+    let (trials, probes) = run_trials(&loaded, &sets, &pert, &order_b, opts, progress)?;
     let run_millis = t1.elapsed().as_secs_f64() * 1e3;
     let outputs = compare_outputs(ga, gb, &sel, &trials, opts, loaded.precision.eps())?;
     let tensors = noisy.then(|| probe::summarise(probes, loaded.shared, loaded.skipped.clone(), &loaded.layout));
@@ -439,6 +456,7 @@ fn run_trials(
     pert: &[Vec<Tensor>],
     order_b: &[usize],
     opts: &VerifyOptions,
+    progress: Progress,
 ) -> Result<(Vec<TrialOut>, Vec<probe::Judged>)> {
     use tap::Run;
     let noisy = !pert.is_empty();
@@ -456,10 +474,13 @@ fn run_trials(
         .zip(&wanted)
         .map(|(p, &k)| Mutex::new(Tracked::new(p.clone(), k, opts, m.precision.eps())))
         .collect();
+    // a unit of progress: one probe compared on one trial, or a trial run
+    let total = wanted.iter().sum::<usize>() + sets.len();
+    let count = tap::Count::new(total, progress);
     let mut trials = vec![];
     for (t, set) in sets.iter().enumerate() {
         let active: Vec<bool> = wanted.iter().map(|&k| t < k).collect();
-        let ex = tap::Exchange::new(&tracked, opts.tolerance, &active);
+        let ex = tap::Exchange::new(&tracked, opts.tolerance, &active, &count);
         let feed = |run: Run| -> TVec<TValue> {
             match run {
                 Run::Original => set.iter().map(|x| x.clone().into()).collect(),
@@ -497,6 +518,7 @@ fn run_trials(
             n.drain(..taps);
         }
         trials.push(TrialOut { a, b, n });
+        count.tick();
     }
     Ok((trials, tracked.into_iter().map(|t| t.into_inner().expect("not poisoned").finish()).collect()))
 }

@@ -95,6 +95,26 @@ impl Slots {
     }
 }
 
+/// Units of a verification done, reported to its [`Progress`] observer.
+pub(crate) struct Count<'p> {
+    done: std::sync::atomic::AtomicUsize,
+    total: usize,
+    progress: Progress<'p>,
+}
+
+impl<'p> Count<'p> {
+    pub(crate) fn new(total: usize, progress: Progress<'p>) -> Count<'p> {
+        progress(0, total);
+        Count { done: 0.into(), total, progress }
+    }
+
+    /// One more unit done.
+    pub(crate) fn tick(&self) {
+        let done = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        (self.progress)(done.min(self.total), self.total);
+    }
+}
+
 /// Where the runs of one trial meet.
 pub(crate) struct Exchange<'t> {
     slots: Mutex<Slots>,
@@ -105,10 +125,16 @@ pub(crate) struct Exchange<'t> {
     active: &'t [bool],
     /// The first comparison error.
     error: Mutex<Option<Error>>,
+    count: &'t Count<'t>,
 }
 
 impl<'t> Exchange<'t> {
-    pub(crate) fn new(tracked: &'t [Mutex<Tracked>], tol: Tolerance, active: &'t [bool]) -> Exchange<'t> {
+    pub(crate) fn new(
+        tracked: &'t [Mutex<Tracked>],
+        tol: Tolerance,
+        active: &'t [bool],
+        count: &'t Count<'t>,
+    ) -> Exchange<'t> {
         let held = (0..tracked.len()).map(|_| [None, None, None]).collect();
         Exchange {
             slots: Mutex::new(Slots { held, ..Slots::default() }),
@@ -117,6 +143,7 @@ impl<'t> Exchange<'t> {
             tol,
             active,
             error: Mutex::new(None),
+            count,
         }
     }
 
@@ -138,6 +165,7 @@ impl<'t> Exchange<'t> {
             let at = |k: usize| if k == r { t } else { set[k].as_ref().expect("held") };
             let result = self.tracked[j].lock().expect("not poisoned").add(at(0), at(1), Some(at(2)), self.tol);
             set.iter_mut().for_each(|t| drop(t.take()));
+            self.count.tick();
             if let Err(e) = result {
                 self.error.lock().expect("not poisoned").get_or_insert(e);
             }
