@@ -16,8 +16,8 @@
 //! channels, grouped convs, Div by an activation…). Every pin keeps its
 //! reason. Every free space is padded to the next multiple.
 //!
-//! The union-find is our own (not petgraph's) because a class must be able
-//! to list its members: cutting one atom of a space cuts all of them.
+//! The atoms and their classes are [`atoms::Atoms`]; this file is the walk
+//! that joins, cuts and pins them, op by op.
 
 use crate::error::{Error, Result};
 use crate::ir::infer;
@@ -27,6 +27,10 @@ use crate::onnx::{attr_i, attr_ints};
 use crate::ops::{slice, Role};
 use crate::tensor;
 use std::collections::{BTreeSet, HashMap};
+
+mod atoms;
+pub use atoms::AtomId;
+use atoms::Atoms;
 
 /// Settings of the analysis (and of the passes built on it).
 #[derive(Debug, Clone)]
@@ -46,23 +50,6 @@ impl Default for Options {
     fn default() -> Options {
         Options { multiple: 8, input_shapes: HashMap::new(), deconv: true, slice_pinned: false }
     }
-}
-
-/// Index of an atom.
-pub type AtomId = usize;
-
-#[derive(Debug, Clone)]
-struct Atom {
-    size: usize,
-    children: Option<Vec<AtomId>>,
-    parent: AtomId,
-    /// On class roots: members of the class.
-    members: Vec<AtomId>,
-    /// On class roots: why the class is pinned.
-    pins: BTreeSet<String>,
-    /// On class roots: where the analysis could not follow the class (a gap
-    /// of the tool, kept at its width like a pin but never counted as one).
-    gaps: BTreeSet<String>,
 }
 
 /// How a flattened (rank-2) tensor's features map to channels.
@@ -142,7 +129,7 @@ pub struct Analysis {
     /// The multiple channels are padded to.
     pub multiple: usize,
     deconv: bool,
-    atoms: Vec<Atom>,
+    atoms: Atoms,
     layouts: HashMap<Outlet, Vec<AtomId>>,
     flats: HashMap<Outlet, Flat>,
     slice_pinned: bool,
@@ -177,7 +164,7 @@ impl Analysis {
             shapes,
             multiple,
             deconv: opts.deconv,
-            atoms: vec![],
+            atoms: Atoms::new(multiple),
             layouts: HashMap::new(),
             flats: HashMap::new(),
             slice_pinned: opts.slice_pinned,
@@ -213,11 +200,11 @@ impl Analysis {
         // parts, cannot be restored by one Slice: it is pinned after all.
         for (o, _, why) in std::mem::take(&mut a.candidates) {
             let l = a.layouts[&o].clone();
-            let leaves = a.leaves(&l);
-            if leaves.len() == 1 && !a.fixed(leaves[0]) {
+            let leaves = a.atoms.leaves(&l);
+            if leaves.len() == 1 && !a.atoms.fixed(leaves[0]) {
                 a.sliced.push((o, why));
             } else {
-                a.pin(&l, &why);
+                a.atoms.pin(&l, &why);
             }
         }
         let sliced: Vec<Outlet> = a.sliced.iter().map(|(o, _)| *o).collect();
@@ -240,179 +227,22 @@ impl Analysis {
         }
     }
 
-    // ---- atoms -------------------------------------------------------------
-
-    fn new_atom(&mut self, size: usize) -> AtomId {
-        let id = self.atoms.len();
-        self.atoms.push(Atom {
-            size,
-            children: None,
-            parent: id,
-            members: vec![id],
-            pins: BTreeSet::new(),
-            gaps: BTreeSet::new(),
-        });
-        id
-    }
-
-    fn find(&self, mut a: AtomId) -> AtomId {
-        while self.atoms[a].parent != a {
-            a = self.atoms[a].parent;
-        }
-        a
-    }
-
-    fn leaves(&self, layout: &[AtomId]) -> Vec<AtomId> {
-        // iterative: a space cut many times must not overflow the stack
-        let mut out = vec![];
-        let mut stack: Vec<AtomId> = layout.iter().rev().copied().collect();
-        while let Some(a) = stack.pop() {
-            match &self.atoms[a].children {
-                Some(c) => stack.extend(c.iter().rev()),
-                None => out.push(a),
-            }
-        }
-        out
-    }
-
-    fn size(&self, layout: &[AtomId]) -> usize {
-        layout.iter().map(|&a| self.atoms[a].size).sum()
-    }
-
-    /// Splits every member of `leaf`'s class into parts of `sizes`.
-    fn split_class(&mut self, leaf: AtomId, sizes: &[usize]) {
-        let root = self.find(leaf);
-        let members = self.atoms[root].members.clone();
-        let pins = self.atoms[root].pins.clone();
-        let gaps = self.atoms[root].gaps.clone();
-        let mut firsts: Vec<AtomId> = vec![];
-        for (mi, &mem) in members.iter().enumerate() {
-            let kids: Vec<AtomId> = sizes.iter().map(|&s| self.new_atom(s)).collect();
-            if mi == 0 {
-                firsts = kids.clone();
-                for &k in &kids {
-                    self.atoms[k].pins = pins.clone();
-                    self.atoms[k].gaps = gaps.clone();
-                }
-            } else {
-                for (i, &k) in kids.iter().enumerate() {
-                    self.union_leaves(firsts[i], k);
-                }
-            }
-            self.atoms[mem].children = Some(kids);
-        }
-    }
-
-    /// Makes sure `layout` has a leaf boundary at channel `offset`.
-    fn cut(&mut self, layout: &[AtomId], offset: usize) {
-        let mut start = 0;
-        for l in self.leaves(layout) {
-            let s = self.atoms[l].size;
-            if offset > start && offset < start + s {
-                self.split_class(l, &[offset - start, start + s - offset]);
-                return;
-            }
-            start += s;
-        }
-    }
-
-    /// Leaves of `layout` covering channels [from, to) (boundaries must be cut).
-    fn range(&self, layout: &[AtomId], from: usize, to: usize) -> Vec<AtomId> {
-        let mut start = 0;
-        let mut out = vec![];
-        for l in self.leaves(layout) {
-            let s = self.atoms[l].size;
-            if start >= from && start + s <= to && s > 0 {
-                out.push(l);
-            }
-            start += s;
-        }
-        out
-    }
-
-    fn union_leaves(&mut self, a: AtomId, b: AtomId) {
-        let (ra, rb) = (self.find(a), self.find(b));
-        if ra == rb {
-            return;
-        }
-        let (big, small) =
-            if self.atoms[ra].members.len() >= self.atoms[rb].members.len() { (ra, rb) } else { (rb, ra) };
-        self.atoms[small].parent = big;
-        let mem = std::mem::take(&mut self.atoms[small].members);
-        self.atoms[big].members.extend(mem);
-        let pins = std::mem::take(&mut self.atoms[small].pins);
-        self.atoms[big].pins.extend(pins);
-        let gaps = std::mem::take(&mut self.atoms[small].gaps);
-        self.atoms[big].gaps.extend(gaps);
-    }
-
-    /// Joins two layouts of equal total size channel by channel.
-    fn join(&mut self, a: &[AtomId], b: &[AtomId]) {
-        debug_assert_eq!(self.size(a), self.size(b));
-        loop {
-            let la = self.leaves(a);
-            let lb = self.leaves(b);
-            let cuts = |l: &[AtomId]| -> Vec<usize> {
-                l.iter()
-                    .scan(0, |s, &x| {
-                        *s += self.atoms[x].size;
-                        Some(*s)
-                    })
-                    .collect()
-            };
-            let (ca, cb) = (cuts(&la), cuts(&lb));
-            if let Some(&c) = cb.iter().find(|c| !ca.contains(c)) {
-                self.cut(a, c);
-                continue;
-            }
-            if let Some(&c) = ca.iter().find(|c| !cb.contains(c)) {
-                self.cut(b, c);
-                continue;
-            }
-            for (x, y) in la.into_iter().zip(lb) {
-                self.union_leaves(x, y);
-            }
-            return;
-        }
-    }
-
-    fn pin(&mut self, layout: &[AtomId], why: &str) {
-        for l in self.leaves(layout) {
-            let r = self.find(l);
-            self.atoms[r].pins.insert(why.to_string());
-        }
-    }
-
-    /// Marks `layout` as a place the analysis could not follow.
-    fn gap(&mut self, layout: &[AtomId], why: &str) {
-        for l in self.leaves(layout) {
-            let r = self.find(l);
-            self.atoms[r].gaps.insert(why.to_string());
-        }
-    }
-
-    /// True when the class of `leaf` keeps its exact width.
-    fn fixed(&self, leaf: AtomId) -> bool {
-        let r = self.find(leaf);
-        !self.atoms[r].pins.is_empty() || !self.atoms[r].gaps.is_empty()
-    }
-
     /// Marks the layout (or flattened layout) of `o` as a gap.
     fn gap_outlet(&mut self, o: Outlet, why: &str) {
         if let Some(l) = self.layouts.get(&o).cloned() {
-            self.gap(&l, why);
+            self.atoms.gap(&l, why);
         }
         if let Some(f) = self.flats.get(&o).cloned() {
-            self.gap(&f.layout, why);
+            self.atoms.gap(&f.layout, why);
         }
     }
 
     fn pin_outlet(&mut self, o: Outlet, why: &str) {
         if let Some(l) = self.layouts.get(&o).cloned() {
-            self.pin(&l, why);
+            self.atoms.pin(&l, why);
         }
         if let Some(f) = self.flats.get(&o).cloned() {
-            self.pin(&f.layout, why);
+            self.atoms.pin(&f.layout, why);
         }
     }
 
@@ -428,9 +258,9 @@ impl Analysis {
     /// Gives `o` a new single-atom layout (pinned when `why` is set).
     fn fresh(&mut self, o: Outlet, why: Option<String>) -> Option<Vec<AtomId>> {
         let c = self.channels(o)?;
-        let l = vec![self.new_atom(c)];
+        let l = vec![self.atoms.new_atom(c)];
         if let Some(w) = why {
-            self.pin(&l, &w);
+            self.atoms.pin(&l, &w);
         }
         self.layouts.insert(o, l.clone());
         Some(l)
@@ -498,8 +328,8 @@ impl Analysis {
                 self.layouts.remove(&o);
                 if let Some(l) = self.fresh(o, None) {
                     match &stop {
-                        Stop::Pin(why) => self.pin(&l, why),
-                        Stop::Gap(why) => self.gap(&l, why),
+                        Stop::Pin(why) => self.atoms.pin(&l, why),
+                        Stop::Gap(why) => self.atoms.gap(&l, why),
                     }
                 }
             }
@@ -514,7 +344,7 @@ impl Analysis {
         let Some(l) = m.input(n, 0).and_then(|o| self.layouts.get(&o).cloned()) else {
             return false;
         };
-        if self.channels(out) != Some(self.size(&l)) {
+        if self.channels(out) != Some(self.atoms.size(&l)) {
             return false;
         }
         self.layouts.insert(out, l);
@@ -540,7 +370,7 @@ impl Analysis {
 
     /// Resize / Upsample: channel scale 1, or sizes[1] equal to the channels.
     fn resize(&mut self, m: &Model, n: NodeId) -> bool {
-        let Some(c) = m.input(n, 0).and_then(|o| self.layouts.get(&o)).map(|l| self.size(l)) else {
+        let Some(c) = m.input(n, 0).and_then(|o| self.layouts.get(&o)).map(|l| self.atoms.size(l)) else {
             return false;
         };
         let ok = match crate::ops::resize::resize_params(m, n) {
@@ -561,7 +391,7 @@ impl Analysis {
         let (Some(x), Some(c)) = (m.input(n, 0), self.channels(out)) else {
             return false;
         };
-        if self.layouts.get(&x).is_some_and(|l| self.size(l) == c) {
+        if self.layouts.get(&x).is_some_and(|l| self.atoms.size(l) == c) {
             return self.pass(m, n);
         }
         let single = self.shapes.get(&x).is_some_and(|s| s.len() == self.shapes[&out].len() && s[1] == Some(1));
@@ -613,7 +443,7 @@ impl Analysis {
         if wd.len() < 3 {
             return Err(Error::at(name, format!("Conv weight has rank {}, expected at least 3", wd.len())));
         }
-        let cin = self.size(&lin);
+        let cin = self.atoms.size(&lin);
         if wd[1] * g != cin {
             return Err(Error::at(
                 name,
@@ -639,16 +469,16 @@ impl Analysis {
             // joined so they get the same physical width (`group` stays g).
             let (cg, og) = (wd[1], wd[0] / g);
             for i in 1..g {
-                self.cut(&lin, i * cg);
+                self.atoms.cut(&lin, i * cg);
             }
-            let first = self.range(&lin, 0, cg);
+            let first = self.atoms.range(&lin, 0, cg);
             for i in 1..g {
-                let block = self.range(&lin, i * cg, (i + 1) * cg);
-                self.join(&first, &block);
+                let block = self.atoms.range(&lin, i * cg, (i + 1) * cg);
+                self.atoms.join(&first, &block);
             }
-            let blocks: Vec<AtomId> = (0..g).map(|_| self.new_atom(og)).collect();
+            let blocks: Vec<AtomId> = (0..g).map(|_| self.atoms.new_atom(og)).collect();
             for &b in &blocks[1..] {
-                self.union_leaves(blocks[0], b);
+                self.atoms.union_leaves(blocks[0], b);
             }
             self.layouts.insert(out, blocks);
         } else {
@@ -663,7 +493,7 @@ impl Analysis {
             return Ok(false);
         };
         let wd = tensor::dims(&w);
-        let cin = self.size(&lin);
+        let cin = self.atoms.size(&lin);
         if wd.len() < 3 || wd[0] != cin {
             return Err(Error::at(
                 name,
@@ -682,7 +512,7 @@ impl Analysis {
         }
         if !self.deconv {
             let why = format!("ConvTranspose '{name}' (deconv pass not selected)");
-            self.pin(&lin, &why);
+            self.atoms.pin(&lin, &why);
             self.fresh(Outlet { node: n, slot: 0 }, Some(why));
             return Ok(true);
         }
@@ -729,11 +559,11 @@ impl Analysis {
         let Some(first) = joined.first().cloned() else {
             return Ok(false);
         };
-        if self.size(&first) != c {
+        if self.atoms.size(&first) != c {
             return Ok(false);
         }
         for l in &joined[1..] {
-            self.join(&first, l);
+            self.atoms.join(&first, l);
         }
         self.layouts.insert(out, first);
         Ok(true)
@@ -758,11 +588,11 @@ impl Analysis {
         if ax == 1 {
             self.layouts.insert(out, ls.concat());
         } else {
-            if ls.iter().any(|l| self.size(l) != self.size(&ls[0])) {
+            if ls.iter().any(|l| self.atoms.size(l) != self.atoms.size(&ls[0])) {
                 return false;
             }
             for l in &ls[1..] {
-                self.join(&ls[0], l);
+                self.atoms.join(&ls[0], l);
             }
             self.layouts.insert(out, ls[0].clone());
         }
@@ -787,17 +617,17 @@ impl Analysis {
             }
             return true;
         }
-        let Some(sizes) = crate::ops::split::split_sizes(m, n, self.size(&l) as i64) else {
+        let Some(sizes) = crate::ops::split::split_sizes(m, n, self.atoms.size(&l) as i64) else {
             return false;
         };
         let mut start = 0usize;
         for &s in &sizes {
-            self.cut(&l, start);
+            self.atoms.cut(&l, start);
             start += s as usize;
         }
         let mut start = 0usize;
         for (slot, &s) in sizes.iter().enumerate() {
-            let r = self.range(&l, start, start + s as usize);
+            let r = self.atoms.range(&l, start, start + s as usize);
             self.layouts.insert(Outlet { node: n, slot }, r);
             start += s as usize;
         }
@@ -816,7 +646,7 @@ impl Analysis {
             return false;
         };
         let out = Outlet { node: n, slot: 0 };
-        if m.op(n).is_some_and(|p| p.doc_string() == RESTORE_SLICE_DOC) && self.leaves(&l).len() == 1 {
+        if m.op(n).is_some_and(|p| p.doc_string() == RESTORE_SLICE_DOC) && self.atoms.leaves(&l).len() == 1 {
             let why = format!("Slice '{}' (restores exact channels)", m.label(n));
             self.fresh(out, Some(why));
             return true;
@@ -832,11 +662,11 @@ impl Analysis {
             if step != 1 {
                 return false;
             }
-            let c = self.size(&l) as i64;
+            let c = self.atoms.size(&l) as i64;
             let (a, b) = slice::slice_range(c, st, en);
-            self.cut(&l, a as usize);
-            self.cut(&l, b as usize);
-            result = self.range(&l, a as usize, b as usize);
+            self.atoms.cut(&l, a as usize);
+            self.atoms.cut(&l, b as usize);
+            result = self.atoms.range(&l, a as usize, b as usize);
         }
         self.layouts.insert(out, result);
         true
@@ -862,7 +692,7 @@ impl Analysis {
         let Some(spatial) = spatial else { return false };
         let ok = match p.op_type() {
             "Flatten" => attr_i(p, "axis", 1) == 1,
-            _ => osh.len() == 2 && osh[1] == Some(self.size(&l) as i64 * spatial),
+            _ => osh.len() == 2 && osh[1] == Some(self.atoms.size(&l) as i64 * spatial),
         };
         if !ok || !dense_only(m, out) {
             return false;
@@ -899,7 +729,7 @@ impl Analysis {
         }
         let out = Outlet { node: n, slot: 0 };
         if attr_i(p, "keepdims", 1) == 1 || rank - axes.len() >= 3 {
-            if self.channels(out) != Some(self.size(&l)) {
+            if self.channels(out) != Some(self.atoms.size(&l)) {
                 return false;
             }
             self.layouts.insert(out, l);
@@ -959,34 +789,14 @@ impl Analysis {
 
     // ---- results -----------------------------------------------------------
 
-    fn leaf_width(&self, l: AtomId) -> usize {
-        let s = self.atoms[l].size;
-        if self.fixed(l) {
-            s
-        } else {
-            s.div_ceil(self.multiple) * self.multiple
-        }
-    }
-
-    fn map_of(&self, layout: &[AtomId]) -> ChannelMap {
-        let mut map = vec![];
-        let mut len = 0;
-        for l in self.leaves(layout) {
-            let s = self.atoms[l].size;
-            map.extend(len..len + s);
-            len += self.leaf_width(l);
-        }
-        ChannelMap { map, len }
-    }
-
     /// The logical → physical channel map of an activation tensor.
     pub fn channel_map(&self, o: Outlet) -> Option<ChannelMap> {
-        self.layouts.get(&o).map(|l| self.map_of(l))
+        self.layouts.get(&o).map(|l| self.atoms.map_of(l))
     }
 
     /// The map of a flattened tensor's features (for Gemm / MatMul rows).
     pub fn flat_map(&self, o: Outlet) -> Option<ChannelMap> {
-        self.flats.get(&o).map(|f| self.map_of(&f.layout).expand(f.spatial))
+        self.flats.get(&o).map(|f| self.atoms.map_of(&f.layout).expand(f.spatial))
     }
 
     /// Physical offsets of the leaf boundaries of `o`'s layout, as
@@ -995,9 +805,9 @@ impl Analysis {
         let l = self.layouts.get(&o)?;
         let mut out = vec![(0, 0)];
         let (mut lo, mut ph) = (0, 0);
-        for leaf in self.leaves(l) {
-            lo += self.atoms[leaf].size;
-            ph += self.leaf_width(leaf);
+        for leaf in self.atoms.leaves(l) {
+            lo += self.atoms.atom_size(leaf);
+            ph += self.atoms.leaf_width(leaf);
             out.push((lo, ph));
         }
         Some(out)
@@ -1006,7 +816,7 @@ impl Analysis {
     /// The channel dim of tensor `o` for reporting.
     pub fn dim(&self, o: Outlet) -> Option<Dim> {
         if let Some(l) = self.layouts.get(&o).or_else(|| self.flats.get(&o).map(|f| &f.layout)) {
-            let leaves = self.leaves(l);
+            let leaves = self.atoms.leaves(l);
             let mut d = Dim {
                 logical: 0,
                 physical: 0,
@@ -1018,11 +828,10 @@ impl Analysis {
                 gaps: BTreeSet::new(),
             };
             for leaf in leaves {
-                let s = self.atoms[leaf].size;
-                let root = self.find(leaf);
-                let (pins, gaps) = (&self.atoms[root].pins, &self.atoms[root].gaps);
+                let s = self.atoms.atom_size(leaf);
+                let (pins, gaps) = self.atoms.reasons(leaf);
                 d.logical += s;
-                d.physical += self.leaf_width(leaf);
+                d.physical += self.atoms.leaf_width(leaf);
                 d.parts.push(s);
                 if !s.is_multiple_of(self.multiple) {
                     if !gaps.is_empty() {
