@@ -28,6 +28,10 @@ struct Atom {
     /// On class roots: where the analysis could not follow the class (a gap
     /// of the tool, kept at its width like a pin but never counted as one).
     gaps: BTreeSet<String>,
+    /// On class roots: the class is `m` copies of each channel of leaf
+    /// `source` (a depthwise conv with channel multiplier `m`), so its
+    /// physical width is `m` times the source's ([`Atoms::scaled`]).
+    scale: Option<(AtomId, usize)>,
 }
 
 /// Every atom of one analysis, and the multiple free classes are padded to.
@@ -65,8 +69,63 @@ impl Atoms {
             members: vec![id],
             pins: BTreeSet::new(),
             gaps: BTreeSet::new(),
+            scale: None,
         });
         id
+    }
+
+    /// The layout of a depthwise conv's output with channel multiplier `m`
+    /// over input `layout`: one new atom per input leaf, `m` times its size,
+    /// whose class is padded to `m` times the leaf's physical width (group
+    /// `p` of the padded conv makes outputs `p·m .. p·m + m`, so the output
+    /// keeps the input's layout with each channel repeated `m` times). The
+    /// relation holds while neither side is cut; [`Atoms::settle`] makes a
+    /// pin on either side a pin on both.
+    pub fn scaled(&mut self, layout: &[AtomId], m: usize) -> Vec<AtomId> {
+        let leaves = self.leaves(layout);
+        leaves
+            .into_iter()
+            .map(|l| {
+                let b = self.new_atom(self.atoms[l].size * m);
+                self.atoms[b].scale = Some((l, m));
+                b
+            })
+            .collect()
+    }
+
+    /// Makes the classes tied by [`Atoms::scaled`] agree: a pin or a gap on
+    /// one side holds the other at its exact width too, with the same
+    /// reasons; a source that was cut after the relation was made, or a
+    /// class tied to two sources, is a gap of the analysis.
+    pub fn settle(&mut self) {
+        const TWO: &str =
+            "depthwise conv with channel multiplier whose output space is tied to two inputs (not analysed)";
+        const CUT: &str = "input of a depthwise conv with channel multiplier, cut after it (not analysed)";
+        loop {
+            let mut changed = false;
+            let roots: Vec<AtomId> = (0..self.atoms.len()).filter(|&a| self.atoms[a].parent == a).collect();
+            for r in roots {
+                let Some((src, _)) = self.atoms[r].scale else { continue };
+                let sr = self.find(src);
+                if self.atoms[src].children.is_some() && self.atoms[r].gaps.insert(CUT.into()) {
+                    self.atoms[sr].gaps.insert(CUT.into());
+                    changed = true;
+                }
+                if self.atoms[r].gaps.contains(TWO) && self.atoms[sr].gaps.insert(TWO.into()) {
+                    changed = true;
+                }
+                for (from, to) in [(r, sr), (sr, r)] {
+                    let (pins, gaps) = (self.atoms[from].pins.clone(), self.atoms[from].gaps.clone());
+                    let before = (self.atoms[to].pins.len(), self.atoms[to].gaps.len());
+                    self.atoms[to].pins.extend(pins);
+                    self.atoms[to].gaps.extend(gaps);
+                    changed |= before != (self.atoms[to].pins.len(), self.atoms[to].gaps.len());
+                }
+            }
+            if !changed {
+                return;
+            }
+        }
     }
 
     /// The root of `a`'s class.
@@ -100,6 +159,13 @@ impl Atoms {
     /// Splits every member of `leaf`'s class into parts of `sizes`.
     pub fn split_class(&mut self, leaf: AtomId, sizes: &[usize]) {
         let root = self.find(leaf);
+        if let Some((src, _)) = self.atoms[root].scale {
+            // the parts would lose the relation to their source
+            const WHY: &str = "output of a depthwise conv with channel multiplier, cut (not analysed)";
+            let sr = self.find(src);
+            self.atoms[root].gaps.insert(WHY.into());
+            self.atoms[sr].gaps.insert(WHY.into());
+        }
         let members = self.atoms[root].members.clone();
         let pins = self.atoms[root].pins.clone();
         let gaps = self.atoms[root].gaps.clone();
@@ -164,6 +230,16 @@ impl Atoms {
         self.atoms[big].pins.extend(pins);
         let gaps = std::mem::take(&mut self.atoms[small].gaps);
         self.atoms[big].gaps.extend(gaps);
+        match (self.atoms[big].scale, self.atoms[small].scale.take()) {
+            (None, s) => self.atoms[big].scale = s,
+            (Some((x, m)), Some((y, k))) if (self.find(x), m) != (self.find(y), k) => {
+                self.atoms[big].gaps.insert(
+                    "depthwise conv with channel multiplier whose output space is tied to two inputs (not analysed)"
+                        .into(),
+                );
+            }
+            _ => {}
+        }
     }
 
     /// Joins two layouts of equal total size channel by channel.
@@ -219,13 +295,16 @@ impl Atoms {
     }
 
     /// Physical channels of leaf `l`: its size, rounded up to the multiple
-    /// unless its class is pinned or a gap.
+    /// (or `m` times its source's width, [`Atoms::scaled`]) unless its class
+    /// is pinned or a gap.
     pub fn leaf_width(&self, l: AtomId) -> usize {
         let s = self.atoms[l].size;
         if self.fixed(l) {
-            s
-        } else {
-            s.div_ceil(self.multiple) * self.multiple
+            return s;
+        }
+        match self.atoms[self.find(l)].scale {
+            Some((src, m)) => m * self.leaf_width(src),
+            None => s.div_ceil(self.multiple) * self.multiple,
         }
     }
 

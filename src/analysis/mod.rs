@@ -196,6 +196,7 @@ impl Analysis {
             let why = format!("graph output '{}'", vi.name());
             a.pin_or_slice(m, *o, Reader::Output(i), &why);
         }
+        a.atoms.settle();
         // A candidate whose space is pinned anyway, or cut into several
         // parts, cannot be restored by one Slice: it is pinned after all.
         for (o, _, why) in std::mem::take(&mut a.candidates) {
@@ -209,6 +210,7 @@ impl Analysis {
         }
         let sliced: Vec<Outlet> = a.sliced.iter().map(|(o, _)| *o).collect();
         a.sliced_readers = std::mem::take(&mut a.reader_list).into_iter().filter(|(o, _)| sliced.contains(o)).collect();
+        a.atoms.settle();
         Ok(a)
     }
 
@@ -463,6 +465,12 @@ impl Analysis {
         } else if g == cin && wd[0] == cin && wd[1] == 1 {
             // Depthwise: output channel j reads input channel j only.
             self.layouts.insert(out, lin);
+        } else if g == cin && wd[1] == 1 && wd[0] > cin && self.channels(out) == Some(wd[0]) {
+            // Depthwise with channel multiplier m = C_out / C_in: outputs
+            // c·m .. c·m + m read input channel c; padded, the output keeps
+            // the input's layout with each channel repeated m times.
+            let l = self.atoms.scaled(&lin, wd[0] / g);
+            self.layouts.insert(out, l);
         } else if wd[1] >= 2 && self.channels(out) == Some(wd[0]) {
             // Grouped: group i reads input block i and writes output block i.
             // Every block is padded on its own, and all blocks of a side are

@@ -179,12 +179,15 @@ fn rewrite_conv(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
         return Ok(());
     }
     if kf == KernelFormat::Oihw && g > 1 {
-        // depthwise: input and output share one layout
+        // depthwise (channel multiplier k = C_out / C_in ≥ 1): one group per
+        // physical input channel; the output keeps the input's layout with
+        // each channel repeated k times
         if !om.is_identity() {
+            let k = (om.map.len() / g).max(1);
             scatter_const(m, n, 1, 0, &om, 0.0)?;
             scatter_const(m, n, 2, 0, &om, 0.0)?;
             if let Some(p) = m.op_mut(n) {
-                set_attr_i(p, "group", om.len as i64)
+                set_attr_i(p, "group", (om.len / k) as i64)
             }
         }
         return Ok(());
@@ -551,6 +554,49 @@ mod tests {
         let out = check(&b, 8);
         let dwn = &out.graph.as_ref().unwrap().node[1];
         assert_eq!(crate::onnx::attr_i(dwn, "group", 0), 16);
+    }
+
+    #[test]
+    fn depthwise_conv_with_a_channel_multiplier_repeats_its_input_layout() {
+        // timm FastViT's downsampling: group = C_in, C_out = 2·C_in. The
+        // input (13 → 16) and a concat of two parts (5 + 6 → 8 + 8) both
+        // come out as the input's layout with every channel doubled
+        let mut b = Builder::new(&[1, 3, 8, 8]);
+        let c1 = b.conv("x", 3, 13, 1, 1, true);
+        let dw = b.conv(&c1, 13, 26, 3, 13, true);
+        let r = b.unary("Relu", &dw);
+        let c3 = b.conv(&r, 26, 4, 1, 1, true);
+        let (p, q) = (b.conv("x", 3, 5, 1, 1, true), b.conv("x", 3, 6, 1, 1, true));
+        let cat = b.node("Concat", &[&p, &q], 1, vec![int_attr("axis", 1)]).remove(0);
+        let dw2 = b.conv(&cat, 11, 33, 3, 11, false);
+        let c4 = b.conv(&dw2, 33, 4, 1, 1, true);
+        let sum = b.node("Add", &[&c3, &c4], 1, vec![]).remove(0);
+        b.output(&sum, &[1, 4, 8, 8]);
+        let out = check(&b, 8);
+        let g = out.graph.as_ref().unwrap();
+        let group = |i: usize| crate::onnx::attr_i(&g.node[i], "group", 0);
+        let wdims = |i: usize| g.initializer.iter().find(|t| t.name() == g.node[i].input[1]).unwrap().dims.clone();
+        assert_eq!((group(1), wdims(1)[0]), (16, 32));
+        let dw2n = g.node.iter().position(|n| n.output[0] == dw2).unwrap();
+        assert_eq!((group(dw2n), wdims(dw2n)[0]), (16, 48));
+    }
+
+    #[test]
+    fn a_pinned_multiplier_output_pins_its_input() {
+        // the multiplier conv's output is a graph output: its input space
+        // keeps its width too, with the output's reason
+        let mut b = Builder::new(&[1, 3, 8, 8]);
+        let c1 = b.conv("x", 3, 13, 1, 1, true);
+        let dw = b.conv(&c1, 13, 26, 3, 13, true);
+        b.output(&dw, &[1, 26, 8, 8]);
+        let m = crate::ir::Model::import(b.model()).unwrap();
+        let a = crate::analysis::Analysis::run(&m, &crate::analysis::Options::default()).unwrap();
+        let c1o = (m.ops().into_iter().map(|n| crate::ir::Outlet { node: n, slot: 0 }))
+            .find(|&o| m.tensor_name(o) == c1)
+            .unwrap();
+        let d = a.dim(c1o).unwrap();
+        assert_eq!(d.physical, 13, "{d:?}");
+        assert!(d.pins.iter().any(|p| p.contains("graph output")), "{d:?}");
     }
 
     #[test]
