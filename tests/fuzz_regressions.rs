@@ -61,3 +61,23 @@ fn a_60000_node_chain_does_not_overflow_the_stack() {
 fn util_vi(name: &str) -> align::onnx::ValueInfoProto {
     align::onnx::ValueInfoProto { name: Some(name.into()), ..Default::default() }
 }
+
+#[test]
+fn a_model_tract_panics_on_gets_one_line_and_exit_2_never_a_panic() {
+    // found by the verify_align target: a Split with axis −4 on a rank-1
+    // tensor makes tract-onnx 0.23's Split rules index the shape out of
+    // range and panic while loading, in `align` and in `align verify` alike
+    let f = util::fixtures().join("../fuzz/regressions/tract_split_axis_panic.onnx");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("a.onnx");
+    for args in
+        [vec![f.as_os_str(), "-o".as_ref(), out.as_os_str()], vec!["verify".as_ref(), f.as_os_str(), f.as_os_str()]]
+    {
+        let o = util::align_p(&args);
+        let err = util::stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains("tract") && !err.contains("panicked at"), "{args:?}: {err}");
+        assert!(!out.exists(), "{args:?}: wrote {}", out.display());
+    }
+}

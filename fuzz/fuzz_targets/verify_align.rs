@@ -6,6 +6,8 @@
 //! cut short) before `align::verify::verify` compares it with the original.
 //! Any verdict or `Err` is an accepted outcome; a panic is a bug. Each run
 //! costs two tract loads, so this target is slower than the others.
+//! `ALIGN_FUZZ_DUMP=some/dir/` writes `original.onnx` and `candidate.onnx`
+//! there before verifying (a crash input as a reproducer).
 #![no_main]
 
 #[path = "gen.rs"]
@@ -111,6 +113,13 @@ fuzz_target!(|data: &[u8]| {
                 break;
             }
         }
+    }
+    if let Some(dir) = std::env::var_os("ALIGN_FUZZ_DUMP") {
+        // a crash input as two ONNX files: `align verify original.onnx candidate.onnx`
+        use prost::Message;
+        let dir = std::path::PathBuf::from(dir);
+        std::fs::write(dir.join("original.onnx"), original.encode_to_vec()).expect("write ALIGN_FUZZ_DUMP");
+        std::fs::write(dir.join("candidate.onnx"), candidate.encode_to_vec()).expect("write ALIGN_FUZZ_DUMP");
     }
     let opts = VerifyOptions { trials: 1, ..Default::default() };
     let _ = verify::verify(&original, &candidate, &HashMap::new(), &opts);

@@ -490,13 +490,10 @@ fn run_trials(
         };
         let go = |run: Run| -> Result<Vec<Tensor>> {
             let (plan, which) = if run == Run::Candidate { (&m.b, "candidate") } else { (&m.a, "original") };
-            ex.run(plan, feed(run), run).map_err(|e| {
-                let msg = format!("tract failed running the {which} model: {}", one_line(&e));
-                if run == Run::Candidate {
-                    Error::verify(msg)
-                } else {
-                    Error::model(msg)
-                }
+            let fail = |msg: String| if run == Run::Candidate { Error::verify(msg) } else { Error::model(msg) };
+            run::guarded(which, || {
+                ex.run(plan, feed(run), run)
+                    .map_err(|e| fail(format!("tract failed running the {which} model: {}", one_line(&e))))
             })
         };
         let (a, b, n) = std::thread::scope(|s| {

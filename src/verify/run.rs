@@ -80,6 +80,45 @@ impl tract_onnx::data_resolver::ModelDataResolver for Weights {
 /// The directory tract resolves the external data of [`tract_proto`] in.
 const WEIGHTS_DIR: &str = "/";
 
+thread_local! {
+    /// Set while this thread is inside [`guarded`]: a panic here is tract's,
+    /// caught and reported as an error, so the panic hook stays quiet.
+    static IN_TRACT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f`, a call into tract, turning a panic inside it into an error
+/// naming `which` model. tract panics on some malformed graphs (its Split
+/// rules index the shape with an axis out of range, found by the
+/// `verify_align` fuzz target); align must give one line and exit 2
+/// instead. The process's panic hook is wrapped once so that such a panic
+/// prints nothing; every other panic still goes to the previous hook.
+pub(crate) fn guarded<T>(which: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !IN_TRACT.with(|t| t.get()) {
+                previous(info)
+            }
+        }));
+    });
+    let outer = IN_TRACT.with(|t| t.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    IN_TRACT.with(|t| t.set(outer));
+    r.unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(Error::model(format!(
+            "tract cannot run the {which} model, so it cannot be verified (--no-verify writes it unverified): \
+             tract panicked: {}",
+            msg.replace('\n', " ")
+        )))
+    })
+}
+
 /// The error of a model tract cannot load or run.
 fn cannot_run(which: &str, e: anyhow::Error) -> Error {
     Error::model(format!(
@@ -96,6 +135,16 @@ pub(crate) type Runnable = std::sync::Arc<TypedRunnableModel>;
 /// narrowed, [`optimise`]). `order` gives, for each of the model's real
 /// inputs in its own order, the index into `specs`.
 pub(crate) fn load_typed(
+    m: &ModelProto,
+    extra: &[String],
+    specs: &[InputSpec],
+    order: &[usize],
+    which: &str,
+) -> Result<TypedModel> {
+    guarded(which, || load_typed_unguarded(m, extra, specs, order, which))
+}
+
+fn load_typed_unguarded(
     m: &ModelProto,
     extra: &[String],
     specs: &[InputSpec],
@@ -161,6 +210,8 @@ pub(crate) fn trim_heap() {
 /// at positions `probes` ([`super::tap`]), then optimises.
 pub(crate) fn optimise(mut m: TypedModel, keep: &[usize], probes: &[usize], which: &str) -> Result<Runnable> {
     let fail = |e: anyhow::Error| cannot_run(which, e);
-    super::tap::wire(&mut m, keep, probes).map_err(fail)?;
-    m.into_optimized().and_then(|m| m.into_runnable()).map_err(fail)
+    guarded(which, move || {
+        super::tap::wire(&mut m, keep, probes).map_err(fail)?;
+        m.into_optimized().and_then(|m| m.into_runnable()).map_err(fail)
+    })
 }
