@@ -130,6 +130,15 @@ struct Fold {
     t: Vec<f64>,
 }
 
+impl Fold {
+    /// This fold followed by `next`: y = s₂·(s₁·x + t₁) + t₂.
+    fn then(&self, next: &Fold) -> Fold {
+        let s = self.s.iter().zip(&next.s).map(|(a, b)| a * b).collect();
+        let t = self.t.iter().zip(&next.s).zip(&next.t).map(|((t1, s2), t2)| t1 * s2 + t2).collect();
+        Fold { s, t }
+    }
+}
+
 fn bn_fold(bn: &NodeProto, o: &Index, range: std::ops::Range<usize>) -> Option<Fold> {
     let get = |i: usize| bn.input.get(i).and_then(|n| o.consts.get(n.as_str())).and_then(|t| tensor::to_f64(t).ok());
     let (g, b, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
@@ -173,10 +182,22 @@ pub fn certify(original: &ModelProto, candidate: &ModelProto, layout: &Layout) -
             continue;
         };
         let (p, fold) = if p.op_type() == "BatchNormalization" && p.op_type() != n.op_type() {
-            match p.input.first().and_then(|i| o.producer.get(i.as_str())) {
-                Some(&q) if q.op_type() == n.op_type() => {
-                    let width = out_width(q, &o);
-                    (q, width.and_then(|w| bn_fold(p, &o, 0..w)))
+            // one BatchNormalization, or a chain of them, folded into the
+            // conv before it
+            let mut chain = vec![p];
+            let mut q = p.input.first().and_then(|i| o.producer.get(i.as_str())).copied();
+            while let Some(b) = q.filter(|b| b.op_type() == "BatchNormalization") {
+                chain.push(b);
+                q = b.input.first().and_then(|i| o.producer.get(i.as_str())).copied();
+            }
+            match q {
+                Some(q) if q.op_type() == n.op_type() => {
+                    let fold = out_width(q, &o).and_then(|w| {
+                        let mut folds = chain.iter().rev().map(|bn| bn_fold(bn, &o, 0..w));
+                        let first = folds.next()??;
+                        folds.try_fold(first, |acc, f| Some(acc.then(&f?)))
+                    });
+                    (q, fold)
                 }
                 _ => {
                     fail(&mut cert, format!("{label} makes '{out0}', which the original's BatchNormalization makes"));

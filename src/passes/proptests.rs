@@ -120,7 +120,7 @@ proptest! {
     fn random_cnns_align_and_verify(c0 in 1i64..=8, layers in prop::collection::vec(layer(), 1..9), multiple in prop_oneof![Just(8usize), Just(16)]) {
         let b = build(c0, &layers);
         let (out, _, v) = align_and_verify(&b.model(), multiple);
-        prop_assert!(v.passed, "verification failed: {:?}", v.outputs);
+        prop_assert!(v.passed, "verification failed: {:?}; tensors: {:?}; certificate: {:?}", v.outputs, v.tensors.as_ref().map(|t| (&t.first_departure, &t.failed)), v.certificate.as_ref().map(|c| c.text()));
         prop_assert!(v.outputs.iter().all(|o| o.max_value > 0.0), "all-zero output: {:?}", v.outputs);
         prop_assert_eq!(free_unaligned(&out, multiple), 0);
     }
