@@ -97,7 +97,9 @@ pub(crate) fn guarded<T>(which: &str, f: impl FnOnce() -> Result<T>) -> Result<T
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !IN_TRACT.with(|t| t.get()) {
+            // try_with: a panic while this thread's locals are torn down
+            // must not panic again inside the hook
+            if !IN_TRACT.try_with(|t| t.get()).unwrap_or(false) {
                 previous(info)
             }
         }));
