@@ -66,7 +66,8 @@ fn util_vi(name: &str) -> align::onnx::ValueInfoProto {
 fn a_model_tract_panics_on_gets_one_line_and_exit_2_never_a_panic() {
     // found by the verify_align target: a Split with axis −4 on a rank-1
     // tensor makes tract-onnx 0.23's Split rules index the shape out of
-    // range and panic while loading, in `align` and in `align verify` alike
+    // range and panic while loading, in `align` and in `align verify`
+    // alike; a BatchNormalization on a rank-1 input segfaults them
     let f = util::fixtures().join("../fuzz/regressions/tract_split_axis_panic.onnx");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("a.onnx");

@@ -121,6 +121,32 @@ pub(crate) fn guarded<T>(which: &str, f: impl FnOnce() -> Result<T>) -> Result<T
     })
 }
 
+/// Graphs that crash tract-onnx 0.23.9 outright (a segfault, which
+/// [`guarded`] cannot catch), refused before tract sees them: a
+/// BatchNormalization whose input is declared with rank < 2 (the ONNX
+/// operator needs N, C, …; tract's rules read the channel dim of a rank-1
+/// shape out of bounds). Found by the `verify_align` fuzz target.
+fn refuse_tract_crashers(m: &ModelProto) -> std::result::Result<(), String> {
+    let Some(g) = m.graph.as_ref() else { return Ok(()) };
+    let rank = |name: &str| {
+        g.input
+            .iter()
+            .chain(&g.value_info)
+            .find(|v| v.name() == name)
+            .and_then(crate::ir::value_info_shape)
+            .map(|s| s.len())
+    };
+    for n in g.node.iter().filter(|n| n.op_type() == "BatchNormalization") {
+        if let Some(r) = n.input.first().and_then(|x| rank(x)).filter(|&r| r < 2) {
+            return Err(format!(
+                "BatchNormalization '{}' reads a tensor of rank {r}, and it needs rank 2 or more (N, C, ...)",
+                n.name()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The error of a model tract cannot load or run.
 fn cannot_run(which: &str, e: anyhow::Error) -> Error {
     Error::model(format!(
@@ -154,6 +180,7 @@ fn load_typed_unguarded(
     which: &str,
 ) -> Result<TypedModel> {
     let fail = |e: anyhow::Error| cannot_run(which, e);
+    refuse_tract_crashers(m).map_err(|e| fail(anyhow::anyhow!(e)))?;
     let (proto, weights) = tract_proto(m, extra).map_err(|e| fail(e.into()))?;
     let onnx = tract_onnx::onnx();
     let onnx = tract_onnx::model::Onnx { provider: std::sync::Arc::new(weights), ..onnx };
