@@ -2,30 +2,12 @@
 
 use crate::onnx::{
     attribute_proto::AttributeType, tensor_shape_proto, type_proto, AttributeProto, GraphProto, ModelProto, NodeProto,
-    OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    OperatorSetIdProto, TensorProto, ValueInfoProto,
 };
 
 /// A float32 value info of a fixed shape.
 pub fn vi(name: &str, shape: &[i64]) -> ValueInfoProto {
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(1),
-                shape: Some(TensorShapeProto {
-                    dim: shape
-                        .iter()
-                        .map(|&d| tensor_shape_proto::Dimension {
-                            value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
-                            denotation: None,
-                        })
-                        .collect(),
-                }),
-            })),
-            denotation: None,
-        }),
-        ..Default::default()
-    }
+    crate::onnx::tensor_info(name, 1, &shape.iter().map(|&d| Some(d)).collect::<Vec<_>>())
 }
 
 /// Builds a graph node by node, with deterministic pseudo-random weights.

@@ -67,18 +67,26 @@ fn a_model_tract_panics_on_gets_one_line_and_exit_2_never_a_panic() {
     // found by the verify_align target: a Split with axis −4 on a rank-1
     // tensor makes tract-onnx 0.23's Split rules index the shape out of
     // range and panic while loading, in `align` and in `align verify`
-    // alike; a BatchNormalization on a rank-1 input segfaults them
-    let f = util::fixtures().join("../fuzz/regressions/tract_split_axis_panic.onnx");
+    // alike; a BatchNormalization on a rank-1 tensor (a graph input, or an
+    // intermediate tensor whose rank only inference knows) crashes them
+    // outright (segfault), so it is refused before tract sees it
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("a.onnx");
-    for args in
-        [vec![f.as_os_str(), "-o".as_ref(), out.as_os_str()], vec!["verify".as_ref(), f.as_os_str(), f.as_os_str()]]
-    {
-        let o = util::align_p(&args);
-        let err = util::stderr(&o);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
-        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
-        assert!(err.contains("tract") && !err.contains("panicked at"), "{args:?}: {err}");
-        assert!(!out.exists(), "{args:?}: wrote {}", out.display());
+    for (file, says) in [
+        ("tract_split_axis_panic.onnx", "tract panicked"),
+        ("tract_batchnorm_rank1_segfault.onnx", "reads a tensor of rank 1"),
+        ("tract_batchnorm_rank1_intermediate.onnx", "BatchNormalization 'bn' reads a tensor of rank 1"),
+    ] {
+        let f = util::fixtures().join("../fuzz/regressions").join(file);
+        for args in
+            [vec![f.as_os_str(), "-o".as_ref(), out.as_os_str()], vec!["verify".as_ref(), f.as_os_str(), f.as_os_str()]]
+        {
+            let o = util::align_p(&args);
+            let err = util::stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+            assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+            assert!(err.contains("tract") && err.contains(says) && !err.contains("panicked at"), "{args:?}: {err}");
+            assert!(!out.exists(), "{args:?}: wrote {}", out.display());
+        }
     }
 }

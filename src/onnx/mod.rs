@@ -401,3 +401,27 @@ pub fn opset(m: &ModelProto) -> i64 {
         .and_then(|o| o.version)
         .unwrap_or(1)
 }
+
+/// A tensor value info of element type `elem` and `dims` (`None`: a
+/// symbolic dim, named `s`).
+pub fn tensor_info(name: &str, elem: i32, dims: &[Option<i64>]) -> ValueInfoProto {
+    use tensor_shape_proto::{dimension::Value, Dimension};
+    let dim = |d: &Option<i64>| Dimension {
+        value: Some(match d {
+            Some(v) => Value::DimValue(*v),
+            None => Value::DimParam("s".into()),
+        }),
+        denotation: None,
+    };
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(elem),
+                shape: Some(TensorShapeProto { dim: dims.iter().map(dim).collect() }),
+            })),
+            denotation: None,
+        }),
+        ..Default::default()
+    }
+}

@@ -234,28 +234,11 @@ pub(crate) fn perturbed(t: &Tensor, rng: &mut Rng, eps: f64) -> Result<Tensor> {
 mod tests {
     use super::*;
 
-    use crate::onnx::{tensor_shape_proto, type_proto, StringStringEntryProto, TensorShapeProto, TypeProto};
+    use crate::onnx::StringStringEntryProto;
 
     /// A model with one input of element type `elem` and `dims` (None: symbolic).
     fn with_input(name: &str, elem: i32, dims: &[Option<i64>]) -> ModelProto {
-        let dim = |v: &Option<i64>| tensor_shape_proto::Dimension {
-            value: Some(match v {
-                Some(v) => tensor_shape_proto::dimension::Value::DimValue(*v),
-                None => tensor_shape_proto::dimension::Value::DimParam("s".into()),
-            }),
-            ..Default::default()
-        };
-        let vi = ValueInfoProto {
-            name: Some(name.into()),
-            r#type: Some(TypeProto {
-                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                    elem_type: Some(elem),
-                    shape: Some(TensorShapeProto { dim: dims.iter().map(dim).collect() }),
-                })),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let vi = crate::onnx::tensor_info(name, elem, dims);
         ModelProto { graph: Some(GraphProto { input: vec![vi], ..Default::default() }), ..Default::default() }
     }
 

@@ -121,23 +121,24 @@ pub(crate) fn guarded<T>(which: &str, f: impl FnOnce() -> Result<T>) -> Result<T
     })
 }
 
-/// Graphs that crash tract-onnx 0.23.9 outright (a segfault, which
-/// [`guarded`] cannot catch), refused before tract sees them: a
-/// BatchNormalization whose input is declared with rank < 2 (the ONNX
-/// operator needs N, C, …; tract's rules read the channel dim of a rank-1
-/// shape out of bounds). Found by the `verify_align` fuzz target.
+/// Graphs that crash tract-onnx 0.23.9 outright (a segfault in release
+/// builds, a non-unwinding panic in debug ones: neither is something
+/// [`guarded`] can catch), refused before tract sees them: a
+/// BatchNormalization whose input has rank < 2 (the ONNX operator needs N,
+/// C, …; tract's rules read the channel dim of a rank-1 shape out of
+/// bounds). The rank is the declared one, or else the one align's own
+/// shape inference gives ([`ranks`]). Found by the `verify_align` fuzz
+/// target.
 fn refuse_tract_crashers(m: &ModelProto) -> std::result::Result<(), String> {
     let Some(g) = m.graph.as_ref() else { return Ok(()) };
-    let rank = |name: &str| {
-        g.input
-            .iter()
-            .chain(&g.value_info)
-            .find(|v| v.name() == name)
-            .and_then(crate::ir::value_info_shape)
-            .map(|s| s.len())
-    };
-    for n in g.node.iter().filter(|n| n.op_type() == "BatchNormalization") {
-        if let Some(r) = n.input.first().and_then(|x| rank(x)).filter(|&r| r < 2) {
+    let bns: Vec<_> = g.node.iter().filter(|n| crate::ops::is(n, "BatchNormalization")).collect();
+    if bns.is_empty() {
+        return Ok(());
+    }
+    let inferred = ranks(m);
+    for n in bns {
+        let Some(x) = n.input.first() else { continue };
+        if let Some(r) = inferred.get(x.as_str()).filter(|&&r| r < 2) {
             return Err(format!(
                 "BatchNormalization '{}' reads a tensor of rank {r}, and it needs rank 2 or more (N, C, ...)",
                 n.name()
@@ -145,6 +146,41 @@ fn refuse_tract_crashers(m: &ModelProto) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The rank of every tensor of `g` that is declared or that align's shape
+/// inference finds, by name. Inference runs on a skeleton of the graph
+/// (initializers of more than 64 elements become graph inputs of their
+/// dims: shapes need their dims, never their values), so a large model is
+/// not copied. A graph align cannot import gives only its declared ranks.
+fn ranks(m: &ModelProto) -> HashMap<String, usize> {
+    let Some(g) = m.graph.as_ref() else { return HashMap::new() };
+    let declared = g.input.iter().chain(&g.value_info).chain(&g.output);
+    let mut out: HashMap<String, usize> =
+        declared.filter_map(|v| Some((v.name().to_string(), crate::ir::value_info_shape(v)?.len()))).collect();
+    let mut skeleton = crate::onnx::GraphProto {
+        node: g.node.clone(),
+        input: g.input.clone(),
+        output: g.output.clone(),
+        value_info: g.value_info.clone(),
+        ..Default::default()
+    };
+    for t in &g.initializer {
+        let small = crate::tensor::numel(t).is_ok_and(|n| n <= 64);
+        if small {
+            skeleton.initializer.push(t.clone());
+        } else {
+            let dims: Vec<Option<i64>> = t.dims.iter().map(|&d| Some(d)).collect();
+            skeleton.input.push(crate::onnx::tensor_info(t.name(), t.data_type(), &dims));
+        }
+    }
+    let proto = ModelProto { graph: Some(skeleton), opset_import: m.opset_import.clone(), ..Default::default() };
+    if let Ok(model) = crate::ir::Model::import(proto) {
+        for (o, shape) in crate::ir::infer::infer(&model, &HashMap::new()) {
+            out.entry(model.tensor_name(o).to_string()).or_insert(shape.len());
+        }
+    }
+    out
 }
 
 /// The error of a model tract cannot load or run.
