@@ -12,7 +12,8 @@
 use crate::analysis::{Analysis, ChannelMap};
 use crate::error::Result;
 use crate::ir::{Model, Outlet};
-use crate::onnx::{attr_f, ModelProto};
+use crate::onnx::ModelProto;
+use crate::ops::{Fill, FillCx};
 use crate::passes::{self, Options, Pass};
 use std::collections::{HashMap, HashSet};
 
@@ -36,56 +37,6 @@ pub struct Layout {
     pub source: String,
 }
 
-/// Ops whose output is 0 wherever their (activation) input is 0: padded
-/// channels stay exactly zero through them.
-const ZERO_TO_ZERO: &[&str] = &[
-    "Relu",
-    "LeakyRelu",
-    "Tanh",
-    "HardSwish",
-    "Identity",
-    "Dropout",
-    "Neg",
-    "Abs",
-    "Elu",
-    "Selu",
-    "Celu",
-    "Softsign",
-    "ThresholdedRelu",
-    "Mish",
-    "Gelu",
-    "Erf",
-    "Sin",
-    "Sign",
-    "Floor",
-    "Ceil",
-    "Round",
-    "MaxPool",
-    "AveragePool",
-    "LpPool",
-    "GlobalAveragePool",
-    "GlobalMaxPool",
-    "GlobalLpPool",
-    "Resize",
-    "Upsample",
-    "BatchNormalization",
-    "Concat",
-    "Split",
-    "Slice",
-    "Flatten",
-    "ReduceMean",
-    "ReduceMax",
-    "ReduceMin",
-    "ReduceSum",
-    "ReduceL1",
-    "ReduceL2",
-];
-
-/// Element-wise ops whose every operand reaches the padded channels: 0 when
-/// each activation operand is 0 there and each constant is either padded
-/// per channel (with 0) or all zeros.
-const ZERO_IF_ALL_ZERO: &[&str] = &["Add", "Sub", "Max", "Min", "Sum"];
-
 impl Layout {
     /// The layout the analysis `a` of model `m` gives (the model the pad
     /// pass is about to rewrite), with the tensors passes altered.
@@ -101,78 +52,36 @@ impl Layout {
                 }
             }
         }
-        // which padded tensors hold exact zeros: a walk in topological order
+        // what padded channels hold, op by op in topological order, by each
+        // op's fill rule: exact zeros (`zero`, with every output of an op
+        // that writes zeros whatever it reads) or an op's f(0)
         let mut zero: HashSet<Outlet> = HashSet::new();
+        let mut padded_values = HashMap::new();
         for n in m.toposort() {
             let Some(p) = m.op(n) else { continue };
-            let ins: Vec<Outlet> = (0..m.n_inputs(n)).filter_map(|s| m.input(n, s)).collect();
-            let acts: Vec<&Outlet> = ins.iter().filter(|o| padded.contains(o)).collect();
-            let op = p.op_type();
-            let is_zero = match op {
-                "Conv" | "ConvTranspose" => true,
-                // 0 · finite = 0; 0 / (padded divisor 1) = 0
-                "Mul" => acts.iter().any(|o| zero.contains(o)),
-                "Div" | "PRelu" => ins.first().is_some_and(|o| zero.contains(o)),
-                _ if ZERO_IF_ALL_ZERO.contains(&op) => {
-                    let rank = a.shapes.get(&Outlet { node: n, slot: 0 }).map_or(0, |s| s.len());
-                    let channels =
-                        acts.first().and_then(|o| maps.get(m.tensor_name(**o))).map(|c: &ChannelMap| c.map.len());
-                    !acts.is_empty()
-                        && ins.iter().all(|o| {
-                            zero.contains(o) || (!padded.contains(o) && zero_or_per_channel(m, *o, channels, rank))
-                        })
+            let Some(e) = crate::ops::entry(p) else { continue };
+            let rank = a.shapes.get(&Outlet { node: n, slot: 0 }).map_or(0, |s| s.len());
+            let first_padded = (0..m.n_inputs(n)).filter_map(|s| m.input(n, s)).find(|o| padded.contains(o));
+            let channels = first_padded.and_then(|o| maps.get(m.tensor_name(o))).map(|c: &ChannelMap| c.map.len());
+            let fill = e.rules.fill(&FillCx {
+                m,
+                n,
+                p,
+                zero: &|o| zero.contains(&o),
+                padded: &|o| padded.contains(&o),
+                zero_const: &|o| zero_or_per_channel(m, o, channels, rank),
+            });
+            let outs = (0..m.output_names(n).len()).map(|slot| Outlet { node: n, slot });
+            match fill {
+                Some(Fill::Zeros) => zero.extend(outs),
+                Some(Fill::Zero) => zero.extend(outs.filter(|o| padded.contains(o))),
+                Some(Fill::Value(v)) if padded.contains(&Outlet { node: n, slot: 0 }) => {
+                    padded_values.insert(m.tensor_name(Outlet { node: n, slot: 0 }).to_string(), v);
                 }
-                "Clip" => {
-                    let lo = m
-                        .input_const(n, 1)
-                        .and_then(|t| crate::tensor::to_f64(&t).ok())
-                        .and_then(|v| v.first().copied());
-                    let hi = m
-                        .input_const(n, 2)
-                        .and_then(|t| crate::tensor::to_f64(&t).ok())
-                        .and_then(|v| v.first().copied());
-                    let (lo, hi) = (
-                        lo.unwrap_or(attr_f(p, "min", f32::MIN) as f64),
-                        hi.unwrap_or(attr_f(p, "max", f32::MAX) as f64),
-                    );
-                    lo <= 0.0 && hi >= 0.0 && acts.iter().all(|o| zero.contains(o))
-                }
-                "Pad" => {
-                    let value = m
-                        .input_const(n, 2)
-                        .and_then(|t| crate::tensor::to_f64(&t).ok())
-                        .and_then(|v| v.first().copied());
-                    value.unwrap_or(0.0) == 0.0 && ins.first().is_some_and(|o| zero.contains(o))
-                }
-                _ if ZERO_TO_ZERO.contains(&op) => !acts.is_empty() && acts.iter().all(|o| zero.contains(o)),
-                _ => false,
-            };
-            if is_zero {
-                for slot in 0..m.output_names(n).len() {
-                    let o = Outlet { node: n, slot };
-                    if padded.contains(&o) || op == "Conv" || op == "ConvTranspose" {
-                        zero.insert(o);
-                    }
-                }
+                _ => {}
             }
         }
         let zero_padded = zero.iter().filter(|o| padded.contains(o)).map(|&o| m.tensor_name(o).to_string()).collect();
-        // padded channels made by an op from exact zeros hold its f(0)
-        let mut padded_values = HashMap::new();
-        for n in m.ops() {
-            let (Some(p), Some(x)) = (m.op(n), m.input(n, 0)) else { continue };
-            let o = Outlet { node: n, slot: 0 };
-            if !zero.contains(&x) || !padded.contains(&o) {
-                continue;
-            }
-            let f0 = match p.op_type() {
-                "Sigmoid" => 0.5,
-                "HardSigmoid" => (attr_f(p, "beta", 0.5) as f64).clamp(0.0, 1.0),
-                "Exp" | "Cos" => 1.0,
-                _ => continue,
-            };
-            padded_values.insert(m.tensor_name(o).to_string(), f0);
-        }
         Layout { maps, zero_padded, padded_values, altered: altered.clone(), source: source.to_string() }
     }
 

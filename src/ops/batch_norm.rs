@@ -1,7 +1,7 @@
 //! BatchNormalization: per-channel affine map, output 0 of input 0's shape;
 //! as a layer, four parameters and one multiply-add per channel and pixel.
 
-use super::{mul, Cost, CostCx, Cx, LayerKind, Rules};
+use super::{mul, zero_if, Cost, CostCx, Cx, Fill, FillCx, LayerKind, Rules};
 use crate::ir::shapes::Shape;
 use crate::ir::Outlet;
 
@@ -10,6 +10,11 @@ use crate::ir::Outlet;
 pub struct BatchNorm;
 
 impl Rules for BatchNorm {
+    /// Padded with γ 0 and β 0: exact zeros in, exact zeros out.
+    fn fill(&self, cx: &FillCx) -> Option<Fill> {
+        zero_if(cx.padded_all_zero())
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         cx.same()
     }

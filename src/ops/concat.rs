@@ -1,7 +1,7 @@
 //! Concat: inputs joined along an axis. Its value is computed for rank-1
 //! inputs (shape vectors).
 
-use super::{Cx, FoldCx, Rules};
+use super::{zero_if, Cx, Fill, FillCx, FoldCx, Rules};
 use crate::ir::shapes::{axis, Shape};
 use crate::ir::values::Value;
 use crate::onnx::{attr_i, TensorProto};
@@ -13,6 +13,11 @@ use std::borrow::Cow;
 pub struct Concat;
 
 impl Rules for Concat {
+    /// f(0) = 0: exact zeros in, exact zeros out.
+    fn fill(&self, cx: &FillCx) -> Option<Fill> {
+        zero_if(cx.padded_all_zero())
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         let shapes = cx.input_shapes()?;
         let a = axis(attr_i(cx.p, "axis", 0), shapes.first()?.len())?;

@@ -2,7 +2,7 @@
 //! their cost as layers, and the one place that says which weight axis holds
 //! which channels ([`KernelFormat`], as tract's `KernelFormat::{o_axis, i_axis}`).
 
-use super::{mul, Cost, CostCx, Cx, LayerKind, Rules};
+use super::{mul, Cost, CostCx, Cx, Fill, FillCx, LayerKind, Rules};
 use crate::ir::shapes::{fit, nonempty, Shape};
 use crate::ir::Outlet;
 use crate::onnx::{attr_i, attr_ints, attr_s, NodeProto};
@@ -60,6 +60,11 @@ impl KernelFormat {
 pub struct Conv;
 
 impl Rules for Conv {
+    /// Zero filters: the padded output channels are exactly 0.
+    fn fill(&self, _cx: &FillCx) -> Option<Fill> {
+        Some(Fill::Zeros)
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         let (x, w) = (cx.shape(0)?, cx.shape(1)?);
         if x.len() < 3 || w.len() != x.len() {
@@ -88,6 +93,11 @@ impl Rules for Conv {
 pub struct ConvTranspose;
 
 impl Rules for ConvTranspose {
+    /// Zero filters: the padded output channels are exactly 0.
+    fn fill(&self, _cx: &FillCx) -> Option<Fill> {
+        Some(Fill::Zeros)
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         let p = cx.p;
         let (x, w) = (cx.shape(0)?, cx.shape(1)?);

@@ -2,10 +2,10 @@
 //! and numpy-broadcasting ops of several (Add, Mul, comparisons, Where…),
 //! with the values shape arithmetic computes through them.
 
-use super::{Cx, FoldCx, Rules};
+use super::{zero_if, Cx, Fill, FillCx, FoldCx, Rules};
 use crate::ir::shapes::{broadcast, Shape};
 use crate::ir::values::{broadcast_map, Value, BOOL};
-use crate::onnx::{attr_i, TensorProto};
+use crate::onnx::{attr_f, attr_i, TensorProto};
 use crate::tensor;
 use std::borrow::Cow;
 
@@ -16,6 +16,26 @@ use std::borrow::Cow;
 pub struct Map;
 
 impl Rules for Map {
+    /// Maps with f(0) = 0 keep exact zeros (Clip when its range holds 0);
+    /// Sigmoid, HardSigmoid and Exp make their f(0).
+    fn fill(&self, cx: &FillCx) -> Option<Fill> {
+        let value = |v: f64| cx.zero_at(0).then_some(Fill::Value(v));
+        match cx.p.op_type() {
+            "Sigmoid" => value(0.5),
+            "HardSigmoid" => value((attr_f(cx.p, "beta", 0.5) as f64).clamp(0.0, 1.0)),
+            "Exp" => value(1.0),
+            "Clip" => {
+                let lo = cx.scalar(1).unwrap_or(attr_f(cx.p, "min", f32::MIN) as f64);
+                let hi = cx.scalar(2).unwrap_or(attr_f(cx.p, "max", f32::MAX) as f64);
+                zero_if(lo <= 0.0 && hi >= 0.0 && cx.padded_all_zero())
+            }
+            "Relu" | "LeakyRelu" | "Tanh" | "HardSwish" | "Identity" | "Dropout" | "Neg" | "Abs" | "Elu" | "Selu"
+            | "Celu" | "Softsign" | "ThresholdedRelu" | "Mish" | "Gelu" | "Erf" | "Sign" | "Floor" | "Ceil"
+            | "Round" => zero_if(cx.padded_all_zero()),
+            _ => None,
+        }
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         cx.same()
     }
@@ -113,6 +133,17 @@ const BINARY: &[&str] = &[
 const BOOLEAN: &[&str] = &["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or"];
 
 impl Rules for Broadcast {
+    /// 0 · x = 0 for Mul; 0 / 1 and a 0 slope for Div and PRelu; sums and
+    /// extrema of operands that are all 0 there.
+    fn fill(&self, cx: &FillCx) -> Option<Fill> {
+        match cx.p.op_type() {
+            "Mul" => zero_if(cx.some_padded_zero()),
+            "Div" | "PRelu" => zero_if(cx.zero_at(0)),
+            "Add" | "Sub" | "Max" | "Min" | "Sum" => zero_if(cx.every_operand_zero()),
+            _ => None,
+        }
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         Some(cx.one(broadcast(&cx.input_shapes()?)?))
     }

@@ -199,6 +199,85 @@ pub trait Rules: std::fmt::Debug {
     fn cost(&self, _cx: &CostCx) -> Option<Cost> {
         None
     }
+
+    /// What the op writes into the padded channels of its output, given
+    /// what its inputs hold there ([`FillCx`]); `None`: nothing is
+    /// promised beyond finite values. The layout a verification compares
+    /// by is built from it (`layout::Layout::of`).
+    fn fill(&self, _cx: &FillCx) -> Option<Fill> {
+        None
+    }
+}
+
+/// What an op writes into the padded channels of its output ([`Rules::fill`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fill {
+    /// Exactly 0 whatever its inputs hold there (a conv's zero filters): so
+    /// are the padded channels of every output it has.
+    Zeros,
+    /// Exactly 0, because of what its inputs hold there.
+    Zero,
+    /// Exactly f(0) ≠ 0 of the op, made from exact zeros (a Sigmoid's 0.5).
+    Value(f64),
+}
+
+/// What a fill rule sees: the op, and which of its inputs are padded and
+/// hold exact zeros in their padded channels (the layout walk so far).
+pub struct FillCx<'a> {
+    /// The model.
+    pub m: &'a Model,
+    /// The op's node.
+    pub n: NodeId,
+    /// The op.
+    pub p: &'a NodeProto,
+    /// Whether a tensor is padded and its padded channels hold exact zeros.
+    pub zero: &'a dyn Fn(Outlet) -> bool,
+    /// Whether a tensor is padded.
+    pub padded: &'a dyn Fn(Outlet) -> bool,
+    /// Whether a constant operand of this op puts 0 in the padded channels
+    /// (all zeros, or per channel and padded with 0).
+    pub zero_const: &'a dyn Fn(Outlet) -> bool,
+}
+
+impl FillCx<'_> {
+    fn inputs(&self) -> impl Iterator<Item = Outlet> + '_ {
+        (0..self.m.n_inputs(self.n)).filter_map(|s| self.m.input(self.n, s))
+    }
+
+    /// Whether input `slot` holds exact zeros in its padded channels.
+    pub fn zero_at(&self, slot: usize) -> bool {
+        self.m.input(self.n, slot).is_some_and(|o| (self.zero)(o))
+    }
+
+    /// Whether the op reads a padded tensor and every one it reads holds
+    /// exact zeros there: f(0) = 0 maps then keep them.
+    pub fn padded_all_zero(&self) -> bool {
+        let mut acts = self.inputs().filter(|&o| (self.padded)(o)).peekable();
+        acts.peek().is_some() && acts.all(|o| (self.zero)(o))
+    }
+
+    /// Whether some padded input holds exact zeros there (0 · x = 0).
+    pub fn some_padded_zero(&self) -> bool {
+        self.inputs().any(|o| (self.padded)(o) && (self.zero)(o))
+    }
+
+    /// Whether every operand puts 0 in the padded channels: padded zeros,
+    /// or constants that do ([`FillCx::zero_const`]), at least one padded.
+    pub fn every_operand_zero(&self) -> bool {
+        self.inputs().any(|o| (self.padded)(o))
+            && self.inputs().all(|o| (self.zero)(o) || (!(self.padded)(o) && (self.zero_const)(o)))
+    }
+
+    /// The first element of the constant at input `slot`.
+    pub fn scalar(&self, slot: usize) -> Option<f64> {
+        let t = self.m.input_const(self.n, slot)?;
+        tensor::to_f64(&t).ok()?.first().copied()
+    }
+}
+
+/// [`Fill::Zero`] when `keeps` holds.
+pub fn zero_if(keeps: bool) -> Option<Fill> {
+    keeps.then_some(Fill::Zero)
 }
 
 /// An op with no rule of its own (data-dependent or layout-changing ops):

@@ -1,15 +1,20 @@
 //! Pad: every dim grows by its two pad amounts (attribute before opset 11,
 //! input 1 from 11).
 
-use super::{Cx, Rules};
+use super::{zero_if, Cx, Fill, FillCx, Rules};
 use crate::ir::shapes::{fit, Shape};
-use crate::onnx::attr_ints;
+use crate::onnx::{attr_f, attr_ints};
 
 /// Pad.
 #[derive(Debug)]
 pub struct Pad;
 
 impl Rules for Pad {
+    /// Constant padding with 0 (the default) keeps zeros.
+    fn fill(&self, cx: &FillCx) -> Option<Fill> {
+        zero_if(cx.scalar(2).unwrap_or(attr_f(cx.p, "value", 0.0) as f64) == 0.0 && cx.zero_at(0))
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         let x = cx.shape(0)?;
         let pads = if cx.opset() >= 11 { cx.ints(1)? } else { attr_ints(cx.p, "pads") };

@@ -1,7 +1,7 @@
 //! Pooling: Max / Average / Lp pooling windows and their global forms.
 
 use super::conv::window;
-use super::{Cx, Rules};
+use super::{zero_if, Cx, Fill, FillCx, Rules};
 use crate::ir::shapes::Shape;
 use crate::onnx::attr_ints;
 
@@ -11,6 +11,11 @@ use crate::onnx::attr_ints;
 pub struct Pool;
 
 impl Rules for Pool {
+    /// f(0) = 0: exact zeros in, exact zeros out.
+    fn fill(&self, cx: &FillCx) -> Option<Fill> {
+        zero_if(cx.padded_all_zero())
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         let x = cx.shape(0)?;
         if x.len() < 3 {
@@ -28,6 +33,11 @@ impl Rules for Pool {
 pub struct GlobalPool;
 
 impl Rules for GlobalPool {
+    /// f(0) = 0: exact zeros in, exact zeros out.
+    fn fill(&self, cx: &FillCx) -> Option<Fill> {
+        zero_if(cx.padded_all_zero())
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         let x = cx.shape(0)?;
         if x.len() < 2 {

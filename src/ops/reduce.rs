@@ -2,7 +2,7 @@
 //! noop_with_empty_axes. Values are computed for full reductions of rank-1
 //! values, what shape code uses.
 
-use super::{const_axes, Cx, Rules};
+use super::{const_axes, zero_if, Cx, Fill, FillCx, Rules};
 use crate::ir::shapes::{axis, Shape};
 use crate::ir::values::Value;
 use crate::onnx::{attr, attr_i};
@@ -22,6 +22,13 @@ pub fn axes_input_from(op: &str) -> i64 {
 }
 
 impl Rules for Reduce {
+    /// Over other axes, the reductions whose value at 0 is 0.
+    fn fill(&self, cx: &FillCx) -> Option<Fill> {
+        let keeps =
+            matches!(cx.p.op_type(), "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceSum" | "ReduceL1" | "ReduceL2");
+        zero_if(keeps && cx.padded_all_zero())
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         let x = cx.shape(0)?;
         let p = cx.p;

@@ -2,7 +2,7 @@
 //! Squeeze and Unsqueeze. Their values are their input's elements under the
 //! new dims.
 
-use super::{const_axes, Cx, FoldCx, Rules};
+use super::{const_axes, zero_if, Cx, Fill, FillCx, FoldCx, Rules};
 use crate::ir::shapes::{axis, product, Shape};
 use crate::ir::values::{numel, Value};
 use crate::ir::{Model, NodeId, Outlet};
@@ -103,6 +103,11 @@ fn flatten(cx: &Cx, x: &[Option<i64>]) -> Option<Shape> {
 }
 
 impl Rules for Flatten {
+    /// f(0) = 0: exact zeros in, exact zeros out.
+    fn fill(&self, cx: &FillCx) -> Option<Fill> {
+        zero_if(cx.padded_all_zero())
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         Some(cx.one(flatten(cx, cx.shape(0)?)?))
     }

@@ -1,7 +1,7 @@
 //! Resize and Upsample: output dims from scales or sizes (inputs or
 //! attributes, by opset), or from sizes computed at run time.
 
-use super::{const_floats, const_ints, Cx, Rules};
+use super::{const_floats, const_ints, zero_if, Cx, Fill, FillCx, Rules};
 use crate::ir::shapes::{fit, Shape};
 use crate::ir::{Model, NodeId};
 use crate::onnx::attr_f;
@@ -11,6 +11,11 @@ use crate::onnx::attr_f;
 pub struct Resize;
 
 impl Rules for Resize {
+    /// f(0) = 0: exact zeros in, exact zeros out.
+    fn fill(&self, cx: &FillCx) -> Option<Fill> {
+        zero_if(cx.padded_all_zero())
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         let x = cx.shape(0)?;
         // sizes computed at run time (dynamic H, W) may be known in part

@@ -2,7 +2,7 @@
 //! attributes before opset 10, from inputs 1–4 after. Its value is computed
 //! too (F.pad reverses its pads with step −1).
 
-use super::{const_ints, Cx, Rules};
+use super::{const_ints, zero_if, Cx, Fill, FillCx, Rules};
 use crate::ir::shapes::{axis, Shape};
 use crate::ir::values::{numel, Value};
 use crate::ir::{Model, NodeId};
@@ -14,6 +14,11 @@ use crate::tensor;
 pub struct Slice;
 
 impl Rules for Slice {
+    /// f(0) = 0: exact zeros in, exact zeros out.
+    fn fill(&self, cx: &FillCx) -> Option<Fill> {
+        zero_if(cx.padded_all_zero())
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         let x = cx.shape(0)?;
         let sl = slice_params(cx.m, cx.n, x.len())?;

@@ -1,7 +1,7 @@
 //! Split: one input cut along an axis into several outputs, by explicit
 //! sizes (attribute before opset 13, input 1 from 13) or evenly.
 
-use super::{const_ints, Cx, Rules};
+use super::{const_ints, zero_if, Cx, Fill, FillCx, Rules};
 use crate::ir::shapes::{axis, Shape};
 use crate::ir::{Model, NodeId};
 use crate::onnx::{attr_i, attr_ints};
@@ -11,6 +11,11 @@ use crate::onnx::{attr_i, attr_ints};
 pub struct Split;
 
 impl Rules for Split {
+    /// f(0) = 0: exact zeros in, exact zeros out.
+    fn fill(&self, cx: &FillCx) -> Option<Fill> {
+        zero_if(cx.padded_all_zero())
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         let x = cx.shape(0)?;
         let a = axis(attr_i(cx.p, "axis", 0), x.len())?;
