@@ -31,6 +31,8 @@ use crate::error::Result;
 use crate::layout::Layout;
 use crate::onnx::dtype::Elem;
 use crate::onnx::{attr_f, attr_i, GraphProto, ModelProto, NodeProto, TensorProto};
+use crate::ops::conv::KernelFormat;
+use crate::ops::{self, batch_norm, constant, dense, Role};
 use crate::tensor::{self, Values};
 use serde::Serialize;
 use std::borrow::Cow;
@@ -105,12 +107,8 @@ impl<'a> Index<'a> {
         let mut producer = HashMap::new();
         let mut readers: HashMap<&str, Vec<&NodeProto>> = HashMap::new();
         for n in &g.node {
-            if n.op_type() == "Constant" {
-                if let (Some(o), Some(t)) = (n.output.first(), n.attribute.iter().find(|a| a.name() == "value")) {
-                    if let Some(t) = &t.t {
-                        consts.insert(o.as_str(), Cow::Borrowed(t));
-                    }
-                }
+            if let (Some(o), Some(t)) = (n.output.first(), constant::value_attr(n)) {
+                consts.insert(o.as_str(), Cow::Borrowed(t));
             }
             for o in n.output.iter().filter(|o| !o.is_empty()) {
                 producer.insert(o.as_str(), n);
@@ -170,7 +168,7 @@ pub fn certify(original: &ModelProto, candidate: &ModelProto, layout: &Layout) -
     }
     let orig_name = |n: &'_ str| -> String { alias.get(n).map_or(n, |a| a).to_string() };
     for n in &gb.node {
-        if n.op_type() == "Constant" || n.doc_string() == RESTORE_SLICE_DOC {
+        if constant::is_constant(n) || n.doc_string() == RESTORE_SLICE_DOC {
             continue;
         }
         let label = format!("{} '{}'", n.op_type(), if n.name().is_empty() { "" } else { n.name() });
@@ -181,12 +179,12 @@ pub fn certify(original: &ModelProto, candidate: &ModelProto, layout: &Layout) -
             fail(&mut cert, format!("{label} makes '{out0}', which the original does not have"));
             continue;
         };
-        let (p, fold) = if p.op_type() == "BatchNormalization" && p.op_type() != n.op_type() {
+        let (p, fold) = if is_bn(p) && p.op_type() != n.op_type() {
             // one BatchNormalization, or a chain of them, folded into the
             // conv before it
             let mut chain = vec![p];
             let mut q = p.input.first().and_then(|i| o.producer.get(i.as_str())).copied();
-            while let Some(b) = q.filter(|b| b.op_type() == "BatchNormalization") {
+            while let Some(b) = q.filter(|b| is_bn(b)) {
                 chain.push(b);
                 q = b.input.first().and_then(|i| o.producer.get(i.as_str())).copied();
             }
@@ -240,12 +238,12 @@ pub fn certify(original: &ModelProto, candidate: &ModelProto, layout: &Layout) -
 /// Output channels of a conv (from its weight).
 fn out_width(conv: &NodeProto, o: &Index) -> Option<usize> {
     let w = o.consts.get(conv.input.get(1)?.as_str())?;
-    let d = tensor::dims(w);
-    match conv.op_type() {
-        "Conv" => d.first().copied(),
-        "ConvTranspose" => Some(d.get(1)? * attr_i(conv, "group", 1).max(1) as usize),
-        _ => None,
-    }
+    KernelFormat::of(conv)?.out_channels(&tensor::dims(w), attr_i(conv, "group", 1).max(1) as usize)
+}
+
+/// Whether `p` is a standard BatchNormalization.
+fn is_bn(p: &NodeProto) -> bool {
+    ops::role(p) == Some(Role::BatchNorm)
 }
 
 /// The fold of the BatchNormalization after the Concat that conv `p`
@@ -253,7 +251,7 @@ fn out_width(conv: &NodeProto, o: &Index) -> Option<usize> {
 fn concat_fold(p: &NodeProto, name: &str, o: &Index) -> Option<Fold> {
     let cat = *o.readers.get(name)?.first()?;
     let bn = *o.readers.get(cat.output.first()?.as_str())?.first()?;
-    if cat.op_type() != "Concat" || bn.op_type() != "BatchNormalization" {
+    if ops::role(cat) != Some(Role::Concat) || !is_bn(bn) {
         return None;
     }
     let mut start = 0;
@@ -303,57 +301,52 @@ fn check_constants(
 ) {
     let om = layout.maps.get(out0).or_else(|| n.output.first().and_then(|x| layout.maps.get(x.as_str())));
     let im = n.input.first().and_then(|i| layout.maps.get(i.as_str()));
+    let (role, kf) = (ops::role(n), KernelFormat::of(n));
+    let group = attr_i(p, "group", 1).max(1) as usize;
     for (slot, i) in n.input.iter().enumerate() {
         let Some(ct) = c.consts.get(i.as_str()) else { continue };
         let ot = p.input.get(slot).filter(|s| !s.is_empty()).and_then(|s| o.consts.get(s.as_str()));
         let is_float = tensor::elem(ct).is_some_and(|e| e.is_float());
         let what = format!("{label} input {slot} ('{i}')");
         // a grouped conv's weight sees one block of its input's layout
-        let gm: Option<ChannelMap> = match (n.op_type(), slot, im) {
-            ("Conv", 1, Some(im)) => {
-                let g = attr_i(p, "group", 1).max(1) as usize;
+        let gm: Option<ChannelMap> = match (kf, slot, im) {
+            (Some(KernelFormat::Oihw), 1, Some(im)) => {
                 let per_group = tensor::dims(ct).get(1).copied().unwrap_or(1);
-                (per_group >= 2 || g == 1).then(|| block(im, g)).flatten().filter(|m| !m.is_identity())
+                (per_group >= 2 || group == 1).then(|| block(im, group)).flatten().filter(|m| !m.is_identity())
             }
             _ => None,
         };
         // which axes are re-laid out, and how each original value maps
-        let plan: Option<Plan> = match (n.op_type(), slot) {
-            ("Conv", 1) => {
-                let axes = om.map(|m| (0, m)).into_iter().chain(gm.as_ref().map(|m| (1, m))).collect();
-                Some(Plan { axes, scale: fold.map(|f| (0, &f.s[..], &[][..])), fill: 0.0 })
+        let plan: Option<Plan> = match (kf, role, slot) {
+            // a weight: output channels (scaled by a fold) and input channels
+            // (one group's block), on the axes of its kernel format
+            (Some(kf), _, 1) if kf == KernelFormat::Oihw || group <= 1 => {
+                let in_map = if kf == KernelFormat::Oihw { gm.as_ref() } else { im };
+                let mut axes: Vec<(usize, &ChannelMap)> =
+                    [(kf.o_axis(), om), (kf.i_axis(), in_map)].into_iter().filter_map(|(a, m)| Some((a, m?))).collect();
+                axes.sort_by_key(|&(a, _)| a);
+                Some(Plan { axes, scale: fold.map(|f| (kf.o_axis(), &f.s[..], &[][..])), fill: 0.0 })
             }
-            ("ConvTranspose", 1) if attr_i(p, "group", 1) <= 1 => {
-                let mut axes = vec![];
-                if let Some(im) = im {
-                    axes.push((0, im));
-                }
-                if let Some(om) = om {
-                    axes.push((1, om));
-                }
-                Some(Plan { axes, scale: fold.map(|f| (1, &f.s[..], &[][..])), fill: 0.0 })
-            }
-            ("Conv" | "ConvTranspose", 2) => Some(Plan {
+            (Some(_), _, 2) => Some(Plan {
                 axes: om.map(|m| vec![(0, m)]).unwrap_or_default(),
                 scale: fold.map(|f| (0, &f.s[..], &f.t[..])),
                 fill: 0.0,
             }),
-            ("Gemm", 1) => {
-                let axis = if attr_i(p, "transB", 0) == 1 { 1 } else { 0 };
-                Some(Plan { axes: im.map(|m| vec![(axis, m)]).unwrap_or_default(), scale: None, fill: 0.0 })
-            }
-            ("MatMul", 1) => Some(Plan { axes: im.map(|m| vec![(0, m)]).unwrap_or_default(), scale: None, fill: 0.0 }),
-            ("BatchNormalization", 1..=4) => Some(Plan {
-                axes: om.map(|m| vec![(0, m)]).unwrap_or_default(),
+            (_, Some(Role::Dense), 1) => Some(Plan {
+                axes: im.map(|m| vec![(dense::weight_in_axis(p), m)]).unwrap_or_default(),
                 scale: None,
-                fill: if slot == 4 { 1.0 } else { 0.0 },
+                fill: 0.0,
             }),
+            (_, Some(Role::BatchNorm), _) => batch_norm::PARAM_FILL
+                .iter()
+                .find(|&&(s, _)| s == slot)
+                .map(|&(_, fill)| Plan { axes: om.map(|m| vec![(0, m)]).unwrap_or_default(), scale: None, fill }),
             _ => None,
         };
         // a conv without a bias in the original that got one from the fold
         let zeros;
-        let ot = match (ot, n.op_type(), slot) {
-            (None, "Conv" | "ConvTranspose", 2) if fold.is_some() => {
+        let ot = match (ot, kf, slot) {
+            (None, Some(_), 2) if fold.is_some() => {
                 let w = fold.map_or(0, |f| f.s.len());
                 zeros = TensorProto {
                     dims: vec![w as i64],

@@ -5,6 +5,11 @@ use super::{mul, zero_if, Cost, CostCx, Cx, Fill, FillCx, LayerKind, Rules};
 use crate::ir::shapes::Shape;
 use crate::ir::Outlet;
 
+/// The parameter inputs of a BatchNormalization (scale, B, mean, var) and
+/// the value their padded channels get: γ 0, β 0, mean 0, var 1, so a
+/// padded channel maps 0 to 0 and never divides by 0.
+pub const PARAM_FILL: [(usize, f64); 4] = [(1, 0.0), (2, 0.0), (3, 0.0), (4, 1.0)];
+
 /// BatchNormalization (inference form).
 #[derive(Debug)]
 pub struct BatchNorm;

@@ -46,6 +46,16 @@ fn constant_attr(p: &NodeProto, name: &str) -> Option<TensorProto> {
     }
 }
 
+/// Whether `p` is a standard Constant node.
+pub fn is_constant(p: &NodeProto) -> bool {
+    super::is(p, "Constant")
+}
+
+/// The tensor of a standard Constant node given by its `value` attribute.
+pub fn value_attr(p: &NodeProto) -> Option<&TensorProto> {
+    is_constant(p).then(|| attr(p, "value")?.t.as_ref()).flatten()
+}
+
 /// ConstantOfShape: its `value` attribute (default float 0) repeated over a
 /// shape. Its shape is the IR's constant dims (or value_info).
 #[derive(Debug)]

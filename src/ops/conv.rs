@@ -44,6 +44,14 @@ impl KernelFormat {
         }
     }
 
+    /// The output channels of a weight of dims `w` in `group` groups.
+    pub fn out_channels(self, w: &[usize], group: usize) -> Option<usize> {
+        match self {
+            KernelFormat::Oihw => w.first().copied(),
+            KernelFormat::Iohw => Some(w.get(1)? * group),
+        }
+    }
+
     /// (input channels, output channels) of a weight of dims `w` in `group`
     /// groups: axis 1 holds the channels of one group in both formats.
     pub fn channels(self, w: &[usize], group: usize) -> (usize, usize) {

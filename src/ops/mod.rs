@@ -649,6 +649,11 @@ pub fn standard(p: &NodeProto) -> bool {
     p.domain().is_empty() || p.domain() == "ai.onnx"
 }
 
+/// The channel role of a standard-domain op align knows.
+pub fn role(p: &NodeProto) -> Option<Role> {
+    entry(p).map(|e| e.role)
+}
+
 /// The entry of a standard-domain op, if align knows it.
 pub fn entry(p: &NodeProto) -> Option<&'static OpEntry> {
     if !standard(p) {

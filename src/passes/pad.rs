@@ -216,7 +216,7 @@ fn rewrite_conv(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
 fn rewrite_batch_norm(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
     let im = map_in(a, m, n, 0);
     if let Some(im) = im.filter(|c| !c.is_identity()) {
-        for (slot, fill) in [(1, 0.0), (2, 0.0), (3, 0.0), (4, 1.0)] {
+        for (slot, fill) in crate::ops::batch_norm::PARAM_FILL {
             scatter_const(m, n, slot, 0, &im, fill)?;
         }
     }
