@@ -2,8 +2,11 @@
 //! as a layer, four parameters and one multiply-add per channel and pixel.
 
 use super::{mul, zero_if, Cost, CostCx, Cx, Fill, FillCx, LayerKind, Rules};
+use crate::analysis::ChannelCx;
+use crate::error::{Error, Result};
 use crate::ir::shapes::Shape;
 use crate::ir::Outlet;
+use crate::onnx::attr_i;
 
 /// The parameter inputs of a BatchNormalization (scale, B, mean, var) and
 /// the value their padded channels get: γ 0, β 0, mean 0, var 1, so a
@@ -15,6 +18,20 @@ pub const PARAM_FILL: [(usize, f64); 4] = [(1, 0.0), (2, 0.0), (3, 0.0), (4, 1.0
 pub struct BatchNorm;
 
 impl Rules for BatchNorm {
+    /// Channel-wise with constant 1-D parameters (padded γ 0, β 0, mean 0,
+    /// var 1); a BatchNormalization in training mode is an error.
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        if attr_i(cx.p, "training_mode", 0) == 1 {
+            return Err(Error::at(
+                cx.name,
+                "BatchNormalization has training_mode=1 (a training graph); export the model in eval mode",
+            ));
+        }
+        let m = cx.m;
+        let consts = (1..5).all(|i| cx.input(i).and_then(|o| m.const_dims(o)).is_some_and(|d| d.len() == 1));
+        Ok(consts && cx.p.output.len() == 1 && cx.pass())
+    }
+
     /// Padded with γ 0 and β 0: exact zeros in, exact zeros out.
     fn fill(&self, cx: &FillCx) -> Option<Fill> {
         zero_if(cx.padded_all_zero())

@@ -2,6 +2,8 @@
 //! inputs (shape vectors).
 
 use super::{zero_if, Cx, Fill, FillCx, FoldCx, Rules};
+use crate::analysis::ChannelCx;
+use crate::error::Result;
 use crate::ir::shapes::{axis, Shape};
 use crate::ir::values::Value;
 use crate::onnx::{attr_i, TensorProto};
@@ -13,6 +15,37 @@ use std::borrow::Cow;
 pub struct Concat;
 
 impl Rules for Concat {
+    /// On the channel axis the output layout is the inputs' one after the
+    /// other; on another axis it joins them.
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        let out = cx.out(0);
+        let Some(rank) = cx.shape(out).map(|s| s.len()) else {
+            return Ok(false);
+        };
+        let Some(ax) = axis(attr_i(cx.p, "axis", 0), rank) else {
+            return Ok(false);
+        };
+        let mut ls = vec![];
+        for slot in 0..cx.m.n_inputs(cx.n) {
+            match cx.input_layout(slot) {
+                Some(l) => ls.push(l),
+                None => return Ok(false),
+            }
+        }
+        if ax == 1 {
+            cx.set(out, ls.concat());
+        } else {
+            if ls.iter().any(|l| cx.width(l) != cx.width(&ls[0])) {
+                return Ok(false);
+            }
+            for l in &ls[1..] {
+                cx.atoms().join(&ls[0], l);
+            }
+            cx.set(out, ls[0].clone());
+        }
+        Ok(true)
+    }
+
     /// f(0) = 0: exact zeros in, exact zeros out.
     fn fill(&self, cx: &FillCx) -> Option<Fill> {
         zero_if(cx.padded_all_zero())

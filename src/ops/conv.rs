@@ -3,9 +3,12 @@
 //! which channels ([`KernelFormat`], as tract's `KernelFormat::{o_axis, i_axis}`).
 
 use super::{mul, Cost, CostCx, Cx, Fill, FillCx, LayerKind, Rules};
+use crate::analysis::{AtomId, ChannelCx};
+use crate::error::{Error, Result};
 use crate::ir::shapes::{fit, nonempty, Shape};
 use crate::ir::Outlet;
 use crate::onnx::{attr_i, attr_ints, attr_s, NodeProto};
+use crate::tensor;
 
 /// How a conv op lays out its weight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +71,71 @@ impl KernelFormat {
 pub struct Conv;
 
 impl Rules for Conv {
+    /// A new space on the output; the input absorbs any layout (zero
+    /// weight columns). Depthwise passes the input's layout through (with a
+    /// channel multiplier, each channel repeated); grouped pads every group
+    /// alike.
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        let Some((lin, w)) = cx.conv_parts()? else {
+            return Ok(false);
+        };
+        let name = cx.name;
+        let g = attr_i(cx.p, "group", 1).max(1) as usize;
+        let wd = tensor::dims(&w);
+        if wd.len() < 3 {
+            return Err(Error::at(name, format!("Conv weight has rank {}, expected at least 3", wd.len())));
+        }
+        let cin = cx.width(&lin);
+        if wd[1] * g != cin {
+            return Err(Error::at(
+                name,
+                format!(
+                    "Conv weight expects {} input channels ({} per group × group {g}) but {cin} are delivered",
+                    wd[1] * g,
+                    wd[1]
+                ),
+            ));
+        }
+        if !wd[0].is_multiple_of(g) {
+            return Err(Error::at(name, format!("Conv has {} output channels, not divisible by group {g}", wd[0])));
+        }
+        let out = cx.out(0);
+        if g == 1 {
+            cx.fresh(out, None);
+        } else if g == cin && wd[0] == cin && wd[1] == 1 {
+            // Depthwise: output channel j reads input channel j only.
+            cx.set(out, lin);
+        } else if g == cin && wd[1] == 1 && wd[0] > cin && cx.channels(out) == Some(wd[0]) {
+            // Depthwise with channel multiplier m = C_out / C_in: outputs
+            // c·m .. c·m + m read input channel c; padded, the output keeps
+            // the input's layout with each channel repeated m times.
+            let l = cx.atoms().scaled(&lin, wd[0] / g);
+            cx.set(out, l);
+        } else if wd[1] >= 2 && cx.channels(out) == Some(wd[0]) {
+            // Grouped: group i reads input block i and writes output block i.
+            // Every block is padded on its own, and all blocks of a side are
+            // joined so they get the same physical width (`group` stays g).
+            let (cg, og) = (wd[1], wd[0] / g);
+            let atoms = cx.atoms();
+            for i in 1..g {
+                atoms.cut(&lin, i * cg);
+            }
+            let first = atoms.range(&lin, 0, cg);
+            for i in 1..g {
+                let block = atoms.range(&lin, i * cg, (i + 1) * cg);
+                atoms.join(&first, &block);
+            }
+            let blocks: Vec<AtomId> = (0..g).map(|_| atoms.new_atom(og)).collect();
+            for &b in &blocks[1..] {
+                atoms.union_leaves(blocks[0], b);
+            }
+            cx.set(out, blocks);
+        } else {
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
     /// Zero filters: the padded output channels are exactly 0.
     fn fill(&self, _cx: &FillCx) -> Option<Fill> {
         Some(Fill::Zeros)
@@ -101,6 +169,42 @@ impl Rules for Conv {
 pub struct ConvTranspose;
 
 impl Rules for ConvTranspose {
+    /// Input and output dims aligned independently (ungrouped; the output
+    /// is pinned when the deconv pass is not selected).
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        let Some((lin, w)) = cx.conv_parts()? else {
+            return Ok(false);
+        };
+        let name = cx.name;
+        let wd = tensor::dims(&w);
+        let cin = cx.width(&lin);
+        if wd.len() < 3 || wd[0] != cin {
+            return Err(Error::at(
+                name,
+                format!(
+                    "ConvTranspose weight has {} input channels (axis 0) but {cin} are delivered",
+                    wd.first().copied().unwrap_or(0)
+                ),
+            ));
+        }
+        let g = attr_i(cx.p, "group", 1).max(1) as usize;
+        if !cin.is_multiple_of(g) {
+            return Err(Error::at(name, format!("ConvTranspose input channels {cin} not divisible by group {g}")));
+        }
+        if g != 1 {
+            return Ok(false);
+        }
+        let out = cx.out(0);
+        if !cx.deconv() {
+            let why = format!("ConvTranspose '{name}' (deconv pass not selected)");
+            cx.atoms().pin(&lin, &why);
+            cx.fresh(out, Some(why));
+            return Ok(true);
+        }
+        cx.fresh(out, None);
+        Ok(true)
+    }
+
     /// Zero filters: the padded output channels are exactly 0.
     fn fill(&self, _cx: &FillCx) -> Option<Fill> {
         Some(Fill::Zeros)

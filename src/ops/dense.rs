@@ -2,7 +2,10 @@
 //! broadcasting), and their cost as layers.
 
 use super::{mul, Cost, CostCx, Cx, LayerKind, Rules};
+use crate::analysis::ChannelCx;
+use crate::error::Result;
 use crate::ir::shapes::{broadcast, Shape};
+use crate::ir::{Model, Outlet};
 use crate::onnx::{attr_i, NodeProto};
 
 /// Gemm: `[M, N]` from `A` (`[M, K]`, or `[K, M]` with transA) and `B`.
@@ -10,6 +13,13 @@ use crate::onnx::{attr_i, NodeProto};
 pub struct Gemm;
 
 impl Rules for Gemm {
+    /// Absorbs a flattened layout on input A (or reads an activation with
+    /// no layout); its output is a plain rank-2 tensor with no layout.
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        let Some(a) = cx.input(0) else { return Ok(false) };
+        Ok(cx.is_flat(a) || cx.layout(a).is_none())
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         let (a, b) = (cx.shape(0)?, cx.shape(1)?);
         if a.len() != 2 || b.len() != 2 {
@@ -30,6 +40,13 @@ impl Rules for Gemm {
 pub struct MatMul;
 
 impl Rules for MatMul {
+    /// Absorbs a flattened layout on input A (or reads an activation with
+    /// no layout); its output is a plain rank-2 tensor with no layout.
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        let Some(a) = cx.input(0) else { return Ok(false) };
+        Ok(cx.is_flat(a) || cx.layout(a).is_none())
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         let (a, b) = (cx.shape(0)?, cx.shape(1)?);
         if a.len() < 2 || b.len() < 2 {
@@ -79,6 +96,22 @@ fn layer_cost(cx: &CostCx) -> Option<Cost> {
         macs_aligned: mul(rows, (pk as u64).saturating_mul(nout as u64)),
         kind: LayerKind::Dense,
     })
+}
+
+/// True when every reader of `o` is a dense layer (Gemm / MatMul with a
+/// constant weight) reading it as its input A: the weight absorbs any layout.
+pub fn dense_only(m: &Model, o: Outlet) -> bool {
+    let consumers = m.consumers(o);
+    !consumers.is_empty()
+        && consumers.iter().all(|&(c, slot)| {
+            let Some(p) = m.op(c).filter(|p| super::standard(p)) else { return false };
+            slot == 0
+                && match p.op_type() {
+                    "Gemm" => attr_i(p, "transA", 0) == 0 && m.input(c, 1).is_some_and(|o| m.is_const(o)),
+                    "MatMul" => m.input(c, 1).and_then(|o| m.const_dims(o)).is_some_and(|d| d.len() == 2),
+                    _ => false,
+                }
+        })
 }
 
 #[cfg(test)]

@@ -3,6 +3,9 @@
 //! with the values shape arithmetic computes through them.
 
 use super::{zero_if, Cx, Fill, FillCx, FoldCx, Rules};
+use crate::analysis::AtomId;
+use crate::analysis::ChannelCx;
+use crate::error::Result;
 use crate::ir::shapes::{broadcast, Shape};
 use crate::ir::values::{broadcast_map, Value, BOOL};
 use crate::onnx::{attr_f, attr_i, TensorProto};
@@ -16,6 +19,11 @@ use std::borrow::Cow;
 pub struct Map;
 
 impl Rules for Map {
+    /// Channel-wise: output 0 gets input 0's layout.
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        Ok(cx.channelwise())
+    }
+
     /// Maps with f(0) = 0 keep exact zeros (Clip when its range holds 0);
     /// Sigmoid, HardSigmoid and Exp make their f(0).
     fn fill(&self, cx: &FillCx) -> Option<Fill> {
@@ -133,6 +141,56 @@ const BINARY: &[&str] = &[
 const BOOLEAN: &[&str] = &["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or"];
 
 impl Rules for Broadcast {
+    /// Joins the layouts of its activation operands; a constant operand
+    /// broadcasts over channels or is per channel (padded with its slot's
+    /// neutral value, [`super::Role::neutral`]); an activation only in the
+    /// slots the role allows.
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        let (m, role, out) = (cx.m, cx.role, cx.out(0));
+        let Some(c) = cx.channels(out) else {
+            return Ok(false);
+        };
+        let Some(rank) = cx.shape(out).map(|s| s.len()) else { return Ok(false) };
+        let mut joined: Vec<Vec<AtomId>> = vec![];
+        for slot in 0..m.n_inputs(cx.n) {
+            let Some(o) = cx.input(slot) else {
+                return Ok(false);
+            };
+            let Some(sh) = cx.shape(o).cloned() else {
+                return Ok(false);
+            };
+            let ch_axis = (sh.len() + 1).checked_sub(rank);
+            let ch = ch_axis.and_then(|i| sh.get(i).copied().flatten());
+            if let Some(l) = cx.layout(o).filter(|_| sh.len() == rank && ch == Some(c as i64)) {
+                // An activation of this space.
+                if !role.activation_ok(slot) {
+                    return Ok(false); // a divisor, exponent or slope: 0/0 would be NaN
+                }
+                joined.push(l);
+            } else if m.is_const(o) {
+                if ch == Some(c as i64) && c != 1 && role.neutral(slot).is_none() {
+                    return Ok(false);
+                }
+                if sh.len() > rank {
+                    return Ok(false);
+                }
+            } else if ch.is_none_or(|v| v != 1) || sh.len() > rank {
+                return Ok(false); // a non-constant that does not broadcast over channels
+            }
+        }
+        let Some(first) = joined.first().cloned() else {
+            return Ok(false);
+        };
+        if cx.width(&first) != c {
+            return Ok(false);
+        }
+        for l in &joined[1..] {
+            cx.atoms().join(&first, l);
+        }
+        cx.set(out, first);
+        Ok(true)
+    }
+
     /// 0 · x = 0 for Mul; 0 / 1 and a 0 slope for Div and PRelu; sums and
     /// extrema of operands that are all 0 there.
     fn fill(&self, cx: &FillCx) -> Option<Fill> {

@@ -2,6 +2,8 @@
 //! computed from Shape).
 
 use super::{Cx, Rules};
+use crate::analysis::ChannelCx;
+use crate::error::Result;
 use crate::ir::shapes::{broadcast, Shape};
 use crate::ir::values::{bcast_dims, bidx, numel, Value, MAX_ELEMENTS};
 
@@ -10,6 +12,25 @@ use crate::ir::values::{bcast_dims, bidx, numel, Value, MAX_ELEMENTS};
 pub struct Expand;
 
 impl Rules for Expand {
+    /// Over other axes the layout passes; one channel broadcast to C (a
+    /// constant target) starts a free space, every channel a copy of the
+    /// one (finite), and `pad` writes the padded width into the target.
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        let out = cx.out(0);
+        let (Some(x), Some(c)) = (cx.input(0), cx.channels(out)) else {
+            return Ok(false);
+        };
+        if cx.layout(x).is_some_and(|l| cx.width(&l) == c) {
+            return Ok(cx.pass());
+        }
+        let rank = cx.shape(out).map(|s| s.len());
+        let single = cx.shape(x).is_some_and(|s| Some(s.len()) == rank && s[1] == Some(1));
+        if single && cx.input(1).is_some_and(|o| cx.m.is_const(o)) {
+            return Ok(cx.fresh(out, None).is_some());
+        }
+        Ok(false)
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         let x = cx.shape(0)?;
         let target: Shape = match cx.value(1) {

@@ -41,6 +41,7 @@ pub mod shape_of;
 pub mod slice;
 pub mod split;
 
+use crate::analysis::ChannelCx;
 use crate::ir::shapes::Shape;
 use crate::ir::values::Value;
 use crate::ir::{Model, NodeId, Outlet};
@@ -198,6 +199,16 @@ pub trait Rules: std::fmt::Debug {
     /// constant), left out of the report.
     fn cost(&self, _cx: &CostCx) -> Option<Cost> {
         None
+    }
+
+    /// The op's channel-space rule, for ops whose role is not
+    /// [`Role::Mixing`]: how the channel layouts of its outputs follow from
+    /// its inputs' (passes, joins, cuts, new spaces), through the
+    /// analysis's [`ChannelCx`]. `Ok(false)`: the rule does not hold here,
+    /// and the op stops the analysis (a pin when its role says so, a gap
+    /// otherwise); `Err`: the model is malformed.
+    fn channels(&self, _cx: &mut ChannelCx) -> crate::error::Result<bool> {
+        Ok(false)
     }
 
     /// What the op writes into the padded channels of its output, given

@@ -2,14 +2,33 @@
 //! input 1 from 11).
 
 use super::{zero_if, Cx, Fill, FillCx, Rules};
+use crate::analysis::ChannelCx;
+use crate::error::Result;
 use crate::ir::shapes::{fit, Shape};
 use crate::onnx::{attr_f, attr_ints};
+use crate::tensor;
 
 /// Pad.
 #[derive(Debug)]
 pub struct Pad;
 
 impl Rules for Pad {
+    /// Constant pads that leave batch and channels alone pass the layout.
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        let (m, n) = (cx.m, cx.n);
+        let pads = if m.opset() >= 11 {
+            m.input_const(n, 1).and_then(|t| tensor::to_i64(&t).ok())
+        } else {
+            Some(attr_ints(cx.p, "pads"))
+        };
+        let rank = cx.shape(cx.out(0)).map(|s| s.len()).unwrap_or(0);
+        let ok = pads.is_some_and(|v| {
+            rank >= 3 && v.len() == 2 * rank && v[0] == 0 && v[1] == 0 && v[rank] == 0 && v[rank + 1] == 0
+        }) && (m.opset() < 18 || m.input(n, 3).is_none())
+            && (2..m.n_inputs(n)).all(|i| m.input(n, i).is_none_or(|o| m.is_const(o)));
+        Ok(ok && cx.pass())
+    }
+
     /// Constant padding with 0 (the default) keeps zeros.
     fn fill(&self, cx: &FillCx) -> Option<Fill> {
         zero_if(cx.scalar(2).unwrap_or(attr_f(cx.p, "value", 0.0) as f64) == 0.0 && cx.zero_at(0))

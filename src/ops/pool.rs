@@ -2,6 +2,8 @@
 
 use super::conv::window;
 use super::{zero_if, Cx, Fill, FillCx, Rules};
+use crate::analysis::ChannelCx;
+use crate::error::Result;
 use crate::ir::shapes::Shape;
 use crate::onnx::attr_ints;
 
@@ -11,6 +13,11 @@ use crate::onnx::attr_ints;
 pub struct Pool;
 
 impl Rules for Pool {
+    /// Channel-wise: output 0 gets input 0's layout.
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        Ok(cx.channelwise())
+    }
+
     /// f(0) = 0: exact zeros in, exact zeros out.
     fn fill(&self, cx: &FillCx) -> Option<Fill> {
         zero_if(cx.padded_all_zero())
@@ -33,6 +40,11 @@ impl Rules for Pool {
 pub struct GlobalPool;
 
 impl Rules for GlobalPool {
+    /// Channel-wise: output 0 gets input 0's layout.
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        Ok(cx.channelwise())
+    }
+
     /// f(0) = 0: exact zeros in, exact zeros out.
     fn fill(&self, cx: &FillCx) -> Option<Fill> {
         zero_if(cx.padded_all_zero())

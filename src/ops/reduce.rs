@@ -3,6 +3,8 @@
 //! values, what shape code uses.
 
 use super::{const_axes, zero_if, Cx, Fill, FillCx, Rules};
+use crate::analysis::{ChannelCx, Flat};
+use crate::error::Result;
 use crate::ir::shapes::{axis, Shape};
 use crate::ir::values::Value;
 use crate::onnx::{attr, attr_i};
@@ -22,6 +24,38 @@ pub fn axes_input_from(op: &str) -> i64 {
 }
 
 impl Rules for Reduce {
+    /// Over non-channel axes each channel maps to itself (a padded channel
+    /// of finite values stays finite); over every spatial axis to [N, C]
+    /// feeding only dense layers, a flattened layout; over the channel axis
+    /// it mixes channels and does not hold.
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        let (m, n, p) = (cx.m, cx.n, cx.p);
+        let Some(x) = cx.input(0) else { return Ok(false) };
+        let (Some(l), Some(rank)) = (cx.layout(x), cx.shape(x).map(|s| s.len())) else {
+            return Ok(false);
+        };
+        let Some(axes) = const_axes(m, n, axes_input_from(p.op_type())) else { return Ok(false) };
+        let axes: Option<Vec<usize>> = axes.iter().map(|&a| axis(a, rank)).collect();
+        let Some(axes) = axes else { return Ok(false) };
+        if axes.is_empty() || axes.contains(&0) || axes.contains(&1) {
+            return Ok(false); // all axes, or batch / channels
+        }
+        let out = cx.out(0);
+        if attr_i(p, "keepdims", 1) == 1 || rank - axes.len() >= 3 {
+            if cx.channels(out) != Some(cx.width(&l)) {
+                return Ok(false);
+            }
+            cx.set(out, l);
+            return Ok(true);
+        }
+        // [N, C] after reducing every spatial axis: like a Flatten feeding a dense layer
+        if rank - axes.len() == 2 && super::dense::dense_only(m, out) {
+            cx.set_flat(out, Flat { layout: l, spatial: 1 });
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     /// Over other axes, the reductions whose value at 0 is 0.
     fn fill(&self, cx: &FillCx) -> Option<Fill> {
         let keeps =

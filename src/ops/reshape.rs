@@ -3,6 +3,8 @@
 //! new dims.
 
 use super::{const_axes, zero_if, Cx, Fill, FillCx, FoldCx, Rules};
+use crate::analysis::{ChannelCx, Flat};
+use crate::error::Result;
 use crate::ir::shapes::{axis, product, Shape};
 use crate::ir::values::{numel, Value};
 use crate::ir::{Model, NodeId, Outlet};
@@ -16,6 +18,11 @@ use std::borrow::Cow;
 pub struct Reshape;
 
 impl Rules for Reshape {
+    /// A Reshape to [N, C·H·W] feeding only dense layers flattens.
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        Ok(flatten_for_dense(cx))
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         let x = cx.shape(0)?;
         let shape: Vec<Option<i64>> = match cx.value(1) {
@@ -103,6 +110,12 @@ fn flatten(cx: &Cx, x: &[Option<i64>]) -> Option<Shape> {
 }
 
 impl Rules for Flatten {
+    /// Flatten at axis 1 of an activation feeding only dense layers: the
+    /// features are channel-major, so the dense weight absorbs the layout.
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        Ok(attr_i(cx.p, "axis", 1) == 1 && flatten_for_dense(cx))
+    }
+
     /// f(0) = 0: exact zeros in, exact zeros out.
     fn fill(&self, cx: &FillCx) -> Option<Fill> {
         zero_if(cx.padded_all_zero())
@@ -190,6 +203,55 @@ pub fn unsqueeze_shape(m: &Model, n: NodeId, x: &Shape) -> Option<Shape> {
         ax.iter().map(|&a| axis(a, x.len())).collect::<Option<_>>()?
     };
     Some(x.iter().enumerate().filter(|(i, _)| !ax.contains(i)).map(|(_, &d)| d).collect())
+}
+
+/// Flatten (or Reshape to [N, C·H·W]) of an activation feeding only a
+/// Gemm / MatMul: the features are channel-major, so the dense layer's
+/// weight absorbs the padded layout. A Reshape must give [N, C·H·W].
+fn flatten_for_dense(cx: &mut ChannelCx) -> bool {
+    let Some(x) = cx.input(0) else { return false };
+    let Some(l) = cx.layout(x) else {
+        return false;
+    };
+    let Some(sh) = cx.shape(x) else {
+        return false;
+    };
+    let out = cx.out(0);
+    let Some(osh) = cx.shape(out) else {
+        return false;
+    };
+    let spatial: Option<i64> = sh.get(2..).and_then(|d| d.iter().try_fold(1i64, |a, d| d.map(|d| a * d)));
+    let Some(spatial) = spatial else { return false };
+    let ok = super::is(cx.p, "Flatten") || (osh.len() == 2 && osh[1] == Some(cx.width(&l) as i64 * spatial));
+    if !ok || !super::dense::dense_only(cx.m, out) {
+        return false;
+    }
+    cx.set_flat(out, Flat { layout: l, spatial: spatial as usize });
+    true
+}
+
+/// True when `n` is one of the three ops of a channel shuffle:
+/// Reshape [N, C, H, W] → [N, g, C/g, H, W], Transpose swapping axes 1 and 2,
+/// Reshape back to rank 4. Such a shuffle is a fixed permutation of channels,
+/// but its padded form interleaves the padding of the g blocks, which a
+/// channel layout of contiguous runs cannot express: it pins, and says so.
+pub fn shuffle_part(m: &Model, n: NodeId) -> bool {
+    let is = |t: NodeId, op: &str| m.op(t).is_some_and(|p| super::is(p, op));
+    let is_swap = |t: NodeId| is(t, "Transpose") && m.op(t).is_some_and(|p| attr_ints(p, "perm") == [0, 2, 1, 3, 4]);
+    let sole = |o: Outlet| {
+        let c = m.consumers(o);
+        (c.len() == 1).then(|| c[0].0)
+    };
+    let out = |x: NodeId| Outlet { node: x, slot: 0 };
+    let from = |x: NodeId| m.input(x, 0).map(|o| o.node);
+    if is(n, "Transpose") {
+        is_swap(n) && from(n).is_some_and(|r| is(r, "Reshape")) && sole(out(n)).is_some_and(|r| is(r, "Reshape"))
+    } else if is(n, "Reshape") {
+        sole(out(n)).is_some_and(|t| is_swap(t) && sole(out(t)).is_some_and(|r| is(r, "Reshape")))
+            || from(n).is_some_and(|t| is_swap(t) && from(t).is_some_and(|r| is(r, "Reshape")))
+    } else {
+        false
+    }
 }
 
 #[cfg(test)]

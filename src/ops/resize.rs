@@ -2,6 +2,8 @@
 //! attributes, by opset), or from sizes computed at run time.
 
 use super::{const_floats, const_ints, zero_if, Cx, Fill, FillCx, Rules};
+use crate::analysis::ChannelCx;
+use crate::error::Result;
 use crate::ir::shapes::{fit, Shape};
 use crate::ir::{Model, NodeId};
 use crate::onnx::attr_f;
@@ -11,6 +13,23 @@ use crate::onnx::attr_f;
 pub struct Resize;
 
 impl Rules for Resize {
+    /// Channel scale 1, or sizes[1] equal to the channels (or sizes
+    /// computed from the input's own shape): passes the layout.
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        let Some(c) = cx.input_layout(0).map(|l| cx.width(&l)) else {
+            return Ok(false);
+        };
+        let (m, n) = (cx.m, cx.n);
+        let ok = match resize_params(m, n) {
+            Some((_, Some(sizes))) => sizes.get(1) == Some(&(c as i64)),
+            Some((Some(sc), None)) => sc.get(1) == Some(&1.0) && sc.first() == Some(&1.0),
+            // sizes computed at run time from the input's own shape (dynamic
+            // H, W): the channel count read there is the padded one
+            _ => m.input(n, 3).is_some_and(|s| super::shape_of::own_batch_and_channels(m, s.node, m.input(n, 0))),
+        };
+        Ok(ok && cx.pass())
+    }
+
     /// f(0) = 0: exact zeros in, exact zeros out.
     fn fill(&self, cx: &FillCx) -> Option<Fill> {
         zero_if(cx.padded_all_zero())

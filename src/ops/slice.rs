@@ -3,6 +3,8 @@
 //! too (F.pad reverses its pads with step −1).
 
 use super::{const_ints, zero_if, Cx, Fill, FillCx, Rules};
+use crate::analysis::{ChannelCx, RESTORE_SLICE_DOC};
+use crate::error::Result;
 use crate::ir::shapes::{axis, Shape};
 use crate::ir::values::{numel, Value};
 use crate::ir::{Model, NodeId};
@@ -14,6 +16,43 @@ use crate::tensor;
 pub struct Slice;
 
 impl Rules for Slice {
+    /// On the channel axis cuts like Split (step 1); on other axes passes.
+    /// A Slice `--slice-pinned` inserted is a pinned view of its input.
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        let Some(x) = cx.input(0) else { return Ok(false) };
+        let Some(l) = cx.layout(x) else {
+            return Ok(false);
+        };
+        let Some(rank) = cx.shape(x).map(|s| s.len()) else {
+            return Ok(false);
+        };
+        let Some(params) = slice_params(cx.m, cx.n, rank) else {
+            return Ok(false);
+        };
+        let out = cx.out(0);
+        if cx.p.doc_string() == RESTORE_SLICE_DOC && cx.atoms().leaves(&l).len() == 1 {
+            let why = format!("Slice '{}' (restores exact channels)", cx.m.label(cx.n));
+            cx.fresh(out, Some(why));
+            return Ok(true);
+        }
+        let mut result = l.clone();
+        for (ax, st, en, step) in params {
+            if ax != 1 {
+                continue;
+            }
+            if step != 1 {
+                return Ok(false);
+            }
+            let c = cx.width(&l) as i64;
+            let (a, b) = slice_range(c, st, en);
+            cx.atoms().cut(&l, a as usize);
+            cx.atoms().cut(&l, b as usize);
+            result = cx.atoms().range(&l, a as usize, b as usize);
+        }
+        cx.set(out, result);
+        Ok(true)
+    }
+
     /// f(0) = 0: exact zeros in, exact zeros out.
     fn fill(&self, cx: &FillCx) -> Option<Fill> {
         zero_if(cx.padded_all_zero())

@@ -2,6 +2,8 @@
 //! sizes (attribute before opset 13, input 1 from 13) or evenly.
 
 use super::{const_ints, zero_if, Cx, Fill, FillCx, Rules};
+use crate::analysis::ChannelCx;
+use crate::error::Result;
 use crate::ir::shapes::{axis, Shape};
 use crate::ir::{Model, NodeId};
 use crate::onnx::{attr_i, attr_ints};
@@ -11,6 +13,42 @@ use crate::onnx::{attr_i, attr_ints};
 pub struct Split;
 
 impl Rules for Split {
+    /// On the channel axis the input's space is cut at the split points and
+    /// each output gets its part; on another axis every output passes it.
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        let Some(x) = cx.input(0) else { return Ok(false) };
+        let Some(l) = cx.layout(x) else {
+            return Ok(false);
+        };
+        let Some(rank) = cx.shape(x).map(|s| s.len()) else {
+            return Ok(false);
+        };
+        let Some(ax) = axis(attr_i(cx.p, "axis", 0), rank) else {
+            return Ok(false);
+        };
+        if ax != 1 {
+            for slot in 0..cx.p.output.len() {
+                cx.set(cx.out(slot), l.clone());
+            }
+            return Ok(true);
+        }
+        let Some(sizes) = split_sizes(cx.m, cx.n, cx.width(&l) as i64) else {
+            return Ok(false);
+        };
+        let mut start = 0usize;
+        for &s in &sizes {
+            cx.atoms().cut(&l, start);
+            start += s as usize;
+        }
+        let mut start = 0usize;
+        for (slot, &s) in sizes.iter().enumerate() {
+            let r = cx.atoms().range(&l, start, start + s as usize);
+            cx.set(cx.out(slot), r);
+            start += s as usize;
+        }
+        Ok(true)
+    }
+
     /// f(0) = 0: exact zeros in, exact zeros out.
     fn fill(&self, cx: &FillCx) -> Option<Fill> {
         zero_if(cx.padded_all_zero())

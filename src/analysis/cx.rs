@@ -1,0 +1,137 @@
+//! What an op family's channel rule ([`crate::ops::Rules::channels`]) sees
+//! of the analysis: the op, the shapes, the layouts found so far, and the
+//! union-find of atoms it joins, cuts and pins. The walk
+//! ([`super::Analysis::run`]) builds one per op; the rules live in the
+//! family files of `src/ops/`.
+
+use super::atoms::Atoms;
+use super::{float_weight, Analysis, AtomId, Flat};
+use crate::error::Result;
+use crate::ir::shapes::Shape;
+use crate::ir::{Model, NodeId, Outlet};
+use crate::onnx::{NodeProto, TensorProto};
+use crate::ops::Role;
+
+/// One op, seen by its family's channel rule.
+pub struct ChannelCx<'a> {
+    /// The model.
+    pub m: &'a Model,
+    /// The op's node.
+    pub n: NodeId,
+    /// The op.
+    pub p: &'a NodeProto,
+    /// The op's name, for errors and reasons.
+    pub name: &'a str,
+    /// The op's channel role.
+    pub role: Role,
+    pub(super) a: &'a mut Analysis,
+}
+
+impl ChannelCx<'_> {
+    /// Input `slot` of the op.
+    pub fn input(&self, slot: usize) -> Option<Outlet> {
+        self.m.input(self.n, slot)
+    }
+
+    /// Output `slot` of the op.
+    pub fn out(&self, slot: usize) -> Outlet {
+        Outlet { node: self.n, slot }
+    }
+
+    /// The inferred shape of `o`.
+    pub fn shape(&self, o: Outlet) -> Option<&Shape> {
+        self.a.shapes.get(&o)
+    }
+
+    /// Channel count of an activation tensor (rank ≥ 3, known axis 1).
+    pub fn channels(&self, o: Outlet) -> Option<usize> {
+        self.a.channels(o)
+    }
+
+    /// The channel layout of `o`, if it has one.
+    pub fn layout(&self, o: Outlet) -> Option<Vec<AtomId>> {
+        self.a.layouts.get(&o).cloned()
+    }
+
+    /// The layout of input `slot`.
+    pub fn input_layout(&self, slot: usize) -> Option<Vec<AtomId>> {
+        self.input(slot).and_then(|o| self.layout(o))
+    }
+
+    /// Gives output `o` the layout `l`.
+    pub fn set(&mut self, o: Outlet, l: Vec<AtomId>) {
+        self.a.layouts.insert(o, l);
+    }
+
+    /// Gives output `o` a new single-atom layout (pinned when `why` is set).
+    pub fn fresh(&mut self, o: Outlet, why: Option<String>) -> Option<Vec<AtomId>> {
+        self.a.fresh(o, why)
+    }
+
+    /// The atoms: sizes, joins, cuts, pins.
+    pub fn atoms(&mut self) -> &mut Atoms {
+        &mut self.a.atoms
+    }
+
+    /// The logical width of layout `l`.
+    pub fn width(&self, l: &[AtomId]) -> usize {
+        self.a.atoms.size(l)
+    }
+
+    /// Records that `o` is a flattened activation whose features are `f`.
+    pub fn set_flat(&mut self, o: Outlet, f: Flat) {
+        self.a.flats.insert(o, f);
+    }
+
+    /// Whether `o` is a flattened activation.
+    pub fn is_flat(&self, o: Outlet) -> bool {
+        self.a.flats.contains_key(&o)
+    }
+
+    /// Whether ConvTranspose dims may be padded.
+    pub fn deconv(&self) -> bool {
+        self.a.deconv
+    }
+
+    /// Gives output 0 the layout of input 0 (a channel-wise op), when the
+    /// output has as many channels.
+    pub fn pass(&mut self) -> bool {
+        let out = self.out(0);
+        let Some(l) = self.input_layout(0) else {
+            return false;
+        };
+        if self.channels(out) != Some(self.width(&l)) {
+            return false;
+        }
+        self.set(out, l);
+        true
+    }
+
+    /// A channel-wise op (activations, pooling…): extra inputs must be
+    /// scalars (Clip bounds) and extra outputs unread (MaxPool indices,
+    /// Dropout mask); output 0 gets input 0's layout.
+    pub fn channelwise(&mut self) -> bool {
+        let m = self.m;
+        let extra_ok = (1..m.n_inputs(self.n))
+            .all(|i| self.input(i).is_none_or(|o| m.const_dims(o).is_some_and(|d| d.iter().product::<i64>() <= 1)));
+        let outputs_ok = self.p.output.iter().skip(1).all(|o| o.is_empty()) || m.consumers(self.out(1)).is_empty();
+        extra_ok && outputs_ok && self.pass()
+    }
+
+    /// The input layout and constant weight of a Conv / ConvTranspose the
+    /// analysis can follow (constant weight and bias, known input layout);
+    /// a weight of a type align cannot do arithmetic on is an error.
+    pub fn conv_parts(&self) -> Result<Option<(Vec<AtomId>, TensorProto)>> {
+        let (Some(x), Some(w)) = (self.input(0), self.m.input_const_header(self.n, 1)) else {
+            return Ok(None);
+        };
+        if self.input(2).is_some_and(|o| !self.m.is_const(o)) {
+            return Ok(None);
+        }
+        let Some(lin) = self.layout(x) else {
+            return Ok(None);
+        };
+        float_weight(&w, self.name)?;
+        Ok(Some((lin, w)))
+    }
+}
