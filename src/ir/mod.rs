@@ -596,15 +596,26 @@ impl Model {
 
     /// Multiplies the constant at input `slot` of `n` by `scale`: deferred
     /// (recorded, applied when the value is read or written) when it is an
-    /// initializer read only here, else applied now through
-    /// [`Model::replace_input_const`].
+    /// initializer read only here — composed with a scale already deferred
+    /// there — else applied now through [`Model::replace_input_const`].
     pub fn defer_scale(&mut self, n: NodeId, slot: usize, scale: BlockScale) -> Result<()> {
         let Some(o) = self.input(n, slot) else { return Ok(()) };
         // deferred only where applying it later cannot fail
         let fits = self.const_unscaled(o).is_some_and(|(t, _)| scale.fits(t));
-        if fits && self.sole_const(o) && !self.scaled.contains_key(&o.node) {
-            self.scaled.insert(o.node, scale);
-            return Ok(());
+        if fits && self.sole_const(o) {
+            match self.scaled.get_mut(&o.node) {
+                None => {
+                    self.scaled.insert(o.node, scale);
+                    return Ok(());
+                }
+                // a second scale of the same blocks (a chain of folds):
+                // composed in f64, so the value is rounded once
+                Some(s) if s.block == scale.block && s.factors.len() == scale.factors.len() => {
+                    s.factors.iter_mut().zip(&scale.factors).for_each(|(f, g)| *f *= g);
+                    return Ok(());
+                }
+                Some(_) => {}
+            }
         }
         let Some(t) = self.input_const(n, slot).map(|t| t.into_owned()) else { return Ok(()) };
         let t = scale.apply(&t)?;
