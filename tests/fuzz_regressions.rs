@@ -69,13 +69,15 @@ fn a_model_tract_panics_on_gets_one_line_and_exit_2_never_a_panic() {
     // range and panic while loading, in `align` and in `align verify`
     // alike; a BatchNormalization on a rank-1 tensor (a graph input, or an
     // intermediate tensor whose rank only inference knows) crashes them
-    // outright (segfault), so it is refused before tract sees it
+    // outright (segfault), so does an element-wise op reading a constant of
+    // no elements: both are refused before tract sees them
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("a.onnx");
     for (file, says) in [
         ("tract_split_axis_panic.onnx", "tract panicked"),
         ("tract_batchnorm_rank1_segfault.onnx", "reads a tensor of rank 1"),
         ("tract_batchnorm_rank1_intermediate.onnx", "BatchNormalization 'bn' reads a tensor of rank 1"),
+        ("tract_empty_constant_operand_abort.onnx", "Pow 'pow6' reads 't3', a constant with no elements"),
     ] {
         let f = util::fixtures().join("../fuzz/regressions").join(file);
         for args in

@@ -123,64 +123,107 @@ pub(crate) fn guarded<T>(which: &str, f: impl FnOnce() -> Result<T>) -> Result<T
 
 /// Graphs that crash tract-onnx 0.23.9 outright (a segfault in release
 /// builds, a non-unwinding panic in debug ones: neither is something
-/// [`guarded`] can catch), refused before tract sees them: a
-/// BatchNormalization whose input has rank < 2 (the ONNX operator needs N,
-/// C, …; tract's rules read the channel dim of a rank-1 shape out of
-/// bounds). The rank is the declared one, or else the one align's own
-/// shape inference gives ([`ranks`]). Found by the `verify_align` fuzz
-/// target.
+/// [`guarded`] can catch), refused before tract sees them. Each was found by
+/// the `verify_align` fuzz target (reproducers in `fuzz/regressions/`):
+///
+/// - a BatchNormalization whose input has rank < 2 (the ONNX operator needs
+///   N, C, …; tract's rules read the channel dim of a rank-1 shape out of
+///   bounds);
+/// - an element-wise op with a constant operand of no elements (tract's
+///   declutter reads it as a scalar: `Tensor::to_scalar_tensor` on empty
+///   data, from its Gelu / Pow pattern detection).
+///
+/// Ranks and constants are the declared ones or those align's own shape
+/// inference finds ([`Skeleton`]).
 fn refuse_tract_crashers(m: &ModelProto) -> std::result::Result<(), String> {
     let Some(g) = m.graph.as_ref() else { return Ok(()) };
-    let bns: Vec<_> = g.node.iter().filter(|n| crate::ops::is(n, "BatchNormalization")).collect();
-    if bns.is_empty() {
-        return Ok(());
-    }
-    let inferred = ranks(m);
-    for n in bns {
+    let sk = Skeleton::of(m);
+    for n in g.node.iter().filter(|n| crate::ops::is(n, "BatchNormalization")) {
         let Some(x) = n.input.first() else { continue };
-        if let Some(r) = inferred.get(x.as_str()).filter(|&&r| r < 2) {
+        if let Some(r) = sk.rank(x).filter(|&r| r < 2) {
             return Err(format!(
                 "BatchNormalization '{}' reads a tensor of rank {r}, and it needs rank 2 or more (N, C, ...)",
                 n.name()
             ));
         }
     }
+    for n in &g.node {
+        let elementwise = matches!(crate::ops::role(n), Some(crate::ops::Role::Elementwise { .. }));
+        if let Some(x) = n.input.iter().filter(|_| elementwise).find(|x| sk.empty_constant(x)) {
+            return Err(format!("{} '{}' reads '{x}', a constant with no elements", n.op_type(), n.name()));
+        }
+    }
     Ok(())
 }
 
-/// The rank of every tensor of `g` that is declared or that align's shape
-/// inference finds, by name. Inference runs on a skeleton of the graph
-/// (initializers of more than 64 elements become graph inputs of their
-/// dims: shapes need their dims, never their values), so a large model is
-/// not copied. A graph align cannot import gives only its declared ranks.
-fn ranks(m: &ModelProto) -> HashMap<String, usize> {
-    let Some(g) = m.graph.as_ref() else { return HashMap::new() };
-    let declared = g.input.iter().chain(&g.value_info).chain(&g.output);
-    let mut out: HashMap<String, usize> =
-        declared.filter_map(|v| Some((v.name().to_string(), crate::ir::value_info_shape(v)?.len()))).collect();
-    let mut skeleton = crate::onnx::GraphProto {
-        node: g.node.clone(),
-        input: g.input.clone(),
-        output: g.output.clone(),
-        value_info: g.value_info.clone(),
-        ..Default::default()
-    };
-    for t in &g.initializer {
-        let small = crate::tensor::numel(t).is_ok_and(|n| n <= 64);
-        if small {
-            skeleton.initializer.push(t.clone());
-        } else {
-            let dims: Vec<Option<i64>> = t.dims.iter().map(|&d| Some(d)).collect();
-            skeleton.input.push(crate::onnx::tensor_info(t.name(), t.data_type(), &dims));
+/// What align's own inference knows of a graph: shapes and constants, from
+/// a skeleton of it (initializers of more than 64 elements become graph
+/// inputs of their dims: shapes need their dims, never their values), so a
+/// large model is not copied. A graph align cannot import gives only its
+/// declared shapes.
+struct Skeleton {
+    declared: HashMap<String, usize>,
+    /// Tensor name → (inferred shape, computed from constants alone).
+    inferred: HashMap<String, (Option<crate::ir::shapes::Shape>, bool)>,
+}
+
+impl Skeleton {
+    fn of(m: &ModelProto) -> Skeleton {
+        let Some(g) = m.graph.as_ref() else { return Skeleton { declared: HashMap::new(), inferred: HashMap::new() } };
+        let declared = g.input.iter().chain(&g.value_info).chain(&g.output);
+        let declared = declared.filter_map(|v| Some((v.name().to_string(), crate::ir::value_info_shape(v)?.len())));
+        let mut skeleton = crate::onnx::GraphProto {
+            node: g.node.clone(),
+            input: g.input.clone(),
+            output: g.output.clone(),
+            value_info: g.value_info.clone(),
+            ..Default::default()
+        };
+        for t in &g.initializer {
+            if crate::tensor::numel(t).is_ok_and(|n| n <= 64) {
+                skeleton.initializer.push(t.clone());
+            } else {
+                let dims: Vec<Option<i64>> = t.dims.iter().map(|&d| Some(d)).collect();
+                skeleton.input.push(crate::onnx::tensor_info(t.name(), t.data_type(), &dims));
+            }
         }
-    }
-    let proto = ModelProto { graph: Some(skeleton), opset_import: m.opset_import.clone(), ..Default::default() };
-    if let Ok(model) = crate::ir::Model::import(proto) {
-        for (o, shape) in crate::ir::infer::infer(&model, &HashMap::new()) {
-            out.entry(model.tensor_name(o).to_string()).or_insert(shape.len());
+        let proto = ModelProto { graph: Some(skeleton), opset_import: m.opset_import.clone(), ..Default::default() };
+        let mut inferred = HashMap::new();
+        if let Ok(model) = crate::ir::Model::import(proto) {
+            let mut shapes = crate::ir::infer::infer(&model, &HashMap::new());
+            let mut constant: HashSet<crate::ir::NodeId> = HashSet::new();
+            for n in model.toposort() {
+                let derived = match &model.g[n].kind {
+                    crate::ir::NodeKind::Const(_) => true,
+                    crate::ir::NodeKind::Input(_) => false,
+                    crate::ir::NodeKind::Op(_) => {
+                        let ins = (0..model.n_inputs(n)).filter_map(|s| model.input(n, s));
+                        ins.chain(model.implicit_inputs(n)).all(|o| constant.contains(&o.node))
+                    }
+                };
+                if derived {
+                    constant.insert(n);
+                }
+                for slot in 0..model.output_names(n).len().max(1) {
+                    let o = crate::ir::Outlet { node: n, slot };
+                    inferred.insert(model.tensor_name(o).to_string(), (shapes.remove(&o), derived));
+                }
+            }
         }
+        Skeleton { declared: declared.collect(), inferred }
     }
-    out
+
+    /// The rank of tensor `name`, declared or inferred.
+    fn rank(&self, name: &str) -> Option<usize> {
+        self.declared.get(name).copied().or_else(|| Some(self.inferred.get(name)?.0.as_ref()?.len()))
+    }
+
+    /// Whether tensor `name` is a constant of no elements.
+    fn empty_constant(&self, name: &str) -> bool {
+        self.inferred
+            .get(name)
+            .is_some_and(|(shape, constant)| *constant && shape.as_ref().is_some_and(|s| s.contains(&Some(0))))
+    }
 }
 
 /// The error of a model tract cannot load or run.
