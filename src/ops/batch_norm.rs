@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::ir::shapes::Shape;
 use crate::ir::Outlet;
 use crate::onnx::attr_i;
+use crate::passes::pad::{map_in, scatter_const, PadCx};
 
 /// The parameter inputs of a BatchNormalization (scale, B, mean, var) and
 /// the value their padded channels get: γ 0, β 0, mean 0, var 1, so a
@@ -18,6 +19,18 @@ pub const PARAM_FILL: [(usize, f64); 4] = [(1, 0.0), (2, 0.0), (3, 0.0), (4, 1.0
 pub struct BatchNorm;
 
 impl Rules for BatchNorm {
+    /// BatchNormalization: γ 0, β 0, mean 0, var 1 on padded channels.
+    fn pad(&self, cx: &mut PadCx) -> Result<()> {
+        let (m, a, n) = (&mut *cx.m, cx.a, cx.n);
+        let im = map_in(a, m, n, 0);
+        if let Some(im) = im.filter(|c| !c.is_identity()) {
+            for (slot, fill) in crate::ops::batch_norm::PARAM_FILL {
+                scatter_const(m, n, slot, 0, &im, fill)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Channel-wise with constant 1-D parameters (padded γ 0, β 0, mean 0,
     /// var 1); a BatchNormalization in training mode is an error.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {

@@ -3,11 +3,14 @@
 //! which channels ([`KernelFormat`], as tract's `KernelFormat::{o_axis, i_axis}`).
 
 use super::{mul, Cost, CostCx, Cx, Fill, FillCx, LayerKind, Rules};
+use crate::analysis::ChannelMap;
 use crate::analysis::{AtomId, ChannelCx};
 use crate::error::{Error, Result};
 use crate::ir::shapes::{fit, nonempty, Shape};
 use crate::ir::Outlet;
 use crate::onnx::{attr_i, attr_ints, attr_s, NodeProto};
+use crate::onnx::{set_attr_i, set_attr_ints};
+use crate::passes::pad::{map_in, scatter_const, scatter_const_axes, PadCx};
 use crate::tensor;
 
 /// How a conv op lays out its weight.
@@ -71,6 +74,10 @@ impl KernelFormat {
 pub struct Conv;
 
 impl Rules for Conv {
+    fn pad(&self, cx: &mut PadCx) -> Result<()> {
+        pad_conv(cx)
+    }
+
     /// A new space on the output; the input absorbs any layout (zero
     /// weight columns). Depthwise passes the input's layout through (with a
     /// channel multiplier, each channel repeated); grouped pads every group
@@ -169,6 +176,10 @@ impl Rules for Conv {
 pub struct ConvTranspose;
 
 impl Rules for ConvTranspose {
+    fn pad(&self, cx: &mut PadCx) -> Result<()> {
+        pad_conv(cx)
+    }
+
     /// Input and output dims aligned independently (ungrouped; the output
     /// is pinned when the deconv pass is not selected).
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
@@ -353,6 +364,91 @@ pub fn window(inp: &[Option<i64>], k: &[i64], p: &NodeProto, dil_ok: bool) -> Op
             })
             .collect(),
     )
+}
+
+/// Conv / ConvTranspose: zero filters and bias on the output axis, zero
+/// weights on the input axis (per group for grouped convs).
+fn pad_conv(cx: &mut PadCx) -> Result<()> {
+    let (m, a, n) = (&mut *cx.m, cx.a, cx.n);
+    let p = m.op(n).unwrap().clone();
+    let Some(kf) = KernelFormat::of(&p) else {
+        return Err(Error::at(crate::ir::op_name(&p), "not a Conv or ConvTranspose"));
+    };
+    let om = a.channel_map(Outlet { node: n, slot: 0 });
+    let im = map_in(a, m, n, 0);
+    let (Some(im), Some(om)) = (im, om) else {
+        // Conv with padded input but no layout on its output (pinned
+        // output, e.g. a Detect conv): only the input columns change.
+        if let Some(im) = map_in(a, m, n, 0).filter(|c| !c.is_identity()) {
+            let g = attr_i(&p, "group", 1).max(1) as usize;
+            if g != 1 && kf == KernelFormat::Iohw {
+                return Err(Error::model("grouped ConvTranspose with a padded input and no output layout"));
+            }
+            scatter_const(m, n, 1, kf.i_axis(), &group_map(&im, g)?, 0.0)?;
+        }
+        return Ok(());
+    };
+    let g = attr_i(&p, "group", 1).max(1) as usize;
+    let per_group_in = m.input_const_header(n, 1).and_then(|w| w.dims.get(1).copied()).unwrap_or(1);
+    if kf == KernelFormat::Oihw && g > 1 && per_group_in >= 2 {
+        // grouped: every block padded alike, `group` unchanged
+        let gm = group_map(&im, g)?;
+        let axes: Vec<(usize, &ChannelMap)> =
+            [(0, &om), (1, &gm)].into_iter().filter(|(_, cm)| !cm.is_identity()).collect();
+        scatter_const_axes(m, n, 1, &axes, 0.0)?;
+        if !om.is_identity() {
+            scatter_const(m, n, 2, 0, &om, 0.0)?;
+        }
+        return Ok(());
+    }
+    if kf == KernelFormat::Oihw && g > 1 {
+        // depthwise (channel multiplier k = C_out / C_in ≥ 1): one group per
+        // physical input channel; the output keeps the input's layout with
+        // each channel repeated k times
+        if !om.is_identity() {
+            let k = (om.map.len() / g).max(1);
+            scatter_const(m, n, 1, 0, &om, 0.0)?;
+            scatter_const(m, n, 2, 0, &om, 0.0)?;
+            if let Some(p) = m.op_mut(n) {
+                set_attr_i(p, "group", (om.len / k) as i64)
+            }
+        }
+        return Ok(());
+    }
+    let axes: Vec<(usize, &ChannelMap)> =
+        [(kf.o_axis(), &om), (kf.i_axis(), &im)].into_iter().filter(|(_, cm)| !cm.is_identity()).collect();
+    scatter_const_axes(m, n, 1, &axes, 0.0)?;
+    if !om.is_identity() {
+        scatter_const(m, n, 2, 0, &om, 0.0)?;
+        if kf == KernelFormat::Iohw {
+            let os = crate::onnx::attr_ints(&p, "output_shape");
+            let rank = m.input_const_header(n, 1).map(|w| w.dims.len()).unwrap_or(0);
+            if os.len() == rank && rank > 2 {
+                let mut os = os;
+                os[1] = om.len as i64;
+                if let Some(p) = m.op_mut(n) {
+                    set_attr_ints(p, "output_shape", os)
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The input map of one group of a grouped conv (every group's block has the
+/// same layout, so group 0's describes all): positions within a block.
+fn group_map(im: &ChannelMap, g: usize) -> Result<ChannelMap> {
+    if g == 1 {
+        return Ok(im.clone());
+    }
+    let (cg, pg) = (im.map.len() / g, im.len / g);
+    let block: Vec<usize> = im.map[..cg].to_vec();
+    let uniform = im.len.is_multiple_of(g)
+        && (0..g).all(|i| im.map[i * cg..(i + 1) * cg].iter().zip(&block).all(|(&p, &q)| p == q + i * pg));
+    if !uniform {
+        return Err(Error::model("grouped conv whose input blocks are not padded alike"));
+    }
+    Ok(ChannelMap { map: block, len: pg })
 }
 
 #[cfg(test)]

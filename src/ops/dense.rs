@@ -7,12 +7,27 @@ use crate::error::Result;
 use crate::ir::shapes::{broadcast, Shape};
 use crate::ir::{Model, Outlet};
 use crate::onnx::{attr_i, NodeProto};
+use crate::passes::pad::{scatter_const, PadCx};
 
 /// Gemm: `[M, N]` from `A` (`[M, K]`, or `[K, M]` with transA) and `B`.
 #[derive(Debug)]
 pub struct Gemm;
 
 impl Rules for Gemm {
+    /// Gemm / MatMul after a Flatten: zero weight rows for padded features.
+    fn pad(&self, cx: &mut PadCx) -> Result<()> {
+        let (m, a, n) = (&mut *cx.m, cx.a, cx.n);
+        let p = m.op(n).unwrap().clone();
+        let Some(x) = m.input(n, 0) else {
+            return Ok(());
+        };
+        let Some(fm) = a.flat_map(x).filter(|c| !c.is_identity()) else {
+            return Ok(());
+        };
+        scatter_const(m, n, 1, crate::ops::dense::weight_in_axis(&p), &fm, 0.0)?;
+        Ok(())
+    }
+
     /// Absorbs a flattened layout on input A (or reads an activation with
     /// no layout); its output is a plain rank-2 tensor with no layout.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
@@ -40,6 +55,20 @@ impl Rules for Gemm {
 pub struct MatMul;
 
 impl Rules for MatMul {
+    /// Gemm / MatMul after a Flatten: zero weight rows for padded features.
+    fn pad(&self, cx: &mut PadCx) -> Result<()> {
+        let (m, a, n) = (&mut *cx.m, cx.a, cx.n);
+        let p = m.op(n).unwrap().clone();
+        let Some(x) = m.input(n, 0) else {
+            return Ok(());
+        };
+        let Some(fm) = a.flat_map(x).filter(|c| !c.is_identity()) else {
+            return Ok(());
+        };
+        scatter_const(m, n, 1, crate::ops::dense::weight_in_axis(&p), &fm, 0.0)?;
+        Ok(())
+    }
+
     /// Absorbs a flattened layout on input A (or reads an activation with
     /// no layout); its output is a plain rank-2 tensor with no layout.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {

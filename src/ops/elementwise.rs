@@ -5,10 +5,13 @@
 use super::{zero_if, Cx, Fill, FillCx, FoldCx, Rules};
 use crate::analysis::AtomId;
 use crate::analysis::ChannelCx;
+use crate::error::Error;
 use crate::error::Result;
 use crate::ir::shapes::{broadcast, Shape};
 use crate::ir::values::{broadcast_map, Value, BOOL};
+use crate::ir::Outlet;
 use crate::onnx::{attr_f, attr_i, TensorProto};
+use crate::passes::pad::{scatter_const, PadCx};
 use crate::tensor;
 use std::borrow::Cow;
 
@@ -141,6 +144,37 @@ const BINARY: &[&str] = &[
 const BOOLEAN: &[&str] = &["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or"];
 
 impl Rules for Broadcast {
+    /// Element-wise ops: per-channel constants padded with the slot's neutral value.
+    fn pad(&self, cx: &mut PadCx) -> Result<()> {
+        let (m, a, n) = (&mut *cx.m, cx.a, cx.n);
+        let role = cx.role;
+        let out0 = Outlet { node: n, slot: 0 };
+        let om = a.channel_map(out0);
+        let Some(om) = om.filter(|c| !c.is_identity()) else {
+            return Ok(());
+        };
+        let rank = a.shapes.get(&out0).map(|s| s.len()).unwrap_or(0);
+        for slot in 0..m.n_inputs(n) {
+            let Some(o) = m.input(n, slot) else { continue };
+            if a.channel_map(o).is_some() || m.const_value(o).is_none() {
+                continue;
+            }
+            let t = m.const_value(o).unwrap();
+            let r = t.dims.len();
+            let Some(axis) = (r + 1).checked_sub(rank) else {
+                continue;
+            };
+            if r + 1 < rank || t.dims.get(axis) != Some(&(om.map.len() as i64)) || om.map.len() == 1 {
+                continue;
+            }
+            let fill = role
+                .neutral(slot)
+                .ok_or_else(|| Error::model("per-channel constant on an op without a neutral value"))?;
+            scatter_const(m, n, slot, axis, &om, fill)?;
+        }
+        Ok(())
+    }
+
     /// Joins the layouts of its activation operands; a constant operand
     /// broadcasts over channels or is per channel (padded with its slot's
     /// neutral value, [`super::Role::neutral`]); an activation only in the

@@ -3,15 +3,39 @@
 
 use super::{Cx, Rules};
 use crate::analysis::ChannelCx;
+use crate::error::Error;
 use crate::error::Result;
 use crate::ir::shapes::{broadcast, Shape};
 use crate::ir::values::{bcast_dims, bidx, numel, Value, MAX_ELEMENTS};
+use crate::ir::Outlet;
+use crate::passes::pad::PadCx;
+use crate::tensor;
 
 /// Expand.
 #[derive(Debug)]
 pub struct Expand;
 
 impl Rules for Expand {
+    /// Expand of one channel to a padded space: the constant target's channel
+    /// dim becomes the padded width (where the layout passed through, the input
+    /// already has it and the target keeps 1 or the logical count is rewritten).
+    fn pad(&self, cx: &mut PadCx) -> Result<()> {
+        let (m, a, n) = (&mut *cx.m, cx.a, cx.n);
+        let Some(om) = a.channel_map(Outlet { node: n, slot: 0 }).filter(|c| !c.is_identity()) else {
+            return Ok(());
+        };
+        let Some(t) = m.input_const(n, 1).map(|t| t.into_owned()) else {
+            return Err(Error::model("Expand into a padded space has a computed target"));
+        };
+        let mut target = tensor::to_i64(&t)?;
+        if target.len() >= 2 && target[1] == om.map.len() as i64 && target[1] != 1 {
+            target[1] = om.len as i64;
+            let nt = tensor::rewrite(&t, &[target.len()], &target.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
+            m.replace_input_const(n, 1, nt);
+        }
+        Ok(())
+    }
+
     /// Over other axes the layout passes; one channel broadcast to C (a
     /// constant target) starts a free space, every channel a copy of the
     /// one (finite), and `pad` writes the padded width into the target.

@@ -46,6 +46,7 @@ use crate::ir::shapes::Shape;
 use crate::ir::values::Value;
 use crate::ir::{Model, NodeId, Outlet};
 use crate::onnx::{attr_ints, NodeProto, TensorProto};
+use crate::passes::pad::PadCx;
 use crate::tensor;
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -209,6 +210,14 @@ pub trait Rules: std::fmt::Debug {
     /// otherwise); `Err`: the model is malformed.
     fn channels(&self, _cx: &mut ChannelCx) -> crate::error::Result<bool> {
         Ok(false)
+    }
+
+    /// The op's padding rewrite, for ops whose role is not
+    /// [`Role::Mixing`]: its constants (weights, per-channel constants,
+    /// sizes, bounds, targets) rewritten for the padded layouts the analysis
+    /// gives, through [`PadCx`]. The default rewrites nothing.
+    fn pad(&self, _cx: &mut PadCx) -> crate::error::Result<()> {
+        Ok(())
     }
 
     /// What the op writes into the padded channels of its output, given

@@ -4,11 +4,13 @@
 
 use super::{const_axes, zero_if, Cx, Fill, FillCx, FoldCx, Rules};
 use crate::analysis::{ChannelCx, Flat};
+use crate::error::Error;
 use crate::error::Result;
 use crate::ir::shapes::{axis, product, Shape};
 use crate::ir::values::{numel, Value};
 use crate::ir::{Model, NodeId, Outlet};
 use crate::onnx::{attr_i, attr_ints, TensorProto};
+use crate::passes::pad::PadCx;
 use crate::tensor;
 use std::borrow::Cow;
 
@@ -18,6 +20,25 @@ use std::borrow::Cow;
 pub struct Reshape;
 
 impl Rules for Reshape {
+    /// Reshape to [N, C·H·W] before a dense layer: a constant target that spells
+    /// the feature count out gets the padded count (0 and -1 need nothing).
+    fn pad(&self, cx: &mut PadCx) -> Result<()> {
+        let (m, a, n) = (&mut *cx.m, cx.a, cx.n);
+        let Some(fm) = a.flat_map(Outlet { node: n, slot: 0 }).filter(|c| !c.is_identity()) else {
+            return Ok(());
+        };
+        let Some(t) = m.input_const(n, 1).map(|t| t.into_owned()) else {
+            return Err(Error::model("Reshape before a dense layer has a computed target"));
+        };
+        let mut target = tensor::to_i64(&t)?;
+        if target.len() == 2 && target[1] > 0 {
+            target[1] = fm.len as i64;
+            let nt = tensor::rewrite(&t, &[2], &target.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
+            m.replace_input_const(n, 1, nt);
+        }
+        Ok(())
+    }
+
     /// A Reshape to [N, C·H·W] feeding only dense layers flattens.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
         Ok(flatten_for_dense(cx))

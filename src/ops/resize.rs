@@ -5,14 +5,33 @@ use super::{const_floats, const_ints, zero_if, Cx, Fill, FillCx, Rules};
 use crate::analysis::ChannelCx;
 use crate::error::Result;
 use crate::ir::shapes::{fit, Shape};
+use crate::ir::Outlet;
 use crate::ir::{Model, NodeId};
 use crate::onnx::attr_f;
+use crate::passes::pad::PadCx;
+use crate::tensor;
 
 /// Resize / Upsample.
 #[derive(Debug)]
 pub struct Resize;
 
 impl Rules for Resize {
+    /// Resize with constant sizes: sizes[1] is the padded width.
+    fn pad(&self, cx: &mut PadCx) -> Result<()> {
+        let (m, a, n) = (&mut *cx.m, cx.a, cx.n);
+        let om = a.channel_map(Outlet { node: n, slot: 0 });
+        let Some(om) = om.filter(|c| !c.is_identity()) else {
+            return Ok(());
+        };
+        if let Some((_, Some(mut sizes))) = crate::ops::resize::resize_params(m, n) {
+            sizes[1] = om.len as i64;
+            let t = m.input_const(n, 3).unwrap().into_owned();
+            let nt = tensor::rewrite(&t, &[sizes.len()], &sizes.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
+            m.replace_input_const(n, 3, nt);
+        }
+        Ok(())
+    }
+
     /// Channel scale 1, or sizes[1] equal to the channels (or sizes
     /// computed from the input's own shape): passes the layout.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {

@@ -4,11 +4,14 @@
 
 use super::{const_ints, zero_if, Cx, Fill, FillCx, Rules};
 use crate::analysis::{ChannelCx, RESTORE_SLICE_DOC};
+use crate::error::Error;
 use crate::error::Result;
 use crate::ir::shapes::{axis, Shape};
 use crate::ir::values::{numel, Value};
 use crate::ir::{Model, NodeId};
 use crate::onnx::attr_ints;
+use crate::onnx::set_attr_ints;
+use crate::passes::pad::PadCx;
 use crate::tensor;
 
 /// Slice.
@@ -16,6 +19,50 @@ use crate::tensor;
 pub struct Slice;
 
 impl Rules for Slice {
+    /// Slice on the channel axis: bounds in physical channels.
+    fn pad(&self, cx: &mut PadCx) -> Result<()> {
+        let (m, a, n) = (&mut *cx.m, cx.a, cx.n);
+        let Some(x) = m.input(n, 0) else {
+            return Ok(());
+        };
+        let Some(bounds) = a.boundaries(x) else {
+            return Ok(());
+        };
+        let rank = a.shapes.get(&x).map(|s| s.len()).unwrap_or(0);
+        let Some(params) = slice_params(m, n, rank) else {
+            return Ok(());
+        };
+        if bounds.iter().all(|(l, ph)| l == ph) || !params.iter().any(|(ax, ..)| *ax == 1) {
+            return Ok(());
+        }
+        let c = bounds.last().unwrap().0 as i64;
+        let phys = |lo: i64| bounds.iter().find(|(l, _)| *l as i64 == lo).map(|(_, ph)| *ph as i64);
+        let mut starts = vec![];
+        let mut ends = vec![];
+        for (ax, st, en, _) in &params {
+            if *ax == 1 {
+                let (s, e) = slice_range(c, *st, *en);
+                starts.push(phys(s).ok_or_else(|| Error::model("Slice start is not a channel-space boundary"))?);
+                ends.push(phys(e).ok_or_else(|| Error::model("Slice end is not a channel-space boundary"))?);
+            } else {
+                starts.push(*st);
+                ends.push(*en);
+            }
+        }
+        if m.opset() >= 10 {
+            for (slot, vals) in [(1, starts), (2, ends)] {
+                let t = m.input_const(n, slot).unwrap().into_owned();
+                let nt = tensor::rewrite(&t, &[vals.len()], &vals.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
+                m.replace_input_const(n, slot, nt);
+            }
+        } else {
+            let pm = m.op_mut(n).unwrap();
+            set_attr_ints(pm, "starts", starts);
+            set_attr_ints(pm, "ends", ends);
+        }
+        Ok(())
+    }
+
     /// On the channel axis cuts like Split (step 1); on other axes passes.
     /// A Slice `--slice-pinned` inserted is a pinned view of its input.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {

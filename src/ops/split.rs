@@ -3,16 +3,53 @@
 
 use super::{const_ints, zero_if, Cx, Fill, FillCx, Rules};
 use crate::analysis::ChannelCx;
+use crate::error::Error;
 use crate::error::Result;
+use crate::ir::shapes;
 use crate::ir::shapes::{axis, Shape};
 use crate::ir::{Model, NodeId};
+use crate::onnx::set_attr_ints;
 use crate::onnx::{attr_i, attr_ints};
+use crate::passes::pad::PadCx;
+use crate::tensor;
 
 /// Split along `axis`: output i has the input's shape with size i there.
 #[derive(Debug)]
 pub struct Split;
 
 impl Rules for Split {
+    /// Split on the channel axis: sizes in physical channels.
+    fn pad(&self, cx: &mut PadCx) -> Result<()> {
+        let (m, a, n) = (&mut *cx.m, cx.a, cx.n);
+        let p = m.op(n).unwrap().clone();
+        let Some(x) = m.input(n, 0) else {
+            return Ok(());
+        };
+        let Some(bounds) = a.boundaries(x) else {
+            return Ok(());
+        };
+        let rank = a.shapes.get(&x).map(|s| s.len()).unwrap_or(0);
+        if shapes::axis(attr_i(&p, "axis", 0), rank) != Some(1) || bounds.iter().all(|(l, ph)| l == ph) {
+            return Ok(());
+        }
+        let phys = |lo: usize| bounds.iter().find(|(l, _)| *l == lo).map(|(_, ph)| *ph);
+        let sizes = crate::ops::split::split_sizes(m, n, bounds.last().unwrap().0 as i64)
+            .ok_or_else(|| Error::model("Split sizes unknown"))?;
+        let mut start = 0usize;
+        let mut new = vec![];
+        for s in sizes {
+            let end = start + s as usize;
+            let (ps, pe) = (phys(start), phys(end));
+            let (Some(ps), Some(pe)) = (ps, pe) else {
+                return Err(Error::model("Split point is not a channel-space boundary"));
+            };
+            new.push((pe - ps) as i64);
+            start = end;
+        }
+        set_split(m, n, new)?;
+        Ok(())
+    }
+
     /// On the channel axis the input's space is cut at the split points and
     /// each output gets its part; on another axis every output passes it.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
@@ -95,6 +132,36 @@ pub fn split_sizes(m: &Model, n: NodeId, len: i64) -> Option<Vec<i64>> {
     }
     let chunk = ((len as i128 + num as i128 - 1) / num as i128) as i64;
     Some((0..num).map(|i| (len - i * chunk).clamp(0, chunk)).collect())
+}
+
+fn set_split(m: &mut Model, n: NodeId, sizes: Vec<i64>) -> Result<()> {
+    if m.opset() >= 13 {
+        let t = tensor::from_f64("split", 7, &[sizes.len()], &sizes.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
+        if m.input(n, 1).is_some() {
+            m.replace_input_const(n, 1, t);
+        } else {
+            let base = format!("{}_split", m.label(n));
+            let t = crate::onnx::TensorProto { name: Some(base), ..t };
+            let o = m.add_const(t);
+            m.set_input(n, 1, o);
+            if let Some(p) = m.op_mut(n) {
+                p.attribute.retain(|a| a.name() != "num_outputs");
+            }
+        }
+    } else {
+        let p = m.op_mut(n).unwrap();
+        if crate::onnx::attr(p, "split").is_some() {
+            set_attr_ints(p, "split", sizes);
+        } else {
+            p.attribute.push(crate::onnx::AttributeProto {
+                name: Some("split".into()),
+                ints: sizes,
+                r#type: Some(crate::onnx::attribute_proto::AttributeType::Ints as i32),
+                ..Default::default()
+            });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

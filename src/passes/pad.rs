@@ -10,7 +10,9 @@
 //! made of several spaces (after Concat) is the concatenation of their padded
 //! layouts, and Split / Slice sizes are rewritten to match.
 //!
-//! Rewrites, with logical → physical channel maps from the analysis:
+//! Rewrites, with logical → physical channel maps from the analysis, each
+//! in its op family's pad rule ([`crate::ops::Rules::pad`]; this file is the
+//! driver, the constant scatter they share and `--slice-pinned`'s Slices):
 //! * Conv / ConvTranspose: weight rows scattered on the output axis (zero
 //!   filters), columns on the input axis (zero weights), bias zero-padded;
 //!   depthwise convs get `group` = padded width.
@@ -24,12 +26,9 @@
 use super::Options;
 use crate::analysis::{Analysis, ChannelMap};
 use crate::error::{Error, Result};
-use crate::ir::shapes;
 use crate::ir::{Model, NodeId, Outlet};
 use crate::layout::Layout;
-use crate::onnx::{attr_i, set_attr_i, set_attr_ints};
-use crate::ops::conv::KernelFormat;
-use crate::ops::{slice, Role};
+use crate::ops::Role;
 use crate::tensor;
 use std::borrow::Cow;
 
@@ -70,18 +69,33 @@ pub fn run_with_layout(m: &mut Model, opts: &Options) -> Result<(usize, Vec<Stri
     Ok((padded, notes, layout))
 }
 
-fn map_in(a: &Analysis, m: &Model, n: NodeId, slot: usize) -> Option<ChannelMap> {
+/// The channel map of input `slot` of `n`.
+pub(crate) fn map_in(a: &Analysis, m: &Model, n: NodeId, slot: usize) -> Option<ChannelMap> {
     a.channel_map(m.input(n, slot)?)
 }
 
-fn scatter_const(m: &mut Model, n: NodeId, slot: usize, axis: usize, cm: &ChannelMap, fill: f64) -> Result<()> {
+/// Pads axis `axis` of the constant at input `slot` of `n` by `cm`.
+pub(crate) fn scatter_const(
+    m: &mut Model,
+    n: NodeId,
+    slot: usize,
+    axis: usize,
+    cm: &ChannelMap,
+    fill: f64,
+) -> Result<()> {
     scatter_const_axes(m, n, slot, &[(axis, cm)], fill)
 }
 
 /// Pads several axes of one constant input in a single rewrite (a conv
 /// weight's output and input channels), applying a scale fold-bn deferred
 /// on the way: the tensor is written once.
-fn scatter_const_axes(m: &mut Model, n: NodeId, slot: usize, axes: &[(usize, &ChannelMap)], fill: f64) -> Result<()> {
+pub(crate) fn scatter_const_axes(
+    m: &mut Model,
+    n: NodeId,
+    slot: usize,
+    axes: &[(usize, &ChannelMap)],
+    fill: f64,
+) -> Result<()> {
     let Some(o) = m.input(n, slot).filter(|_| !axes.is_empty()) else {
         return Ok(());
     };
@@ -109,288 +123,58 @@ fn scatter_const_axes(m: &mut Model, n: NodeId, slot: usize, axes: &[(usize, &Ch
     Ok(())
 }
 
-/// The input map of one group of a grouped conv (every group's block has the
-/// same layout, so group 0's describes all): positions within a block.
-fn group_map(im: &ChannelMap, g: usize) -> Result<ChannelMap> {
-    if g == 1 {
-        return Ok(im.clone());
-    }
-    let (cg, pg) = (im.map.len() / g, im.len / g);
-    let block: Vec<usize> = im.map[..cg].to_vec();
-    let uniform = im.len.is_multiple_of(g)
-        && (0..g).all(|i| im.map[i * cg..(i + 1) * cg].iter().zip(&block).all(|(&p, &q)| p == q + i * pg));
-    if !uniform {
-        return Err(Error::model("grouped conv whose input blocks are not padded alike"));
-    }
-    Ok(ChannelMap { map: block, len: pg })
-}
-
-/// Rewrites one node for the padded layouts, by its role (see [`crate::ops`]).
+/// Rewrites one node for the padded layouts: its family's pad rule
+/// ([`crate::ops::Rules::pad`]), for ops whose role is not `Mixing`.
 fn rewrite_node(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
-    let Some(role) = m.op(n).and_then(crate::ops::entry).map(|e| e.role) else {
+    let Some(e) = m.op(n).and_then(crate::ops::entry).filter(|e| e.role != Role::Mixing) else {
         return Ok(());
     };
-    match role {
-        Role::Conv | Role::ConvTranspose => rewrite_conv(m, a, n),
-        Role::BatchNorm => rewrite_batch_norm(m, a, n),
-        Role::Elementwise { .. } => rewrite_elementwise(m, a, n, role),
-        Role::Split => rewrite_split(m, a, n),
-        Role::Slice => rewrite_slice(m, a, n),
-        Role::Resize => rewrite_resize(m, a, n),
-        Role::Dense => rewrite_dense(m, a, n),
-        Role::Flatten => rewrite_flatten(m, a, n),
-        Role::Broadcast => rewrite_expand(m, a, n),
-        _ => Ok(()),
-    }
+    e.rules.pad(&mut PadCx { m, a, n, role: e.role })
 }
 
-/// Conv / ConvTranspose: zero filters and bias on the output axis, zero
-/// weights on the input axis (per group for grouped convs).
-fn rewrite_conv(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
-    let p = m.op(n).unwrap().clone();
-    let Some(kf) = KernelFormat::of(&p) else {
-        return Err(Error::at(crate::ir::op_name(&p), "not a Conv or ConvTranspose"));
-    };
-    let om = a.channel_map(Outlet { node: n, slot: 0 });
-    let im = map_in(a, m, n, 0);
-    let (Some(im), Some(om)) = (im, om) else {
-        // Conv with padded input but no layout on its output (pinned
-        // output, e.g. a Detect conv): only the input columns change.
-        if let Some(im) = map_in(a, m, n, 0).filter(|c| !c.is_identity()) {
-            let g = attr_i(&p, "group", 1).max(1) as usize;
-            if g != 1 && kf == KernelFormat::Iohw {
-                return Err(Error::model("grouped ConvTranspose with a padded input and no output layout"));
-            }
-            scatter_const(m, n, 1, kf.i_axis(), &group_map(&im, g)?, 0.0)?;
-        }
-        return Ok(());
-    };
-    let g = attr_i(&p, "group", 1).max(1) as usize;
-    let per_group_in = m.input_const_header(n, 1).and_then(|w| w.dims.get(1).copied()).unwrap_or(1);
-    if kf == KernelFormat::Oihw && g > 1 && per_group_in >= 2 {
-        // grouped: every block padded alike, `group` unchanged
-        let gm = group_map(&im, g)?;
-        let axes: Vec<(usize, &ChannelMap)> =
-            [(0, &om), (1, &gm)].into_iter().filter(|(_, cm)| !cm.is_identity()).collect();
-        scatter_const_axes(m, n, 1, &axes, 0.0)?;
-        if !om.is_identity() {
-            scatter_const(m, n, 2, 0, &om, 0.0)?;
-        }
-        return Ok(());
-    }
-    if kf == KernelFormat::Oihw && g > 1 {
-        // depthwise (channel multiplier k = C_out / C_in ≥ 1): one group per
-        // physical input channel; the output keeps the input's layout with
-        // each channel repeated k times
-        if !om.is_identity() {
-            let k = (om.map.len() / g).max(1);
-            scatter_const(m, n, 1, 0, &om, 0.0)?;
-            scatter_const(m, n, 2, 0, &om, 0.0)?;
-            if let Some(p) = m.op_mut(n) {
-                set_attr_i(p, "group", (om.len / k) as i64)
-            }
-        }
-        return Ok(());
-    }
-    let axes: Vec<(usize, &ChannelMap)> =
-        [(kf.o_axis(), &om), (kf.i_axis(), &im)].into_iter().filter(|(_, cm)| !cm.is_identity()).collect();
-    scatter_const_axes(m, n, 1, &axes, 0.0)?;
-    if !om.is_identity() {
-        scatter_const(m, n, 2, 0, &om, 0.0)?;
-        if kf == KernelFormat::Iohw {
-            let os = crate::onnx::attr_ints(&p, "output_shape");
-            let rank = m.input_const_header(n, 1).map(|w| w.dims.len()).unwrap_or(0);
-            if os.len() == rank && rank > 2 {
-                let mut os = os;
-                os[1] = om.len as i64;
-                if let Some(p) = m.op_mut(n) {
-                    set_attr_ints(p, "output_shape", os)
-                }
-            }
-        }
-    }
-    Ok(())
+/// What a family's pad rule ([`crate::ops::Rules::pad`]) works on: the
+/// model being rewritten, the analysis it is padded by, and the op.
+pub struct PadCx<'a> {
+    /// The model, being rewritten.
+    pub m: &'a mut Model,
+    /// The channel analysis the model is padded by.
+    pub a: &'a Analysis,
+    /// The op's node.
+    pub n: NodeId,
+    /// The op's channel role.
+    pub role: Role,
 }
 
-/// BatchNormalization: γ 0, β 0, mean 0, var 1 on padded channels.
-fn rewrite_batch_norm(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
-    let im = map_in(a, m, n, 0);
-    if let Some(im) = im.filter(|c| !c.is_identity()) {
-        for (slot, fill) in crate::ops::batch_norm::PARAM_FILL {
-            scatter_const(m, n, slot, 0, &im, fill)?;
-        }
+impl PadCx<'_> {
+    /// The channel map of input `slot` (`None`: no layout).
+    pub fn in_map(&self, slot: usize) -> Option<ChannelMap> {
+        map_in(self.a, self.m, self.n, slot)
     }
-    Ok(())
-}
 
-/// Element-wise ops: per-channel constants padded with the slot's neutral value.
-fn rewrite_elementwise(m: &mut Model, a: &Analysis, n: NodeId, role: Role) -> Result<()> {
-    let out0 = Outlet { node: n, slot: 0 };
-    let om = a.channel_map(out0);
-    let Some(om) = om.filter(|c| !c.is_identity()) else {
-        return Ok(());
-    };
-    let rank = a.shapes.get(&out0).map(|s| s.len()).unwrap_or(0);
-    for slot in 0..m.n_inputs(n) {
-        let Some(o) = m.input(n, slot) else { continue };
-        if a.channel_map(o).is_some() || m.const_value(o).is_none() {
-            continue;
-        }
-        let t = m.const_value(o).unwrap();
-        let r = t.dims.len();
-        let Some(axis) = (r + 1).checked_sub(rank) else {
-            continue;
-        };
-        if r + 1 < rank || t.dims.get(axis) != Some(&(om.map.len() as i64)) || om.map.len() == 1 {
-            continue;
-        }
-        let fill =
-            role.neutral(slot).ok_or_else(|| Error::model("per-channel constant on an op without a neutral value"))?;
-        scatter_const(m, n, slot, axis, &om, fill)?;
+    /// The channel map of output `slot`.
+    pub fn out_map(&self, slot: usize) -> Option<ChannelMap> {
+        self.a.channel_map(Outlet { node: self.n, slot })
     }
-    Ok(())
-}
 
-/// Split on the channel axis: sizes in physical channels.
-fn rewrite_split(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
-    let p = m.op(n).unwrap().clone();
-    let Some(x) = m.input(n, 0) else {
-        return Ok(());
-    };
-    let Some(bounds) = a.boundaries(x) else {
-        return Ok(());
-    };
-    let rank = a.shapes.get(&x).map(|s| s.len()).unwrap_or(0);
-    if shapes::axis(attr_i(&p, "axis", 0), rank) != Some(1) || bounds.iter().all(|(l, ph)| l == ph) {
-        return Ok(());
+    /// Pads axis `axis` of the constant at input `slot` by `cm`, `fill` in
+    /// the padded positions.
+    pub fn scatter(&mut self, slot: usize, axis: usize, cm: &ChannelMap, fill: f64) -> Result<()> {
+        scatter_const(self.m, self.n, slot, axis, cm, fill)
     }
-    let phys = |lo: usize| bounds.iter().find(|(l, _)| *l == lo).map(|(_, ph)| *ph);
-    let sizes = crate::ops::split::split_sizes(m, n, bounds.last().unwrap().0 as i64)
-        .ok_or_else(|| Error::model("Split sizes unknown"))?;
-    let mut start = 0usize;
-    let mut new = vec![];
-    for s in sizes {
-        let end = start + s as usize;
-        let (ps, pe) = (phys(start), phys(end));
-        let (Some(ps), Some(pe)) = (ps, pe) else {
-            return Err(Error::model("Split point is not a channel-space boundary"));
-        };
-        new.push((pe - ps) as i64);
-        start = end;
-    }
-    set_split(m, n, new)?;
-    Ok(())
-}
 
-/// Slice on the channel axis: bounds in physical channels.
-fn rewrite_slice(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
-    let Some(x) = m.input(n, 0) else {
-        return Ok(());
-    };
-    let Some(bounds) = a.boundaries(x) else {
-        return Ok(());
-    };
-    let rank = a.shapes.get(&x).map(|s| s.len()).unwrap_or(0);
-    let Some(params) = slice::slice_params(m, n, rank) else {
-        return Ok(());
-    };
-    if bounds.iter().all(|(l, ph)| l == ph) || !params.iter().any(|(ax, ..)| *ax == 1) {
-        return Ok(());
+    /// Pads several axes of the constant at input `slot` in one rewrite.
+    pub fn scatter_axes(&mut self, slot: usize, axes: &[(usize, &ChannelMap)], fill: f64) -> Result<()> {
+        scatter_const_axes(self.m, self.n, slot, axes, fill)
     }
-    let c = bounds.last().unwrap().0 as i64;
-    let phys = |lo: i64| bounds.iter().find(|(l, _)| *l as i64 == lo).map(|(_, ph)| *ph as i64);
-    let mut starts = vec![];
-    let mut ends = vec![];
-    for (ax, st, en, _) in &params {
-        if *ax == 1 {
-            let (s, e) = slice::slice_range(c, *st, *en);
-            starts.push(phys(s).ok_or_else(|| Error::model("Slice start is not a channel-space boundary"))?);
-            ends.push(phys(e).ok_or_else(|| Error::model("Slice end is not a channel-space boundary"))?);
-        } else {
-            starts.push(*st);
-            ends.push(*en);
-        }
-    }
-    if m.opset() >= 10 {
-        for (slot, vals) in [(1, starts), (2, ends)] {
-            let t = m.input_const(n, slot).unwrap().into_owned();
-            let nt = tensor::rewrite(&t, &[vals.len()], &vals.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
-            m.replace_input_const(n, slot, nt);
-        }
-    } else {
-        let pm = m.op_mut(n).unwrap();
-        set_attr_ints(pm, "starts", starts);
-        set_attr_ints(pm, "ends", ends);
-    }
-    Ok(())
-}
 
-/// Resize with constant sizes: sizes[1] is the padded width.
-fn rewrite_resize(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
-    let om = a.channel_map(Outlet { node: n, slot: 0 });
-    let Some(om) = om.filter(|c| !c.is_identity()) else {
-        return Ok(());
-    };
-    if let Some((_, Some(mut sizes))) = crate::ops::resize::resize_params(m, n) {
-        sizes[1] = om.len as i64;
-        let t = m.input_const(n, 3).unwrap().into_owned();
-        let nt = tensor::rewrite(&t, &[sizes.len()], &sizes.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
-        m.replace_input_const(n, 3, nt);
+    /// Writes `vals` into the integer constant at input `slot` (a target,
+    /// sizes, bounds), keeping its type.
+    pub fn set_ints(&mut self, slot: usize, vals: &[i64]) -> Result<()> {
+        let t = self.m.input_const(self.n, slot).ok_or_else(|| Error::model("a computed integer input"))?.into_owned();
+        let nt = tensor::rewrite(&t, &[vals.len()], &vals.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
+        self.m.replace_input_const(self.n, slot, nt);
+        Ok(())
     }
-    Ok(())
-}
-
-/// Reshape to [N, C·H·W] before a dense layer: a constant target that spells
-/// the feature count out gets the padded count (0 and -1 need nothing).
-fn rewrite_flatten(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
-    let Some(fm) = a.flat_map(Outlet { node: n, slot: 0 }).filter(|c| !c.is_identity()) else {
-        return Ok(());
-    };
-    if m.op_type(n) != "Reshape" {
-        return Ok(());
-    }
-    let Some(t) = m.input_const(n, 1).map(|t| t.into_owned()) else {
-        return Err(Error::model("Reshape before a dense layer has a computed target"));
-    };
-    let mut target = tensor::to_i64(&t)?;
-    if target.len() == 2 && target[1] > 0 {
-        target[1] = fm.len as i64;
-        let nt = tensor::rewrite(&t, &[2], &target.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
-        m.replace_input_const(n, 1, nt);
-    }
-    Ok(())
-}
-
-/// Expand of one channel to a padded space: the constant target's channel
-/// dim becomes the padded width (where the layout passed through, the input
-/// already has it and the target keeps 1 or the logical count is rewritten).
-fn rewrite_expand(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
-    let Some(om) = a.channel_map(Outlet { node: n, slot: 0 }).filter(|c| !c.is_identity()) else {
-        return Ok(());
-    };
-    let Some(t) = m.input_const(n, 1).map(|t| t.into_owned()) else {
-        return Err(Error::model("Expand into a padded space has a computed target"));
-    };
-    let mut target = tensor::to_i64(&t)?;
-    if target.len() >= 2 && target[1] == om.map.len() as i64 && target[1] != 1 {
-        target[1] = om.len as i64;
-        let nt = tensor::rewrite(&t, &[target.len()], &target.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
-        m.replace_input_const(n, 1, nt);
-    }
-    Ok(())
-}
-
-/// Gemm / MatMul after a Flatten: zero weight rows for padded features.
-fn rewrite_dense(m: &mut Model, a: &Analysis, n: NodeId) -> Result<()> {
-    let p = m.op(n).unwrap().clone();
-    let Some(x) = m.input(n, 0) else {
-        return Ok(());
-    };
-    let Some(fm) = a.flat_map(x).filter(|c| !c.is_identity()) else {
-        return Ok(());
-    };
-    scatter_const(m, n, 1, crate::ops::dense::weight_in_axis(&p), &fm, 0.0)?;
-    Ok(())
 }
 
 /// `--slice-pinned`: a Slice after each padded conv whose exact channels a
@@ -454,36 +238,6 @@ fn insert_slices(m: &mut Model, a: &Analysis) -> Result<Vec<String>> {
         notes.push(format!("{name}: {} → {} with a Slice restoring {c} channels", c, cm.len));
     }
     Ok(notes)
-}
-
-fn set_split(m: &mut Model, n: NodeId, sizes: Vec<i64>) -> Result<()> {
-    if m.opset() >= 13 {
-        let t = tensor::from_f64("split", 7, &[sizes.len()], &sizes.iter().map(|&v| v as f64).collect::<Vec<_>>())?;
-        if m.input(n, 1).is_some() {
-            m.replace_input_const(n, 1, t);
-        } else {
-            let base = format!("{}_split", m.label(n));
-            let t = crate::onnx::TensorProto { name: Some(base), ..t };
-            let o = m.add_const(t);
-            m.set_input(n, 1, o);
-            if let Some(p) = m.op_mut(n) {
-                p.attribute.retain(|a| a.name() != "num_outputs");
-            }
-        }
-    } else {
-        let p = m.op_mut(n).unwrap();
-        if crate::onnx::attr(p, "split").is_some() {
-            set_attr_ints(p, "split", sizes);
-        } else {
-            p.attribute.push(crate::onnx::AttributeProto {
-                name: Some("split".into()),
-                ints: sizes,
-                r#type: Some(crate::onnx::attribute_proto::AttributeType::Ints as i32),
-                ..Default::default()
-            });
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
