@@ -1,7 +1,7 @@
 //! Every class of bad input: exit 2, one line naming the file (and node),
 //! no panic, nothing written.
 
-mod util;
+use crate::util;
 
 use align::onnx::{self, ModelProto, NodeProto, StringStringEntryProto, TensorProto};
 use prost::Message;

@@ -1,6 +1,6 @@
 //! End-to-end tests of the `align` binary on the shipped fixtures.
 
-mod util;
+use crate::util;
 
 use align::onnx;
 use std::fs;

@@ -1,6 +1,6 @@
 //! fp16, bf16 and f64 weights are padded in their own type.
 
-mod util;
+use crate::util;
 
 use align::onnx::{self, tensor_proto::DataType, ModelProto};
 

@@ -2,7 +2,7 @@
 //! panic, no stack overflow, no runaway time or memory. Each file is a
 //! whole model; the pipeline is load → report → passes → export → report.
 
-mod util;
+use crate::util;
 
 use align::onnx::ModelProto;
 use prost::Message;

@@ -2,7 +2,7 @@
 //! flips, truncations and semantic edits of real fixtures must never panic —
 //! every outcome is a model or an `Err`.
 
-mod util;
+use crate::util;
 
 use align::onnx::{self, ModelProto};
 use prost::Message;

@@ -5,7 +5,7 @@
 //! reason, and tract finds the outputs unchanged. A wrong weight in an
 //! aligned export must fail verification (the negative control).
 
-mod util;
+use crate::util;
 
 use std::fs;
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! torchvision's Faster R-CNN export): align keeps their producers, leaves
 //! their channels alone and says the subgraph is why (a gap, not a pin).
 
-mod util;
+use crate::util;
 
 use std::fs;
 use util::*;

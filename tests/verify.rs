@@ -1,6 +1,6 @@
 //! `align verify ORIGINAL CANDIDATE` and the fp32-noise criterion, end to end.
 
-mod util;
+use crate::util;
 
 use align::onnx::{self, ModelProto};
 use prost::Message;
