@@ -108,18 +108,14 @@ impl From<Failure> for PyErr {
 }
 
 fn options(multiple: u32, input_shapes: Option<HashMap<String, Vec<i64>>>, slice_pinned: bool) -> PyResult<Options> {
-    if !(1..=4096).contains(&multiple) {
-        return Err(InputError::new_err(format!("multiple must be 1–4096, not {multiple}")));
-    }
-    let input_shapes = input_shapes.unwrap_or_default();
-    for (name, dims) in &input_shapes {
-        if dims.is_empty() || dims.iter().any(|&d| d <= 0) {
-            return Err(InputError::new_err(format!(
-                "input_shapes['{name}'] = {dims:?}: dims must be positive integers like [1, 3, 640, 640]"
-            )));
-        }
-    }
-    Ok(Options { multiple: multiple as usize, input_shapes, deconv: true, slice_pinned })
+    let opts = Options {
+        multiple: multiple as usize,
+        input_shapes: input_shapes.unwrap_or_default(),
+        deconv: true,
+        slice_pinned,
+    };
+    opts.validate().map_err(|e| PyErr::from(Failure::new(None, e)))?;
+    Ok(opts)
 }
 
 fn verify_options(
@@ -134,16 +130,15 @@ fn verify_options(
     let tol = if strict { Tolerance::STRICT_DEFAULT } else { d.tolerance };
     // None: as many trials as the input size calls for (the CLI's default)
     let trials = trials.map(|t| t as usize).unwrap_or(d.trials);
-    if trials > 1000 {
-        return Err(InputError::new_err(format!("trials must be 1–1000, not {trials}")));
-    }
-    Ok(VerifyOptions {
+    let opts = VerifyOptions {
         tolerance: Tolerance { atol: atol.unwrap_or(tol.atol), rtol: rtol.unwrap_or(tol.rtol) },
         strict,
         trials,
         seed: seed.unwrap_or(d.seed),
         ..d
-    })
+    };
+    opts.validate().map_err(|e| PyErr::from(Failure::new(None, e)))?;
+    Ok(opts)
 }
 
 fn to_json<T: serde::Serialize>(v: &T) -> String {

@@ -99,7 +99,7 @@ def align(
     comma-separated string, or ``"none"``); ``None`` runs all.
     ``verify=False`` skips the equivalence check. The check holds every
     output to the original's own fp32 noise (docs/verify.md); ``strict=True``
-    holds every element to ``atol + rtol·|a|`` instead (default 1e-5 each), and
+    holds every element to ``atol + rtol·|a|`` instead (default 1e-4 each), and
     without it ``atol``/``rtol`` only mark elements as equal before the noise
     bound (default 0). ``trials=None`` picks as many random inputs as the
     input size calls for; ``seed`` defaults to the command's.

@@ -48,6 +48,31 @@ pub struct Options {
     pub slice_pinned: bool,
 }
 
+impl Options {
+    /// The largest multiple align pads to.
+    pub const MAX_MULTIPLE: usize = 4096;
+
+    /// Checks settings a front end was given (the CLI, the Python binding),
+    /// with the message every front end shows: a multiple of 1 to
+    /// [`Options::MAX_MULTIPLE`], input shapes of positive dims.
+    pub fn validate(&self) -> Result<()> {
+        if !(1..=Self::MAX_MULTIPLE).contains(&self.multiple) {
+            return Err(Error::model(format!("multiple must be 1–{}, not {}", Self::MAX_MULTIPLE, self.multiple)));
+        }
+        let mut names: Vec<&String> = self.input_shapes.keys().collect();
+        names.sort();
+        for name in names {
+            let dims = &self.input_shapes[name];
+            if dims.is_empty() || dims.iter().any(|&d| d <= 0) {
+                return Err(Error::model(format!(
+                    "input shape of '{name}' is {dims:?}: dims must be positive integers like [1, 3, 640, 640]"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for Options {
     fn default() -> Options {
         Options { multiple: 8, input_shapes: HashMap::new(), deconv: true, slice_pinned: false }
@@ -156,11 +181,8 @@ impl Analysis {
     /// Analyses `m`, padding free spaces to `multiple`. `overrides` gives
     /// shapes for graph inputs with symbolic dims.
     pub fn run(m: &Model, opts: &Options) -> Result<Analysis> {
-        let multiple = opts.multiple;
-        let overrides = &opts.input_shapes;
-        if multiple == 0 {
-            return Err(Error::model("--multiple must be at least 1"));
-        }
+        opts.validate()?;
+        let (multiple, overrides) = (opts.multiple, &opts.input_shapes);
         let shapes = infer::infer(m, overrides);
         let mut a = Analysis {
             shapes,
@@ -398,5 +420,27 @@ fn float_weight(w: &crate::onnx::TensorProto, node: &str) -> Result<()> {
                 tensor::dtype_name(w.data_type())
             ),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Options;
+    use std::collections::HashMap;
+
+    #[test]
+    fn options_validate_what_every_front_end_is_given() {
+        let ok = Options::default();
+        assert!(ok.validate().is_ok());
+        for multiple in [0, Options::MAX_MULTIPLE + 1] {
+            let e = Options { multiple, ..Options::default() }.validate().unwrap_err();
+            assert_eq!(e.to_string(), format!("multiple must be 1–4096, not {multiple}"));
+        }
+        assert!(Options { multiple: Options::MAX_MULTIPLE, ..Options::default() }.validate().is_ok());
+        for dims in [vec![], vec![1, 0, 64, 64], vec![1, -3]] {
+            let input_shapes = HashMap::from([("images".to_string(), dims.clone())]);
+            let e = Options { input_shapes, ..Options::default() }.validate().unwrap_err();
+            assert!(e.to_string().contains("input shape of 'images'"), "{dims:?}: {e}");
+        }
     }
 }

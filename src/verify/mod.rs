@@ -107,6 +107,25 @@ impl Default for VerifyOptions {
     }
 }
 
+impl VerifyOptions {
+    /// The most random input trials a verification runs.
+    pub const MAX_TRIALS: usize = 1000;
+
+    /// Checks settings a front end was given, with the message every front
+    /// end shows: tolerances finite and not negative, at most
+    /// [`VerifyOptions::MAX_TRIALS`] trials (0: automatic).
+    pub fn validate(&self) -> Result<()> {
+        let tol = self.tolerance;
+        if !(tol.atol.is_finite() && tol.rtol.is_finite() && tol.atol >= 0.0 && tol.rtol >= 0.0) {
+            return Err(Error::model("tolerances must be finite and not negative"));
+        }
+        if self.trials > Self::MAX_TRIALS {
+            return Err(Error::model(format!("trials must be 1–{}, not {}", Self::MAX_TRIALS, self.trials)));
+        }
+        Ok(())
+    }
+}
+
 fn graph(m: &ModelProto) -> Result<&GraphProto> {
     m.graph.as_ref().ok_or_else(|| Error::model("no graph"))
 }
@@ -267,10 +286,7 @@ fn rounds_into_half(ga: &GraphProto, gb: &GraphProto, layout: &Layout) -> bool {
 
 /// Validates the tolerances and the input range; the range to use and why.
 fn check_options(original: &ModelProto, opts: &VerifyOptions) -> Result<((f64, f64), String)> {
-    let tol = opts.tolerance;
-    if !(tol.atol.is_finite() && tol.rtol.is_finite() && tol.atol >= 0.0 && tol.rtol >= 0.0) {
-        return Err(Error::model("tolerances must be finite and not negative"));
-    }
+    opts.validate()?;
     let (range, why) = match opts.input_range {
         Some(r) => (r, "--input-range".to_string()),
         None => default_input_range(original),
