@@ -31,15 +31,27 @@ pub struct DimReport {
     pub unanalysed: Vec<String>,
 }
 
+/// What kind of channel dim a [`DimReport`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DimStatus {
+    /// Every part analysed and free: align pads it.
+    Free,
+    /// Some part kept at its width for a genuine reason.
+    Pinned,
+    /// Some part align could not follow (a gap of the tool).
+    Unanalysed,
+}
+
 impl DimReport {
-    /// What kind of dim this is: "unanalysed", "pinned" or "free".
-    pub fn status(&self) -> &'static str {
+    /// What kind of dim this is.
+    pub fn status(&self) -> DimStatus {
         if !self.unanalysed.is_empty() {
-            "unanalysed"
+            DimStatus::Unanalysed
         } else if !self.pinned.is_empty() {
-            "pinned"
+            DimStatus::Pinned
         } else {
-            "free"
+            DimStatus::Free
         }
     }
 }
@@ -256,17 +268,17 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
                 reasons: reasons.clone(),
             };
             match d.status() {
-                "unanalysed" => {
+                DimStatus::Unanalysed => {
                     totals.unanalysed += 1;
                     totals.unanalysed_unaligned += usize::from(!d.aligned && d.aligned_to == d.channels);
                     unanalysed.push(entry(&d.unanalysed));
                 }
-                "pinned" => {
+                DimStatus::Pinned => {
                     totals.pinned += 1;
                     totals.pinned_unaligned += usize::from(!d.aligned && d.aligned_to == d.channels);
                     pinned.push(entry(&d.pinned));
                 }
-                _ => {
+                DimStatus::Free => {
                     totals.alignable += 1;
                     totals.aligned += usize::from(d.aligned);
                 }
@@ -311,7 +323,7 @@ impl Report {
             let free_unaligned =
                 [&l.in_dim, &l.out_dim].iter().any(|d| d.as_ref().is_some_and(|d| d.aligned_to != d.channels));
             let unanalysed =
-                [&l.in_dim, &l.out_dim].iter().any(|d| d.as_ref().is_some_and(|d| d.status() == "unanalysed"));
+                [&l.in_dim, &l.out_dim].iter().any(|d| d.as_ref().is_some_and(|d| d.status() == DimStatus::Unanalysed));
             let al = if l.aligned {
                 "yes"
             } else if free_unaligned {
@@ -445,7 +457,7 @@ pub fn check(r: &Report, strict: bool) -> Check {
             };
             if d.aligned_to != d.channels {
                 offenders.push(o);
-            } else if d.status() == "unanalysed" {
+            } else if d.status() == DimStatus::Unanalysed {
                 unanalysed.push(o);
             } else {
                 pinned.push(o);

@@ -94,7 +94,12 @@ fn bar(x: f64, y: f64, d: Option<&DimReport>, c: usize, scale: f64, multiple: us
             } else {
                 format!("UNANALYSED {}", d.unanalysed.join("; "))
             };
-            (d.channels, d.aligned_to, d.status() != "free" && d.aligned_to == d.channels, reasons)
+            (
+                d.channels,
+                d.aligned_to,
+                d.status() != crate::report::DimStatus::Free && d.aligned_to == d.channels,
+                reasons,
+            )
         }
         None => (c, c, false, String::new()),
     };

@@ -249,7 +249,7 @@ impl Acc {
     /// (margin, deviation, allowed, noise, scale, statistic) of this slice.
     /// The ulp term of the bound is taken of the slice's magnitude, or of
     /// `floor` where that is larger (see [`Tally::new`]).
-    fn judge(&self, n_total: u64, floor: f64, rms_only: bool, eps: f64) -> (f64, f64, f64, f64, f64, &'static str) {
+    fn judge(&self, n_total: u64, floor: f64, rms_only: bool, eps: f64) -> (f64, f64, f64, f64, f64, Statistic) {
         let ratio = |d: f64, a: f64| {
             if d == 0.0 {
                 0.0
@@ -265,9 +265,9 @@ impl Acc {
         let m_allowed = self.element_bound(n_total, floor, eps);
         let (rm, mm) = (ratio(rd, r_allowed), ratio(self.max_d, m_allowed));
         if rm > mm || rms_only {
-            (rm, rd, r_allowed, rn, ra, "rms")
+            (rm, rd, r_allowed, rn, ra, Statistic::Rms)
         } else {
-            (mm, self.max_d, m_allowed, self.max_noise(n_total), self.max_a, "max")
+            (mm, self.max_d, m_allowed, self.max_noise(n_total), self.max_a, Statistic::Max)
         }
     }
     /// The element bound of this slice (its `max` statistic).
@@ -396,7 +396,7 @@ impl Tally {
                 deviation: 0.0,
                 allowed: 0.0,
                 margin: 0.0,
-                statistic: String::new(),
+                statistic: Statistic::Max, // set by `finish`
                 noise: None,
                 scale: 0.0,
                 slice: "all".into(),
@@ -604,7 +604,7 @@ impl Tally {
         let rank = self.shape.len();
         let n_total = (d.elements * self.trials) as u64;
         if self.elementwise {
-            d.statistic = "elementwise".into();
+            d.statistic = Statistic::Elementwise;
             (d.margin, d.deviation, d.allowed) = self.strict_worst;
             d.scale = d.max_value;
             d.passed = d.mismatches == 0;
@@ -638,7 +638,7 @@ impl Tally {
         d.allowed = allowed;
         d.noise = Some(noise);
         d.scale = scale;
-        d.statistic = stat.into();
+        d.statistic = stat;
         d.slice = slice_label(rank, axis, worst.2);
         d.passed = m <= 1.0;
         Verdict { diff: d, axis, slices, n_total, floor, eps: self.eps }
@@ -682,7 +682,7 @@ pub(crate) fn compare(
     }
     let v = tally.finish();
     let mut d = v.diff.clone();
-    if !d.passed && d.statistic != "elementwise" {
+    if !d.passed && d.statistic != Statistic::Elementwise {
         // count the elements over their slice's bound
         for t in trials {
             let (x, y) = (Vals::of(&t.a[k])?, Vals::of(&t.b[kb])?);

@@ -29,7 +29,7 @@ mod upcast;
 pub use criterion::{NOISE_MULTIPLE, ULPS};
 pub use inputs::{auto_trials, default_input_range, resolve_inputs, AUTO_TRIAL_ELEMENTS};
 pub use npy::read_inputs;
-pub use report::{Bound, Departure, InputSpec, OutputDiff, Selected, TensorCheck, Verification};
+pub use report::{Bound, Criterion, Departure, InputSpec, OutputDiff, Selected, Statistic, TensorCheck, Verification};
 pub use tap::IN_FLIGHT;
 
 use crate::error::{Error, Result};
@@ -245,12 +245,11 @@ pub fn verify_observed(
     let tol = opts.tolerance;
     Ok(Verification {
         criterion: match (opts.strict, loaded.precision) {
-            (true, _) => "elementwise",
-            (false, Precision::F32) => "fp32-noise",
-            (false, Precision::F16) => "fp16-noise",
-            (false, Precision::BF16) => "bf16-noise",
-        }
-        .into(),
+            (true, _) => Criterion::Elementwise,
+            (false, Precision::F32) => Criterion::Fp32Noise,
+            (false, Precision::F16) => Criterion::Fp16Noise,
+            (false, Precision::BF16) => Criterion::Bf16Noise,
+        },
         precision: precision.name().into(),
         bound: (!opts.strict).then_some(Bound { noise_multiple: NOISE_MULTIPLE, ulps: ULPS }),
         trials: sets.len(),

@@ -262,7 +262,7 @@ impl Tracked {
                     "{} off by {:.1e}{} where {:.1e} is allowed",
                     if self.probe.map.is_some() { "real channels" } else { "values" },
                     d.deviation,
-                    if d.statistic == "rms" { " RMS" } else { "" },
+                    d.statistic.suffix(),
                     d.allowed
                 ),
                 slice: d.slice.clone(),

@@ -19,7 +19,7 @@ pub struct OutputDiff {
     pub margin: f64,
     /// `"max"` (largest |a − b|) or `"rms"` (root mean square of a − b),
     /// whichever was closer to its bound; `"elementwise"` in strict mode.
-    pub statistic: String,
+    pub statistic: Statistic,
     /// The original's own fp32 noise in that slice, same statistic
     /// (null in strict mode).
     pub noise: Option<f64>,
@@ -66,12 +66,49 @@ pub struct InputSpec {
     pub elem: i32,
 }
 
+/// Which statistic of a slice's deviation a verdict rests on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Statistic {
+    /// The largest |a − b|.
+    Max,
+    /// The root mean square of a − b.
+    Rms,
+    /// Every element against `atol + rtol·|a|` (strict mode).
+    Elementwise,
+}
+
+impl Statistic {
+    /// " RMS" for an RMS verdict, else nothing (for "off by … RMS").
+    pub fn suffix(self) -> &'static str {
+        if self == Statistic::Rms {
+            " RMS"
+        } else {
+            ""
+        }
+    }
+}
+
+/// What a verification holds the candidate to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Criterion {
+    /// A multiple of the original's own fp32 rounding noise (the default).
+    Fp32Noise,
+    /// The same, with the noise of a float16 model.
+    Fp16Noise,
+    /// The same, with the noise of a bfloat16 model.
+    Bf16Noise,
+    /// Every element within `atol + rtol·|a|` (`--strict`).
+    Elementwise,
+}
+
 /// The result of a verification.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verification {
     /// `"fp32-noise"` (default), `"fp16-noise"` / `"bf16-noise"` for
     /// half-precision models, or `"elementwise"` (strict).
-    pub criterion: String,
+    pub criterion: Criterion,
     /// The precision the models compute in: `"float32"`, or `"float16"` /
     /// `"bfloat16"` (then run in float32 on up-cast copies of both, the noise
     /// taken in the model's precision; see docs/verify.md).
@@ -196,13 +233,13 @@ impl Verification {
             .iter()
             .map(|s| format!("{}={}", s.name, s.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")))
             .collect();
-        let how = if self.criterion == "elementwise" {
+        let how = if self.criterion == Criterion::Elementwise {
             format!("elementwise |a−b| ≤ {:e} + {:e}·|a|", self.tolerance.atol, self.tolerance.rtol)
         } else {
-            let noise = match self.criterion.as_str() {
-                "fp16-noise" => "float16",
-                "bf16-noise" => "bfloat16",
-                _ => "fp32",
+            let noise = match self.criterion {
+                Criterion::Fp16Noise => "float16",
+                Criterion::Bf16Noise => "bfloat16",
+                Criterion::Fp32Noise | Criterion::Elementwise => "fp32",
             };
             let copies = match self.precision.as_str() {
                 "float32" => String::new(),
@@ -226,7 +263,7 @@ impl Verification {
                 t += &format!("  {}{what}: identical to the original, bit for bit\n", o.name);
                 continue;
             }
-            let stat = if o.statistic == "rms" { " RMS" } else { "" };
+            let stat = o.statistic.suffix();
             let at = if o.slice == "all" { String::new() } else { format!(" at {}{}", o.name, o.slice) };
             t += &format!(
                 "  {}{what}: off by up to {}{stat} where {}{stat} is allowed (margin {:.2}{})",
@@ -236,7 +273,7 @@ impl Verification {
                 o.margin,
                 if o.passed { "" } else { ", FAILED" }
             );
-            let what = if o.statistic == "rms" { "RMS" } else { "largest" };
+            let what = if o.statistic == Statistic::Rms { "RMS" } else { "largest" };
             match o.noise {
                 Some(n) => {
                     t += &format!(
