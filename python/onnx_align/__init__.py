@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Sequence, Union
 
 from . import _native
 from ._native import AlignError, InputError, VerificationError
@@ -39,6 +39,14 @@ __all__ = [
     "__version__",
 ]
 
+if TYPE_CHECKING:
+    import onnx
+
+#: What a model may be given as: a ModelProto, a path, or its serialized bytes.
+ModelLike = Union["onnx.ModelProto", str, "os.PathLike[str]", bytes]
+#: Concrete shapes of inputs with symbolic dims, by input name.
+Shapes = Optional[Mapping[str, Sequence[int]]]
+
 __version__: str = _native.__version__
 
 #: The summary of a failed :func:`align`; ``None`` when the error came from elsewhere.
@@ -49,8 +57,10 @@ class Result:
     """What :func:`align` returns: the rewritten model and its summary."""
 
     __slots__ = ("model", "summary")
+    model: "onnx.ModelProto"
+    summary: Dict[str, Any]
 
-    def __init__(self, model: Any, summary: Dict[str, Any]) -> None:
+    def __init__(self, model: "onnx.ModelProto", summary: Dict[str, Any]) -> None:
         #: The aligned model, an ``onnx.ModelProto``.
         self.model = model
         #: What align did: the object ``align MODEL --json`` prints.
@@ -64,7 +74,7 @@ class Result:
         )
 
 
-def _source(model: Any) -> Union[bytes, str, "os.PathLike[str]"]:
+def _source(model: ModelLike) -> Union[bytes, str, "os.PathLike[str]"]:
     """A ModelProto becomes its serialized bytes; paths and bytes pass as they are."""
     if isinstance(model, (bytes, str, os.PathLike)):
         return model
@@ -73,12 +83,12 @@ def _source(model: Any) -> Union[bytes, str, "os.PathLike[str]"]:
     raise InputError(f"model must be an onnx.ModelProto, a path or bytes, not {type(model).__name__}")
 
 
-def _shapes(input_shapes: Optional[Mapping[str, Sequence[int]]]) -> Optional[Dict[str, list]]:
+def _shapes(input_shapes: Shapes) -> Optional[Dict[str, list]]:
     return None if input_shapes is None else {k: [int(d) for d in v] for k, v in input_shapes.items()}
 
 
 def align(
-    model: Any,
+    model: ModelLike,
     *,
     multiple: int = 8,
     passes: Union[None, str, Sequence[str]] = None,
@@ -87,7 +97,7 @@ def align(
     rtol: Optional[float] = None,
     trials: Optional[int] = None,
     seed: Optional[int] = None,
-    input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+    input_shapes: Shapes = None,
     slice_pinned: bool = False,
     strict: bool = False,
 ) -> Result:
@@ -137,10 +147,10 @@ def align(
 
 
 def report(
-    model: Any,
+    model: ModelLike,
     *,
     multiple: int = 8,
-    input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+    input_shapes: Shapes = None,
     slice_pinned: bool = False,
 ) -> Dict[str, Any]:
     """Per-layer channels, params and MACs, and what is pinned and why: the
@@ -151,11 +161,11 @@ def report(
 
 
 def check(
-    model: Any,
+    model: ModelLike,
     *,
     multiple: int = 8,
     strict: bool = False,
-    input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+    input_shapes: Shapes = None,
     slice_pinned: bool = False,
 ) -> Dict[str, Any]:
     """The export gate: ``{"ok": bool, "offenders": [...], "pinned": [...], ...}``,
@@ -174,14 +184,14 @@ def check(
 
 
 def verify(
-    original: Any,
-    candidate: Any,
+    original: ModelLike,
+    candidate: ModelLike,
     *,
     atol: Optional[float] = None,
     rtol: Optional[float] = None,
     trials: Optional[int] = None,
     seed: Optional[int] = None,
-    input_shapes: Optional[Mapping[str, Sequence[int]]] = None,
+    input_shapes: Shapes = None,
     strict: bool = False,
 ) -> Dict[str, Any]:
     """Run both models with tract on the same seeded random inputs and compare
