@@ -141,6 +141,7 @@ fn a_wrong_weight_in_an_aligned_package_export_fails_verification() {
         "torchvision_regnety_group3_dynamo_op18.onnx",
         "smp_unet_resnet18_op17.onnx",
         "timm_fastvit_t8_multiplier_op17.onnx",
+        "timm_nfresnet_stdconv_op17.onnx",
     ] {
         let f = fixtures().join("packages").join(name);
         let out = tmp.path().join("a.onnx");

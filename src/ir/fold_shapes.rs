@@ -30,11 +30,12 @@
 //! folds.
 
 use super::infer;
-use super::values::{Value, BOOL};
-use super::{Model, NodeId, Outlet};
+use super::shapes::Shape;
+use super::values::{self, Value, BOOL};
+use super::{Model, NodeId, NodeKind, Outlet};
 use crate::error::Result;
 use crate::tensor;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Inputs [`fold`] replaces in one round: (reader, slot, value, elements).
 /// Only the frontier: a reader whose own value is known is folded into its
@@ -68,7 +69,7 @@ fn frontier(m: &Model) -> Vec<(NodeId, usize, Value, Vec<f64>)> {
 /// on a symbolic dim) by a constant, repeating until nothing more folds;
 /// removes the shape arithmetic left dead. Returns one note per folded input.
 pub fn fold(m: &mut Model) -> Result<Vec<String>> {
-    let mut notes = vec![];
+    let mut notes: Vec<String> = fold_weights(m)?.iter().map(Evaluated::note).collect();
     // a fixpoint: each round can only turn computed inputs into constants
     for _ in 0..64 {
         let todo = frontier(m);
@@ -93,7 +94,156 @@ pub fn fold(m: &mut Model) -> Result<Vec<String>> {
 
 /// True when [`fold`] would change something (the report folds a copy only then).
 pub fn foldable(m: &Model) -> bool {
-    !frontier(m).is_empty()
+    !frontier(m).is_empty() || !weight_frontier(m).is_empty()
+}
+
+/// Largest weight computed from constants that [`fold_weights`] evaluates
+/// (a 3×3 conv of 512 → 512 channels has 2.4 M), and the most elements one
+/// evaluation holds at once, in all its steps (an element is 16 bytes).
+const MAX_WEIGHT: usize = 1 << 22;
+const MAX_EVALUATED: usize = 1 << 24;
+
+/// The ops computed from constants alone (every input an initializer or
+/// such an op): tract folds them at load, align evaluates them here.
+fn constant_ops(m: &Model) -> Vec<NodeId> {
+    let mut derived: HashSet<NodeId> = HashSet::new();
+    let mut order = vec![];
+    for n in m.toposort() {
+        match &m.g[n].kind {
+            NodeKind::Const(_) => {
+                derived.insert(n);
+            }
+            NodeKind::Input(_) => {}
+            NodeKind::Op(_) => {
+                let mut ins = (0..m.n_inputs(n)).filter_map(|s| m.input(n, s)).chain(m.implicit_inputs(n));
+                if ins.all(|o| derived.contains(&o.node)) {
+                    derived.insert(n);
+                    order.push(n);
+                }
+            }
+        }
+    }
+    order
+}
+
+/// Float inputs of ops that read a tensor computed from constants which
+/// the IR's constant folding does not give: (reader, slot).
+fn weight_frontier(m: &Model) -> Vec<(NodeId, usize)> {
+    let ops: HashSet<NodeId> = constant_ops(m).into_iter().collect();
+    let mut out = vec![];
+    for n in m.ops().into_iter().filter(|n| !ops.contains(n)) {
+        for slot in 0..m.n_inputs(n) {
+            let Some(o) = m.input(n, slot) else { continue };
+            if ops.contains(&o.node) && !m.is_const(o) {
+                out.push((n, slot));
+            }
+        }
+    }
+    out
+}
+
+/// Evaluates every weight computed from constants at run time (timm's
+/// weight-standardised convs: `F.batch_norm(w.reshape(1, out, -1), None,
+/// None, training=True)`, exported as ReduceMean / Sub / Mul and a
+/// BatchNormalization with `training_mode=1` on a constant) in f64, each
+/// op by its family's value rule, and writes it as a constant, rounded
+/// once into its type; removes the ops left dead. A path with an op that
+/// has no value rule, or larger than 2^24 elements, stays as it is.
+/// Returns what it evaluated.
+pub fn fold_weights(m: &mut Model) -> Result<Vec<Evaluated>> {
+    let todo = weight_frontier(m);
+    if todo.is_empty() {
+        return Ok(vec![]);
+    }
+    let ops = constant_ops(m);
+    let (shapes, _) = infer::infer_with_values(m, &HashMap::new());
+    let mut done = vec![];
+    for (n, slot) in todo {
+        let Some(o) = m.input(n, slot) else { continue };
+        let tensor = m.tensor_name(o).to_string();
+        let Some(v) = values::with_limit(MAX_WEIGHT, || evaluate(m, &ops, &shapes, o)) else { continue };
+        let Some(data) = v.known().filter(|_| tensor::Elem::from_onnx(v.elem).is_some_and(|e| e.is_float())) else {
+            continue;
+        };
+        let t = tensor::from_f64(&format!("{}_in{slot}", m.label(n)), v.elem, &v.dims, &data)?;
+        let c = m.add_const(t);
+        m.set_input(n, slot, c);
+        done.push(Evaluated { reader: m.label(n), slot, tensor, constant: m.tensor_name(c).to_string() });
+    }
+    // the constant paths nothing reads any more
+    for &n in ops.iter().rev() {
+        let outs = m.output_names(n).len();
+        let dead = (0..outs).all(|slot| {
+            let o = Outlet { node: n, slot };
+            m.consumers(o).is_empty() && !m.is_graph_output(o)
+        });
+        if dead {
+            m.remove(n);
+        }
+    }
+    Ok(done)
+}
+
+/// The elements of a tensor of known, plausible shape, up to [`MAX_WEIGHT`].
+fn numel_of(s: Option<&Shape>) -> Option<usize> {
+    let n = s?.iter().try_fold(1usize, |a, d| a.checked_mul(usize::try_from((*d)?).ok()?))?;
+    (n <= MAX_WEIGHT).then_some(n)
+}
+
+/// A weight [`fold_weights`] evaluated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluated {
+    /// The op that reads it.
+    pub reader: String,
+    /// Which input of that op it is.
+    pub slot: usize,
+    /// The tensor the model computes.
+    pub tensor: String,
+    /// The constant that replaces it.
+    pub constant: String,
+}
+
+impl Evaluated {
+    /// One line for a pass's notes.
+    pub fn note(&self) -> String {
+        format!("{}: input {} ('{}') evaluated from constants", self.reader, self.slot, self.tensor)
+    }
+}
+
+/// The value of `o` computed through the constant ops that make it.
+fn evaluate(m: &Model, ops: &[NodeId], shapes: &HashMap<Outlet, Shape>, o: Outlet) -> Option<Value> {
+    // the ops `o` depends on, in topological order
+    let mut need: HashSet<NodeId> = HashSet::from([o.node]);
+    for &n in ops.iter().rev() {
+        if need.contains(&n) {
+            need.extend((0..m.n_inputs(n)).filter_map(|s| m.input(n, s)).map(|i| i.node));
+        }
+    }
+    let mut vals: HashMap<Outlet, Value> = HashMap::new();
+    let mut held = 0usize;
+    for &n in ops.iter().filter(|n| need.contains(n)) {
+        for i in (0..m.n_inputs(n)).filter_map(|s| m.input(n, s)) {
+            if let std::collections::hash_map::Entry::Vacant(e) = vals.entry(i) {
+                held += numel_of(shapes.get(&i))?;
+                e.insert(values::const_value(m, i)?);
+            }
+        }
+        let out = Outlet { node: n, slot: 0 };
+        // sizes known before anything is computed: within the budget
+        held += numel_of(shapes.get(&out))?;
+        if held > MAX_EVALUATED {
+            return None;
+        }
+        if m.is_const(out) {
+            // a constant the IR folds (Constant, Identity…)
+            vals.insert(out, values::const_value(m, out)?);
+            continue;
+        }
+        let p = m.op(n)?;
+        let v = crate::ops::entry(p)?.rules.value(&crate::ops::Cx { m, n, p, shapes, values: &vals })?;
+        vals.insert(Outlet { node: n, slot: 0 }, v);
+    }
+    vals.remove(&o)
 }
 
 #[cfg(test)]

@@ -101,5 +101,5 @@ fn op_shapes(cx: &Cx) -> Vec<Option<Shape>> {
 /// The value of output 0 of a standard op by its family's rule, if every
 /// element it needs is known and it is small.
 fn op_value(cx: &Cx) -> Option<Value> {
-    ops::entry(cx.p)?.rules.value(cx).filter(|v| v.data.len() <= values::MAX_ELEMENTS)
+    ops::entry(cx.p)?.rules.value(cx).filter(|v| v.data.len() <= values::limit())
 }

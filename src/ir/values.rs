@@ -12,6 +12,25 @@ use crate::tensor;
 /// Largest tensor the evaluator computes (shape arithmetic is tiny).
 pub const MAX_ELEMENTS: usize = 4096;
 
+thread_local! {
+    static LIMIT: std::cell::Cell<usize> = const { std::cell::Cell::new(MAX_ELEMENTS) };
+}
+
+/// The largest tensor the evaluator computes now: [`MAX_ELEMENTS`], or
+/// what [`with_limit`] sets while it runs.
+pub fn limit() -> usize {
+    LIMIT.with(|l| l.get())
+}
+
+/// Runs `f` with the evaluator computing tensors of up to `n` elements
+/// (`ir::fold_weights` evaluating a weight computed from constants).
+pub fn with_limit<R>(n: usize, f: impl FnOnce() -> R) -> R {
+    let old = LIMIT.with(|l| l.replace(n));
+    let r = f();
+    LIMIT.with(|l| l.set(old));
+    r
+}
+
 /// A small tensor whose elements may be unknown.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Value {
@@ -47,7 +66,7 @@ pub const BOOL: i32 = 9;
 pub fn const_value(m: &Model, o: Outlet) -> Option<Value> {
     let dims = m.const_dims(o)?;
     let udims: Vec<usize> = dims.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<_>>()?;
-    if numel(&udims)? > MAX_ELEMENTS {
+    if numel(&udims)? > limit() {
         return None;
     }
     let t = m.const_value(o)?;
@@ -97,14 +116,14 @@ pub fn bidx(d: &[usize], out: &[usize], mut idx: usize) -> usize {
 
 /// `f` of the operands' elements at every position of their broadcast dims
 /// (`None` where an operand's element is unknown or `f` refuses), `None`
-/// above [`MAX_ELEMENTS`].
+/// above [`limit`].
 pub fn broadcast_map(vs: &[&Value], f: impl Fn(&[f64]) -> Option<f64>, elem: i32) -> Option<Value> {
     let mut dims: Vec<usize> = vec![];
     for v in vs {
         dims = bcast_dims(&dims, &v.dims)?;
     }
     let n = numel(&dims)?;
-    if n > MAX_ELEMENTS {
+    if n > limit() {
         return None;
     }
     let data = (0..n)

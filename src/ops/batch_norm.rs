@@ -5,8 +5,9 @@ use super::{mul, zero_if, Cost, CostCx, Cx, Fill, FillCx, LayerKind, Rules};
 use crate::analysis::ChannelCx;
 use crate::error::{Error, Result};
 use crate::ir::shapes::Shape;
+use crate::ir::values::Value;
 use crate::ir::Outlet;
-use crate::onnx::attr_i;
+use crate::onnx::{attr_f, attr_i};
 use crate::passes::pad::{map_in, scatter_const, PadCx};
 
 /// The parameter inputs of a BatchNormalization (scale, B, mean, var) and
@@ -19,6 +20,37 @@ pub const PARAM_FILL: [(usize, f64); 4] = [(1, 0.0), (2, 0.0), (3, 0.0), (4, 1.0
 pub struct BatchNorm;
 
 impl Rules for BatchNorm {
+    /// y = (x − mean) / √(var + ε) · scale + B per channel (axis 1) of a
+    /// known value; with `training_mode=1` mean and var are the batch's own
+    /// (over every axis but 1, var biased), as ONNX defines it: what a
+    /// weight standardised at run time computes (timm's `StdConv2d`,
+    /// `ScaledStdConv2d`).
+    fn value(&self, cx: &Cx) -> Option<Value> {
+        let x = cx.value(0)?;
+        let c = *x.dims.get(1).filter(|&&c| c > 0)?;
+        let per_channel = |slot| cx.value(slot)?.known().filter(|v| v.len() == c);
+        let (scale, b) = (per_channel(1)?, per_channel(2)?);
+        let data = x.known()?;
+        let inner: usize = x.dims[2..].iter().product();
+        let channel = |i: usize| (i / inner) % c;
+        let (mean, var) = if attr_i(cx.p, "training_mode", 0) == 1 {
+            let n = (data.len() / c).max(1) as f64;
+            let mut mean = vec![0.0; c];
+            data.iter().enumerate().for_each(|(i, &v)| mean[channel(i)] += v / n);
+            let mut var = vec![0.0; c];
+            data.iter().enumerate().for_each(|(i, &v)| var[channel(i)] += (v - mean[channel(i)]).powi(2) / n);
+            (mean, var)
+        } else {
+            (per_channel(3)?, per_channel(4)?)
+        };
+        let eps = attr_f(cx.p, "epsilon", 1e-5) as f64;
+        let y = data.iter().enumerate().map(|(i, &v)| {
+            let k = channel(i);
+            Some((v - mean[k]) / (var[k] + eps).sqrt() * scale[k] + b[k])
+        });
+        Some(Value { dims: x.dims.clone(), data: y.collect(), elem: x.elem })
+    }
+
     /// BatchNormalization: γ 0, β 0, mean 0, var 1 on padded channels.
     fn pad(&self, cx: &mut PadCx) -> Result<()> {
         let (m, a, n) = (&mut *cx.m, cx.a, cx.n);

@@ -1,6 +1,7 @@
 //! Reductions (ReduceMean, ReduceSum, ReduceMax…): axes, keepdims,
-//! noop_with_empty_axes. Values are computed for full reductions of rank-1
-//! values, what shape code uses.
+//! noop_with_empty_axes. Values are computed over any axes of a known
+//! value (shape code, and the statistics of a weight standardised at run
+//! time, `ir::fold_weights`).
 
 use super::{const_axes, zero_if, Cx, Fill, FillCx, Rules};
 use crate::analysis::{ChannelCx, Flat};
@@ -99,6 +100,7 @@ impl Rules for Reduce {
             _ => return None,
         };
         let v = cx.value(0)?;
+        let rank = v.dims.len();
         // axes known element by element (an attribute, or a computed input)
         let axes = if cx.opset() >= axes_input_from(op) {
             match cx.m.input(cx.n, 1) {
@@ -108,13 +110,31 @@ impl Rules for Reduce {
         } else {
             attr(cx.p, "axes").map(|a| a.ints.clone())
         };
-        // only full reductions of rank-1 values
-        if v.dims.len() != 1 || axes.is_some_and(|a| a.iter().any(|&x| axis(x, 1) != Some(0))) {
-            return None;
+        let axes: Vec<usize> = match axes {
+            Some(a) if a.is_empty() && attr_i(cx.p, "noop_with_empty_axes", 0) == 1 => return Some(v.clone()),
+            Some(a) if !a.is_empty() => a.iter().map(|&x| axis(x, rank.max(1))).collect::<Option<_>>()?,
+            _ => (0..rank).collect(),
+        };
+        let data = v.known()?;
+        // each element's group: its index with the reduced axes at 0
+        let kept: Vec<usize> = v.dims.iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
+        let mut groups: Vec<Vec<f64>> = vec![vec![]; kept.iter().product()];
+        for (i, &x) in data.iter().enumerate() {
+            let (mut rest, mut g, mut stride) = (i, 0, 1);
+            for k in (0..rank).rev() {
+                let c = rest % v.dims[k];
+                rest /= v.dims[k];
+                g += if axes.contains(&k) { 0 } else { c * stride };
+                stride *= kept[k];
+            }
+            groups[g].push(x);
         }
-        let keep = attr_i(cx.p, "keepdims", 1) == 1;
-        let r = fold(&v.known()?);
-        Some(Value { dims: if keep { vec![1] } else { vec![] }, data: vec![Some(r)], elem: v.elem })
+        let dims = if attr_i(cx.p, "keepdims", 1) == 1 {
+            kept
+        } else {
+            v.dims.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect()
+        };
+        Some(Value { dims, data: groups.iter().map(|g| Some(fold(g))).collect(), elem: v.elem })
     }
 }
 

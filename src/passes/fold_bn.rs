@@ -7,7 +7,9 @@
 //! (the conv now produces it), so consumers and graph outputs are untouched.
 //!
 //! Conditions: the BN is in the default domain, not `training_mode=1`
-//! (refused with an error), has one used output and constant 1-D parameters;
+//! (refused with an error; a weight computed from constants, as timm's
+//! weight-standardised convs compute theirs with one, is evaluated first:
+//! `ir::fold_shapes::fold_weights`), has one used output and constant 1-D parameters;
 //! each folded conv has constant weights (and bias, if any), group-compatible
 //! shapes, and its output is read by nothing but the BN (or the Concat);
 //! the Concat, if any, is on the channel axis and read only by the BN.
@@ -31,6 +33,9 @@ use crate::tensor;
 
 /// Folds every foldable BatchNormalization. Returns (count, notes).
 pub fn run(m: &mut Model) -> Result<(usize, Vec<String>)> {
+    // a weight standardised at run time (a BatchNormalization with
+    // training_mode=1 on a constant) is a constant: evaluated first
+    let evaluated = crate::ir::fold_shapes::fold_weights(m)?;
     let mut notes = vec![];
     let mut exact = Biases::new();
     for n in m.ops() {
@@ -49,7 +54,9 @@ pub fn run(m: &mut Model) -> Result<(usize, Vec<String>)> {
             notes.push(note);
         }
     }
-    Ok((notes.len(), notes))
+    let folded = notes.len();
+    notes.extend(evaluated.iter().map(|e| e.note()));
+    Ok((folded, notes))
 }
 
 /// BN parameters as per-channel (scale s, shift t): y = s·x + t.

@@ -16,6 +16,7 @@
 //! compared by value (fp32 noise reorders near-ties); the tensors that feed
 //! those ops are compared instead.
 
+mod computed;
 mod criterion;
 mod inputs;
 mod npy;
@@ -26,6 +27,7 @@ mod select;
 mod tap;
 mod upcast;
 
+pub use computed::WeightCheck;
 pub use criterion::{NOISE_MULTIPLE, ULPS};
 pub use inputs::{auto_trials, default_input_range, resolve_inputs, AUTO_TRIAL_ELEMENTS};
 pub use npy::read_inputs;
@@ -187,6 +189,17 @@ pub fn verify_observed(
     progress: Progress,
 ) -> Result<Verification> {
     let (range, range_why) = check_options(original, opts)?;
+    // what crashes tract is refused as the user's model has it, before the
+    // reference below renames what it folds
+    run::refuse_tract_crashers(original).map_err(|e| run::cannot_run("original", anyhow::anyhow!(e)))?;
+    // weights the original computes from constants: each compared with
+    // tract's, then the outputs with the original holding them (computed.rs)
+    let normalised = computed::normalise(original)?;
+    let computed_weights = match &normalised {
+        Some((reference, evaluated)) => Some(computed::check(original, reference, evaluated)?),
+        None => None,
+    };
+    let original = normalised.as_ref().map_or(original, |(reference, _)| reference);
     // half-precision models run in f32, on up-cast copies of both
     let precision = upcast::precision(original).max(upcast::precision(candidate));
     let copies = match precision {
@@ -236,7 +249,8 @@ pub fn verify_observed(
     };
     let passed = outputs.iter().all(|d| d.passed)
         && tensors.as_ref().is_none_or(|t| t.passed)
-        && certificate.as_ref().is_none_or(|c| c.passed);
+        && certificate.as_ref().is_none_or(|c| c.passed)
+        && computed_weights.as_ref().is_none_or(|w| w.passed);
     let margin = outputs
         .iter()
         .map(|d| d.margin)
@@ -267,6 +281,7 @@ pub fn verify_observed(
         selected,
         tensors,
         certificate,
+        computed_weights,
         passed,
         margin,
         load_millis,

@@ -132,6 +132,12 @@ pub struct Verification {
     /// `align verify` on a candidate recognised as align's padding of the
     /// original: its weights checked against the original's (null otherwise).
     pub certificate: Option<crate::certify::Certificate>,
+    /// Weights the original computes from constants at run time, evaluated
+    /// by align and compared with tract's (absent when it computes none);
+    /// the outputs and tensors are then compared with the original holding
+    /// them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub computed_weights: Option<super::WeightCheck>,
     /// The intermediate tensors both models share, compared along the
     /// rewrite's layout (null in strict mode).
     pub tensors: Option<TensorCheck>,
@@ -288,6 +294,9 @@ impl Verification {
                 t += &format!("; {} element(s) over", o.mismatches);
             }
             t += "\n";
+        }
+        if let Some(w) = &self.computed_weights {
+            t += &w.text();
         }
         if let Some(c) = &self.certificate {
             t += "  ";

@@ -51,8 +51,27 @@ pub(crate) fn tract_proto(
             ];
         }
         g.output.extend(extra.iter().map(|n| tract_onnx::pb::ValueInfoProto { name: n.clone(), ..Default::default() }));
+        drop_unread_batch_norm_outputs(g);
     }
     Ok((proto, Weights(weights.into_iter().map(|(_, raw)| raw).collect())))
+}
+
+/// A BatchNormalization with `training_mode=1` (what torch exports for a
+/// weight standardised at run time, timm's `StdConv2d`) declares its running
+/// mean and var as outputs 1 and 2; tract-onnx 0.23 implements one output
+/// and refuses the node. Where nothing reads them they are dropped, and
+/// tract computes Y with the mean and var inputs, which torch's export
+/// computes as the batch's own statistics: the value ONNX defines (align's
+/// own evaluation, `ir::fold_shapes::fold_weights`, computes the statistics
+/// itself, so a graph whose inputs are not them fails verification).
+fn drop_unread_batch_norm_outputs(g: &mut tract_onnx::pb::GraphProto) {
+    let read: HashSet<String> =
+        g.node.iter().flat_map(|n| n.input.iter().cloned()).chain(g.output.iter().map(|o| o.name.clone())).collect();
+    for n in g.node.iter_mut().filter(|n| n.op_type == "BatchNormalization" && n.output.len() > 1) {
+        if n.output[1..].iter().all(|o| o.is_empty() || !read.contains(o)) {
+            n.output.truncate(1);
+        }
+    }
 }
 
 /// The weights of a model handed to tract ([`tract_proto`]): tract asks for
@@ -135,7 +154,7 @@ pub(crate) fn guarded<T>(which: &str, f: impl FnOnce() -> Result<T>) -> Result<T
 ///
 /// Ranks and constants are the declared ones or those align's own shape
 /// inference finds ([`Skeleton`]).
-fn refuse_tract_crashers(m: &ModelProto) -> std::result::Result<(), String> {
+pub(crate) fn refuse_tract_crashers(m: &ModelProto) -> std::result::Result<(), String> {
     let Some(g) = m.graph.as_ref() else { return Ok(()) };
     let sk = Skeleton::of(m);
     for n in g.node.iter().filter(|n| crate::ops::is(n, "BatchNormalization")) {
@@ -227,7 +246,7 @@ impl Skeleton {
 }
 
 /// The error of a model tract cannot load or run.
-fn cannot_run(which: &str, e: anyhow::Error) -> Error {
+pub(crate) fn cannot_run(which: &str, e: anyhow::Error) -> Error {
     Error::model(format!(
         "tract cannot run the {which} model, so it cannot be verified (--no-verify writes it unverified): {}",
         one_line(&e)
