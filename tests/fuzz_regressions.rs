@@ -9,15 +9,22 @@ use prost::Message;
 use std::time::{Duration, Instant};
 
 /// Runs the pipeline in a thread with a big enough stack to tell real
-/// recursion bugs from test-harness limits, and a time limit.
+/// recursion bugs from test-harness limits, and a time limit: a run that
+/// does not end within it fails the test (its thread is left behind).
 fn run_bounded(name: &str, bytes: Vec<u8>, limit: Duration) {
     let t = Instant::now();
-    let h = std::thread::Builder::new()
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
         .stack_size(8 << 20)
-        .spawn(move || util::pipeline(&bytes, tempfile::tempdir().unwrap().path()))
+        .spawn(move || {
+            let r = std::panic::catch_unwind(|| util::pipeline(&bytes, tempfile::tempdir().unwrap().path()));
+            let _ = tx.send(r.is_ok());
+        })
         .unwrap();
-    let r = h.join();
-    assert!(r.is_ok(), "{name}: panicked");
+    match rx.recv_timeout(limit) {
+        Ok(ok) => assert!(ok, "{name}: panicked"),
+        Err(_) => panic!("{name}: still running after {limit:?}"),
+    }
     assert!(t.elapsed() < limit, "{name}: took {:?}", t.elapsed());
 }
 

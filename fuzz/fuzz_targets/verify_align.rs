@@ -6,8 +6,8 @@
 //! cut short) before `align::verify::verify` compares it with the original.
 //! Any verdict or `Err` is an accepted outcome; a panic is a bug. Each run
 //! costs two tract loads, so this target is slower than the others.
-//! `ALIGN_FUZZ_DUMP=some/dir/` writes `original.onnx` and `candidate.onnx`
-//! there before verifying (a crash input as a reproducer).
+//! `ALIGN_FUZZ_DUMP=some/dir/` writes `original.onnx` before align's passes
+//! and `candidate.onnx` before verifying (a crash input as a reproducer).
 #![no_main]
 
 #[path = "gen.rs"]
@@ -99,6 +99,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(original) = gen::build(&mut u) else {
         return;
     };
+    let dump = std::env::var_os("ALIGN_FUZZ_DUMP").map(std::path::PathBuf::from);
+    if let Some(dir) = &dump {
+        // the original first: a hang or crash in align's own passes has it too
+        use prost::Message;
+        std::fs::write(dir.join("original.onnx"), original.encode_to_vec()).expect("write ALIGN_FUZZ_DUMP");
+    }
     let Ok(mut m) = Model::import(original.clone()) else {
         return;
     };
@@ -114,11 +120,9 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    if let Some(dir) = std::env::var_os("ALIGN_FUZZ_DUMP") {
+    if let Some(dir) = &dump {
         // a crash input as two ONNX files: `align verify original.onnx candidate.onnx`
         use prost::Message;
-        let dir = std::path::PathBuf::from(dir);
-        std::fs::write(dir.join("original.onnx"), original.encode_to_vec()).expect("write ALIGN_FUZZ_DUMP");
         std::fs::write(dir.join("candidate.onnx"), candidate.encode_to_vec()).expect("write ALIGN_FUZZ_DUMP");
     }
     let opts = VerifyOptions { trials: 1, ..Default::default() };

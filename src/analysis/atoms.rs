@@ -242,34 +242,51 @@ impl Atoms {
         }
     }
 
-    /// Joins two layouts of equal total size channel by channel.
-    pub fn join(&mut self, a: &[AtomId], b: &[AtomId]) {
-        debug_assert_eq!(self.size(a), self.size(b));
+    /// Joins two layouts of equal total size channel by channel: cuts each
+    /// where the other has a boundary, then unites the leaves pairwise.
+    /// Returns false, joining nothing, when the sizes differ (a graph whose
+    /// declared shapes contradict each other) or a cut makes no progress.
+    #[must_use]
+    pub fn join(&mut self, a: &[AtomId], b: &[AtomId]) -> bool {
+        let total = self.size(a);
+        if total != self.size(b) {
+            return false;
+        }
         loop {
             let la = self.leaves(a);
             let lb = self.leaves(b);
-            let cuts = |l: &[AtomId]| -> Vec<usize> {
+            let cuts = |l: &[AtomId]| -> BTreeSet<usize> {
                 l.iter()
                     .scan(0, |s, &x| {
                         *s += self.atoms[x].size;
                         Some(*s)
                     })
+                    .filter(|&c| c > 0 && c < total)
                     .collect()
             };
             let (ca, cb) = (cuts(&la), cuts(&lb));
-            if let Some(&c) = cb.iter().find(|c| !ca.contains(c)) {
-                self.cut(a, c);
-                continue;
+            let (side, at) = match (cb.difference(&ca).next(), ca.difference(&cb).next()) {
+                (Some(&c), _) => (a, c),
+                (None, Some(&c)) => (b, c),
+                (None, None) => break,
+            };
+            let before = self.leaves(side).len();
+            self.cut(side, at);
+            if self.leaves(side).len() == before {
+                return false; // the cut did not take: never loop on it
             }
-            if let Some(&c) = ca.iter().find(|c| !cb.contains(c)) {
-                self.cut(b, c);
-                continue;
-            }
-            for (x, y) in la.into_iter().zip(lb) {
-                self.union_leaves(x, y);
-            }
-            return;
         }
+        let (la, lb) = (self.leaves(a), self.leaves(b));
+        // zero-size leaves have no channel to pair: unite the sized ones
+        let sized = |l: Vec<AtomId>| l.into_iter().filter(|&x| self.atoms[x].size > 0).collect::<Vec<_>>();
+        let (la, lb) = (sized(la), sized(lb));
+        if la.len() != lb.len() {
+            return false;
+        }
+        for (x, y) in la.into_iter().zip(lb) {
+            self.union_leaves(x, y);
+        }
+        true
     }
 
     /// Pins every class `layout` touches, for `why`.
@@ -342,7 +359,7 @@ mod tests {
         // [10 | 6] joined with [4 | 12]: both become [4 | 6 | 6], joined part by part
         let mut a = Atoms::new(8);
         let (p, q) = (vec![a.new_atom(10), a.new_atom(6)], vec![a.new_atom(4), a.new_atom(12)]);
-        a.join(&p, &q);
+        assert!(a.join(&p, &q));
         let (lp, lq) = (a.leaves(&p), a.leaves(&q));
         let sizes = |l: &[AtomId], a: &Atoms| l.iter().map(|&x| a.atom_size(x)).collect::<Vec<_>>();
         assert_eq!(sizes(&lp, &a), [4, 6, 6]);

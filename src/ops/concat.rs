@@ -39,7 +39,9 @@ impl Rules for Concat {
                 return Ok(false);
             }
             for l in &ls[1..] {
-                cx.atoms().join(&ls[0], l);
+                if !cx.atoms().join(&ls[0], l) {
+                    return Ok(false);
+                }
             }
             cx.set(out, ls[0].clone());
         }

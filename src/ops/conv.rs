@@ -130,7 +130,9 @@ impl Rules for Conv {
             let first = atoms.range(&lin, 0, cg);
             for i in 1..g {
                 let block = atoms.range(&lin, i * cg, (i + 1) * cg);
-                atoms.join(&first, &block);
+                if !atoms.join(&first, &block) {
+                    return Ok(false);
+                }
             }
             let blocks: Vec<AtomId> = (0..g).map(|_| atoms.new_atom(og)).collect();
             for &b in &blocks[1..] {

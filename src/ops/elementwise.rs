@@ -215,11 +215,13 @@ impl Rules for Broadcast {
         let Some(first) = joined.first().cloned() else {
             return Ok(false);
         };
-        if cx.width(&first) != c {
+        if joined.iter().any(|l| cx.width(l) != c) {
             return Ok(false);
         }
         for l in &joined[1..] {
-            cx.atoms().join(&first, l);
+            if !cx.atoms().join(&first, l) {
+                return Ok(false);
+            }
         }
         cx.set(out, first);
         Ok(true)
