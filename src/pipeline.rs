@@ -124,10 +124,22 @@ pub fn rewrite(proto: ModelProto, cfg: &Config, stage: &dyn Fn(&str)) -> Result<
     ms.insert("import", t.elapsed().as_secs_f64() * 1e3);
     let mut opts = cfg.options.clone();
     opts.deconv = cfg.passes.contains(&Pass::Deconv);
+    // weights the model computes from constants (standardised convs):
+    // evaluated once, here, instead of by the report and again by fold-bn
+    let t = Instant::now();
+    let evaluated = if cfg.passes.is_empty() { vec![] } else { crate::ir::fold_shapes::fold_weights(&mut m)? };
+    let evaluating = t.elapsed().as_secs_f64() * 1e3;
+    if !evaluated.is_empty() {
+        ms.insert("evaluate", evaluating);
+    }
     let before = report::build(&m, &opts)?;
     let t = Instant::now();
     stage("folding and padding");
-    let (pass_reports, layout) = passes::rewrite(&mut m, &cfg.passes, &opts)?;
+    let (mut pass_reports, layout) = passes::rewrite(&mut m, &cfg.passes, &opts)?;
+    if let Some(first) = pass_reports.first_mut() {
+        first.notes.splice(0..0, evaluated.iter().map(|e| e.note()));
+        first.millis += evaluating;
+    }
     let after = report::build(&m, &opts)?;
     let rewritten = m.into_export();
     ms.insert("passes", t.elapsed().as_secs_f64() * 1e3);

@@ -229,6 +229,16 @@ pub fn known(dims: &[i64]) -> Vec<Option<i64>> {
     dims.iter().map(|&d| Some(d)).collect()
 }
 
+/// A float attribute.
+pub fn float_attr(name: &str, v: f32) -> AttributeProto {
+    AttributeProto {
+        name: Some(name.into()),
+        f: Some(v),
+        r#type: Some(AttributeType::Float as i32),
+        ..Default::default()
+    }
+}
+
 /// An int attribute.
 pub fn int_attr(name: &str, v: i64) -> AttributeProto {
     AttributeProto {

@@ -126,12 +126,34 @@ pub fn broadcast_map(vs: &[&Value], f: impl Fn(&[f64]) -> Option<f64>, elem: i32
     if n > limit() {
         return None;
     }
-    let data = (0..n)
-        .map(|i| {
-            let args: Option<Vec<f64>> =
-                vs.iter().map(|v| v.data.get(bidx(&v.dims, &dims, i)).copied().flatten()).collect();
-            args.and_then(|a| f(&a))
+    // an operand of the output's dims is read at the same index, a single
+    // element always at 0: only the others need broadcast indexing
+    let same: Vec<Option<usize>> = vs
+        .iter()
+        .map(|v| match v.data.len() {
+            1 => Some(0),
+            k if k == n && v.dims.len() == dims.len() => Some(usize::MAX),
+            _ => None,
         })
         .collect();
+    let mut args = vec![0.0; vs.len()];
+    let mut data = Vec::with_capacity(n);
+    'elements: for i in 0..n {
+        for (k, v) in vs.iter().enumerate() {
+            let at = match same[k] {
+                Some(usize::MAX) => i,
+                Some(j) => j,
+                None => bidx(&v.dims, &dims, i),
+            };
+            match v.data.get(at).copied().flatten() {
+                Some(x) => args[k] = x,
+                None => {
+                    data.push(None);
+                    continue 'elements;
+                }
+            }
+        }
+        data.push(f(&args));
+    }
     Some(Value { dims, data, elem })
 }

@@ -106,6 +106,27 @@ impl Rules for BatchNorm {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_batch_norm_of_a_known_value_in_training_mode_uses_the_batch_statistics() {
+        use crate::testutil::{int_attr, Builder, Inferred};
+        let mut b = Builder::new(&[1, 1]);
+        // [1, 2, 2]: channel 0 holds 1, 3 (mean 2, var 1); channel 1 holds 4, 4
+        let x = b.init("x0", &[1, 2, 2], vec![1.0, 3.0, 4.0, 4.0]);
+        let (s, bias) = (b.init("s", &[2], vec![2.0, 1.0]), b.init("b", &[2], vec![0.5, 0.0]));
+        let (m, v) = (b.init("m", &[2], vec![100.0, 100.0]), b.init("v", &[2], vec![9.0, 9.0]));
+        let eps = crate::testutil::float_attr("epsilon", 0.0);
+        let train =
+            b.node("BatchNormalization", &[&x, &s, &bias, &m, &v], 1, vec![int_attr("training_mode", 1), eps.clone()]);
+        let infer = b.node("BatchNormalization", &[&x, &s, &bias, &m, &v], 1, vec![eps]);
+        let inf = Inferred::of(&b);
+        // (x − 2) / 1 · 2 + 0.5; a channel of equal values has var 0: 0/0 is not a value
+        let t = inf.value(&train[0]).unwrap();
+        assert_eq!(&t.data[..2], &[Some(-1.5), Some(2.5)]);
+        // the running statistics given: (x − 100) / 3 · s + b
+        let i = inf.value(&infer[0]).unwrap().known().unwrap();
+        assert_eq!(i[0], (1.0 - 100.0) / 3.0 * 2.0 + 0.5);
+    }
+
     use crate::testutil::{known, width, Builder, Inferred};
 
     #[test]

@@ -118,16 +118,22 @@ impl Rules for Reduce {
         let data = v.known()?;
         // each element's group: its index with the reduced axes at 0
         let kept: Vec<usize> = v.dims.iter().enumerate().map(|(i, &d)| if axes.contains(&i) { 1 } else { d }).collect();
+        // each element's group, counted like an odometer over the dims
+        let step: Vec<usize> =
+            (0..rank).map(|k| if axes.contains(&k) { 0 } else { kept[k + 1..].iter().product() }).collect();
         let mut groups: Vec<Vec<f64>> = vec![vec![]; kept.iter().product()];
-        for (i, &x) in data.iter().enumerate() {
-            let (mut rest, mut g, mut stride) = (i, 0, 1);
-            for k in (0..rank).rev() {
-                let c = rest % v.dims[k];
-                rest /= v.dims[k];
-                g += if axes.contains(&k) { 0 } else { c * stride };
-                stride *= kept[k];
-            }
+        let (mut idx, mut g) = (vec![0usize; rank], 0usize);
+        for &x in &data {
             groups[g].push(x);
+            for k in (0..rank).rev() {
+                idx[k] += 1;
+                g += step[k];
+                if idx[k] < v.dims[k] {
+                    break;
+                }
+                g -= step[k] * idx[k];
+                idx[k] = 0;
+            }
         }
         let dims = if attr_i(cx.p, "keepdims", 1) == 1 {
             kept
@@ -161,6 +167,23 @@ mod tests {
         let inf = Inferred::of(&b);
         assert_eq!(inf.shape(&all[0]), Some(known(&[1, 1])));
         assert_eq!(inf.shape(&none[0]), Some(known(&[2, 3])));
+    }
+
+    #[test]
+    fn reductions_of_known_values_over_some_axes() {
+        // a standardised weight's statistics: [1, 2, 3] reduced over 0 and 2
+        let mut b = Builder::new(&[1, 1]);
+        let w = b.init("w", &[1, 2, 3], vec![1.0, 2.0, 6.0, -1.0, 0.0, 4.0]);
+        let keep = b.node("ReduceMean", &[&w], 1, vec![ints_attr("axes", &[0, 2])]);
+        let flat = b.node("ReduceMax", &[&w], 1, vec![ints_attr("axes", &[2]), int_attr("keepdims", 0)]);
+        let first = b.node("ReduceMin", &[&w], 1, vec![ints_attr("axes", &[1])]);
+        let inf = Inferred::of(&b);
+        let v = inf.value(&keep[0]).unwrap();
+        assert_eq!((v.dims.clone(), v.known().unwrap()), (vec![1, 2, 1], vec![3.0, 1.0]));
+        let v = inf.value(&flat[0]).unwrap();
+        assert_eq!((v.dims.clone(), v.known().unwrap()), (vec![1, 2], vec![6.0, 4.0]));
+        let v = inf.value(&first[0]).unwrap();
+        assert_eq!((v.dims.clone(), v.known().unwrap()), (vec![1, 1, 3], vec![-1.0, 0.0, 4.0]));
     }
 
     #[test]

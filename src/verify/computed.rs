@@ -74,10 +74,12 @@ fn constant_nodes(g: &GraphProto) -> Vec<&NodeProto> {
 /// computes for it in `original`, row by row.
 pub(crate) fn check(original: &ModelProto, reference: &ModelProto, evaluated: &[Evaluated]) -> Result<WeightCheck> {
     let g = graph(original)?;
+    let mut initializer = g.initializer.clone(); // shares the bytes
+    let node = spelled_out(constant_nodes(g), &mut initializer, original);
     let sub = ModelProto {
         graph: Some(GraphProto {
-            node: constant_nodes(g).into_iter().cloned().collect(),
-            initializer: g.initializer.clone(), // shares the bytes
+            node,
+            initializer,
             output: evaluated
                 .iter()
                 .map(|e| ValueInfoProto { name: Some(e.tensor.clone()), ..Default::default() })
@@ -120,6 +122,101 @@ pub(crate) fn check(original: &ModelProto, reference: &ModelProto, evaluated: &[
         }
     }
     Ok(WeightCheck { weights: evaluated.len(), worst_ulps: worst.0, worst: worst.1, passed: worst.0 <= ULPS })
+}
+
+/// `nodes` with each BatchNormalization whose parameters are computed
+/// spelled out in element-wise ops, as ONNX defines it: tract-onnx 0.23
+/// translates a BatchNormalization only with constant parameters, which a
+/// standardised weight's are not once tract stops folding them (at real
+/// sizes). With `training_mode=1` the mean and var are the batch's own
+/// (ReduceMean over every axis but 1), not the inputs: the check is then
+/// independent of the exporter's extra inputs as well as of align.
+fn spelled_out(nodes: Vec<&NodeProto>, inits: &mut Vec<TensorProto>, m: &ModelProto) -> Vec<NodeProto> {
+    let consts: HashSet<String> = inits.iter().map(|t| t.name().to_string()).collect();
+    let skeleton = run::Skeleton::of(m);
+    let opset = crate::onnx::opset(m);
+    let mut out = vec![];
+    for n in nodes {
+        let computed = n.input.iter().skip(1).any(|i| !consts.contains(i));
+        let rank = n.input.first().and_then(|x| skeleton.rank(x)).filter(|&r| r >= 2);
+        let (true, Some(rank), true, [x, scale, b, mean, var], Some(y)) =
+            (crate::ops::is(n, "BatchNormalization"), rank, computed, &n.input[..], n.output.first())
+        else {
+            out.push(n.clone());
+            continue;
+        };
+        let at = |k: &str| format!("{y}__align_bn_{k}");
+        let node = |op: &str, ins: Vec<String>, o: String, attribute: Vec<crate::onnx::AttributeProto>| NodeProto {
+            op_type: Some(op.into()),
+            input: ins,
+            output: vec![o],
+            attribute,
+            ..Default::default()
+        };
+        // per-channel parameters as [C, 1, …] against x's [N, C, …]
+        let shape = at("shape");
+        let dims: Vec<f64> = std::iter::once(-1.0).chain(std::iter::repeat_n(1.0, rank - 2)).collect();
+        if let Ok(t) = crate::tensor::from_f64(&shape, 7, &[rank - 1], &dims) {
+            inits.push(t);
+        }
+        let per_channel = |v: &str, out: &mut Vec<NodeProto>| {
+            let o = at(&format!("{v}_c"));
+            out.push(node("Reshape", vec![v.to_string(), shape.clone()], o.clone(), vec![]));
+            o
+        };
+        let (mean, var) = if crate::onnx::attr_i(n, "training_mode", 0) == 1 {
+            let axes: Vec<i64> = (0..rank as i64).filter(|&a| a != 1).collect();
+            let reduce = |input: String, o: String, out: &mut Vec<NodeProto>, inits: &mut Vec<TensorProto>| {
+                let keep = crate::onnx::AttributeProto {
+                    name: Some("keepdims".into()),
+                    i: Some(1),
+                    r#type: Some(crate::onnx::attribute_proto::AttributeType::Int as i32),
+                    ..Default::default()
+                };
+                if opset >= 18 {
+                    let a = format!("{o}_axes");
+                    if let Ok(t) = crate::tensor::from_f64(
+                        &a,
+                        7,
+                        &[axes.len()],
+                        &axes.iter().map(|&v| v as f64).collect::<Vec<_>>(),
+                    ) {
+                        inits.push(t);
+                    }
+                    out.push(node("ReduceMean", vec![input, a], o.clone(), vec![keep]));
+                } else {
+                    let ax = crate::onnx::AttributeProto {
+                        name: Some("axes".into()),
+                        ints: axes.clone(),
+                        r#type: Some(crate::onnx::attribute_proto::AttributeType::Ints as i32),
+                        ..Default::default()
+                    };
+                    out.push(node("ReduceMean", vec![input], o.clone(), vec![ax, keep]));
+                }
+                o
+            };
+            let mean = reduce(x.clone(), at("mean"), &mut out, inits);
+            out.push(node("Sub", vec![x.clone(), mean.clone()], at("dev"), vec![]));
+            out.push(node("Mul", vec![at("dev"), at("dev")], at("dev2"), vec![]));
+            let var = reduce(at("dev2"), at("var"), &mut out, inits);
+            (mean, var)
+        } else {
+            (per_channel(mean, &mut out), per_channel(var, &mut out))
+        };
+        let eps = at("eps");
+        let e = crate::onnx::attr_f(n, "epsilon", 1e-5) as f64;
+        if let Ok(t) = crate::tensor::from_f64(&eps, 1, &[], &[e]) {
+            inits.push(t);
+        }
+        let (scale, b) = (per_channel(scale, &mut out), per_channel(b, &mut out));
+        out.push(node("Sub", vec![x.clone(), mean], at("centred"), vec![]));
+        out.push(node("Add", vec![var, eps], at("var_eps"), vec![]));
+        out.push(node("Sqrt", vec![at("var_eps")], at("std"), vec![]));
+        out.push(node("Div", vec![at("centred"), at("std")], at("normed"), vec![]));
+        out.push(node("Mul", vec![at("normed"), scale], at("scaled"), vec![]));
+        out.push(node("Add", vec![at("scaled"), b], y.clone(), vec![]));
+    }
+    out
 }
 
 /// The largest |a − b| of each of `rows` rows in f32 ulps of the row's

@@ -180,14 +180,14 @@ pub(crate) fn refuse_tract_crashers(m: &ModelProto) -> std::result::Result<(), S
 /// inputs of their dims: shapes need their dims, never their values), so a
 /// large model is not copied. A graph align cannot import gives only its
 /// declared shapes.
-struct Skeleton {
+pub(crate) struct Skeleton {
     declared: HashMap<String, usize>,
     /// Tensor name → (inferred shape, computed from constants alone).
     inferred: HashMap<String, (Option<crate::ir::shapes::Shape>, bool)>,
 }
 
 impl Skeleton {
-    fn of(m: &ModelProto) -> Skeleton {
+    pub(crate) fn of(m: &ModelProto) -> Skeleton {
         let Some(g) = m.graph.as_ref() else { return Skeleton { declared: HashMap::new(), inferred: HashMap::new() } };
         let declared = g.input.iter().chain(&g.value_info).chain(&g.output);
         let declared = declared.filter_map(|v| Some((v.name().to_string(), crate::ir::value_info_shape(v)?.len())));
@@ -233,7 +233,7 @@ impl Skeleton {
     }
 
     /// The rank of tensor `name`, declared or inferred.
-    fn rank(&self, name: &str) -> Option<usize> {
+    pub(crate) fn rank(&self, name: &str) -> Option<usize> {
         self.declared.get(name).copied().or_else(|| Some(self.inferred.get(name)?.0.as_ref()?.len()))
     }
 
