@@ -84,7 +84,8 @@ fn a_model_tract_panics_on_gets_one_line_and_exit_2_never_a_panic() {
         ("tract_split_axis_panic.onnx", "tract panicked"),
         ("tract_batchnorm_rank1_segfault.onnx", "reads a tensor of rank 1"),
         ("tract_batchnorm_rank1_intermediate.onnx", "BatchNormalization 'bn' reads a tensor of rank 1"),
-        ("tract_empty_constant_operand_abort.onnx", "Pow 'pow6' reads 't3', a constant with no elements"),
+        ("tract_empty_constant_operand_abort.onnx", "Pow 'pow6' reads 't3', a tensor with no elements"),
+        ("tract_empty_activation_operand_abort.onnx", "Pow 'pow10' reads 't7', a tensor with no elements"),
     ] {
         let f = util::fixtures().join("../fuzz/regressions").join(file);
         for args in

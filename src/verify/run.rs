@@ -148,9 +148,9 @@ pub(crate) fn guarded<T>(which: &str, f: impl FnOnce() -> Result<T>) -> Result<T
 /// - a BatchNormalization whose input has rank < 2 (the ONNX operator needs
 ///   N, C, …; tract's rules read the channel dim of a rank-1 shape out of
 ///   bounds);
-/// - an element-wise op with a constant operand of no elements (tract's
-///   declutter reads it as a scalar: `Tensor::to_scalar_tensor` on empty
-///   data, from its Gelu / Pow pattern detection).
+/// - an element-wise op with an operand of no elements, constant or not
+///   (tract's declutter reads it as a scalar: `Tensor::to_scalar_tensor` on
+///   empty data, from its Gelu / Pow pattern detection).
 ///
 /// Ranks and constants are the declared ones or those align's own shape
 /// inference finds ([`Skeleton`]).
@@ -168,8 +168,8 @@ pub(crate) fn refuse_tract_crashers(m: &ModelProto) -> std::result::Result<(), S
     }
     for n in &g.node {
         let elementwise = matches!(crate::ops::role(n), Some(crate::ops::Role::Elementwise { .. }));
-        if let Some(x) = n.input.iter().filter(|_| elementwise).find(|x| sk.empty_constant(x)) {
-            return Err(format!("{} '{}' reads '{x}', a constant with no elements", n.op_type(), n.name()));
+        if let Some(x) = n.input.iter().filter(|_| elementwise).find(|x| sk.empty(x)) {
+            return Err(format!("{} '{}' reads '{x}', a tensor with no elements", n.op_type(), n.name()));
         }
     }
     Ok(())
@@ -182,8 +182,8 @@ pub(crate) fn refuse_tract_crashers(m: &ModelProto) -> std::result::Result<(), S
 /// declared shapes.
 pub(crate) struct Skeleton {
     declared: HashMap<String, usize>,
-    /// Tensor name → (inferred shape, computed from constants alone).
-    inferred: HashMap<String, (Option<crate::ir::shapes::Shape>, bool)>,
+    /// Tensor name → its inferred shape.
+    inferred: HashMap<String, crate::ir::shapes::Shape>,
 }
 
 impl Skeleton {
@@ -209,24 +209,8 @@ impl Skeleton {
         let proto = ModelProto { graph: Some(skeleton), opset_import: m.opset_import.clone(), ..Default::default() };
         let mut inferred = HashMap::new();
         if let Ok(model) = crate::ir::Model::import(proto) {
-            let mut shapes = crate::ir::infer::infer(&model, &HashMap::new());
-            let mut constant: HashSet<crate::ir::NodeId> = HashSet::new();
-            for n in model.toposort() {
-                let derived = match &model.g[n].kind {
-                    crate::ir::NodeKind::Const(_) => true,
-                    crate::ir::NodeKind::Input(_) => false,
-                    crate::ir::NodeKind::Op(_) => {
-                        let ins = (0..model.n_inputs(n)).filter_map(|s| model.input(n, s));
-                        ins.chain(model.implicit_inputs(n)).all(|o| constant.contains(&o.node))
-                    }
-                };
-                if derived {
-                    constant.insert(n);
-                }
-                for slot in 0..model.output_names(n).len().max(1) {
-                    let o = crate::ir::Outlet { node: n, slot };
-                    inferred.insert(model.tensor_name(o).to_string(), (shapes.remove(&o), derived));
-                }
+            for (o, shape) in crate::ir::infer::infer(&model, &HashMap::new()) {
+                inferred.insert(model.tensor_name(o).to_string(), shape);
             }
         }
         Skeleton { declared: declared.collect(), inferred }
@@ -234,14 +218,12 @@ impl Skeleton {
 
     /// The rank of tensor `name`, declared or inferred.
     pub(crate) fn rank(&self, name: &str) -> Option<usize> {
-        self.declared.get(name).copied().or_else(|| Some(self.inferred.get(name)?.0.as_ref()?.len()))
+        self.declared.get(name).copied().or_else(|| Some(self.inferred.get(name)?.len()))
     }
 
-    /// Whether tensor `name` is a constant of no elements.
-    fn empty_constant(&self, name: &str) -> bool {
-        self.inferred
-            .get(name)
-            .is_some_and(|(shape, constant)| *constant && shape.as_ref().is_some_and(|s| s.contains(&Some(0))))
+    /// Whether tensor `name` has no elements (a dim known to be 0).
+    fn empty(&self, name: &str) -> bool {
+        self.inferred.get(name).is_some_and(|s| s.contains(&Some(0)))
     }
 }
 
