@@ -316,6 +316,12 @@ pub fn scatter_axes(
     let raw = raw(t)?;
     let fill = by_elem!(e, encode(&[fill]));
     let total = nd.iter().product::<usize>() * e.size();
+    if d.contains(&0) {
+        // nothing to move (a huge dim beside a 0 would make the walk below
+        // count to it: a fuzzed [1e18, 3, 1, 0] weight never ended)
+        let out = if fill.iter().all(|&b| b == 0) { vec![0; total] } else { fill.repeat(total / fill.len()) };
+        return Ok(with_raw(t, &nd, out));
+    }
     let mut out = if fill.iter().all(|&b| b == 0) { vec![0; total] } else { fill.repeat(total / fill.len()) };
     // the last changed axis k splits the tensor: below it, blocks of
     // `inner` bytes move whole; along it, runs of consecutive targets merge
