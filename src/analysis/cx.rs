@@ -112,8 +112,12 @@ impl ChannelCx<'_> {
     /// Dropout mask); output 0 gets input 0's layout.
     pub fn channelwise(&mut self) -> bool {
         let m = self.m;
-        let extra_ok = (1..m.n_inputs(self.n))
-            .all(|i| self.input(i).is_none_or(|o| m.const_dims(o).is_some_and(|d| d.iter().product::<i64>() <= 1)));
+        let extra_ok = (1..m.n_inputs(self.n)).all(|i| {
+            self.input(i).is_none_or(|o| {
+                m.const_dims(o)
+                    .is_some_and(|d| d.iter().try_fold(1i64, |a, &x| a.checked_mul(x)).is_some_and(|n| n <= 1))
+            })
+        });
         let outputs_ok = self.p.output.iter().skip(1).all(|o| o.is_empty()) || m.consumers(self.out(1)).is_empty();
         extra_ok && outputs_ok && self.pass()
     }

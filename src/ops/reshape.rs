@@ -115,7 +115,7 @@ impl Rules for Reshape {
                 return None;
             }
             let dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
-            (dims.iter().product::<usize>() == len).then_some(dims)
+            (dims.iter().try_fold(1usize, |a, &x| a.checked_mul(x)) == Some(len)).then_some(dims)
         })
     }
 }
