@@ -14,25 +14,12 @@ use crate::passes::pad::{scatter_const, PadCx};
 pub struct Gemm;
 
 impl Rules for Gemm {
-    /// Gemm / MatMul after a Flatten: zero weight rows for padded features.
     fn pad(&self, cx: &mut PadCx) -> Result<()> {
-        let (m, a, n) = (&mut *cx.m, cx.a, cx.n);
-        let p = m.op(n).unwrap().clone();
-        let Some(x) = m.input(n, 0) else {
-            return Ok(());
-        };
-        let Some(fm) = a.flat_map(x).filter(|c| !c.is_identity()) else {
-            return Ok(());
-        };
-        scatter_const(m, n, 1, crate::ops::dense::weight_in_axis(&p), &fm, 0.0)?;
-        Ok(())
+        pad_dense(cx)
     }
 
-    /// Absorbs a flattened layout on input A (or reads an activation with
-    /// no layout); its output is a plain rank-2 tensor with no layout.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
-        let Some(a) = cx.input(0) else { return Ok(false) };
-        Ok(cx.is_flat(a) || cx.layout(a).is_none())
+        absorb_flat(cx)
     }
 
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
@@ -55,25 +42,12 @@ impl Rules for Gemm {
 pub struct MatMul;
 
 impl Rules for MatMul {
-    /// Gemm / MatMul after a Flatten: zero weight rows for padded features.
     fn pad(&self, cx: &mut PadCx) -> Result<()> {
-        let (m, a, n) = (&mut *cx.m, cx.a, cx.n);
-        let p = m.op(n).unwrap().clone();
-        let Some(x) = m.input(n, 0) else {
-            return Ok(());
-        };
-        let Some(fm) = a.flat_map(x).filter(|c| !c.is_identity()) else {
-            return Ok(());
-        };
-        scatter_const(m, n, 1, crate::ops::dense::weight_in_axis(&p), &fm, 0.0)?;
-        Ok(())
+        pad_dense(cx)
     }
 
-    /// Absorbs a flattened layout on input A (or reads an activation with
-    /// no layout); its output is a plain rank-2 tensor with no layout.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
-        let Some(a) = cx.input(0) else { return Ok(false) };
-        Ok(cx.is_flat(a) || cx.layout(a).is_none())
+        absorb_flat(cx)
     }
 
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
@@ -141,6 +115,28 @@ pub fn dense_only(m: &Model, o: Outlet) -> bool {
                     _ => false,
                 }
         })
+}
+
+/// A dense layer's channel rule: it absorbs a flattened layout on input A
+/// (or reads an activation with no layout); its output is a plain rank-2
+/// tensor with no layout.
+fn absorb_flat(cx: &mut ChannelCx) -> Result<bool> {
+    let Some(a) = cx.input(0) else { return Ok(false) };
+    Ok(cx.is_flat(a) || cx.layout(a).is_none())
+}
+
+/// A dense layer after a Flatten: zero weight rows for padded features.
+fn pad_dense(cx: &mut PadCx) -> Result<()> {
+    let (m, a, n) = (&mut *cx.m, cx.a, cx.n);
+    let p = m.op(n).unwrap().clone();
+    let Some(x) = m.input(n, 0) else {
+        return Ok(());
+    };
+    let Some(fm) = a.flat_map(x).filter(|c| !c.is_identity()) else {
+        return Ok(());
+    };
+    scatter_const(m, n, 1, weight_in_axis(&p), &fm, 0.0)?;
+    Ok(())
 }
 
 #[cfg(test)]
