@@ -284,7 +284,7 @@ fn block(im: &ChannelMap, g: usize) -> Option<ChannelMap> {
         return Some(im.clone());
     }
     let (cg, pg) = (im.map.len() / g, im.len / g);
-    Some(ChannelMap { map: im.map.get(..cg)?.to_vec(), len: pg })
+    Some(ChannelMap { map: im.map.get(..cg)?.to_vec(), len: pg, axis: im.axis })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -332,11 +332,15 @@ fn check_constants(
                 scale: fold.map(|f| (0, &f.s[..], &f.t[..])),
                 fill: 0.0,
             }),
-            (_, Some(Role::Dense), 1) => Some(Plan {
-                axes: im.map(|m| vec![(dense::weight_in_axis(p), m)]).unwrap_or_default(),
-                scale: None,
-                fill: 0.0,
-            }),
+            // a dense weight: input features (flattened, or on the input's
+            // last axis) and output features
+            (_, Some(Role::Dense), 1) => {
+                let ia = dense::weight_in_axis(p);
+                let mut axes: Vec<(usize, &ChannelMap)> =
+                    [(ia, im), (1 - ia, om)].into_iter().filter_map(|(a, m)| Some((a, m?))).collect();
+                axes.sort_by_key(|&(a, _)| a);
+                Some(Plan { axes, scale: None, fill: 0.0 })
+            }
             (_, Some(Role::BatchNorm), _) => batch_norm::PARAM_FILL
                 .iter()
                 .find(|&&(s, _)| s == slot)

@@ -62,7 +62,8 @@ impl Layout {
             let Some(e) = crate::ops::entry(p) else { continue };
             let rank = a.shapes.get(&Outlet { node: n, slot: 0 }).map_or(0, |s| s.len());
             let first_padded = (0..m.n_inputs(n)).filter_map(|s| m.input(n, s)).find(|o| padded.contains(o));
-            let channels = first_padded.and_then(|o| maps.get(m.tensor_name(o))).map(|c: &ChannelMap| c.map.len());
+            let first_map = first_padded.and_then(|o| maps.get(m.tensor_name(o)));
+            let channels = first_map.map(|c: &ChannelMap| (c.map.len(), c.axis));
             let fill = e.rules.fill(&FillCx {
                 m,
                 n,
@@ -95,12 +96,15 @@ impl Layout {
 /// A constant operand that puts 0 in padded channels: all zeros, or a
 /// per-channel constant (the pad pass pads it with 0 for these ops).
 /// Per channel means as the pad pass reads it: the constant's axis aligned
-/// with axis 1 of the (rank `rank`) output holds the channel count.
-fn zero_or_per_channel(m: &Model, o: Outlet, channels: Option<usize>, rank: usize) -> bool {
+/// with the channel axis (`channels`: count, axis) of the (rank `rank`)
+/// output holds the channel count.
+fn zero_or_per_channel(m: &Model, o: Outlet, channels: Option<(usize, usize)>, rank: usize) -> bool {
     let Some(t) = m.const_value(o) else { return false };
     let d = crate::tensor::dims(&t);
-    let axis = (d.len() + 1).checked_sub(rank);
-    let per_channel = channels.is_some_and(|c| c > 1 && axis.and_then(|a| d.get(a)) == Some(&c));
+    let per_channel = channels.is_some_and(|(c, axis)| {
+        let at = (d.len() + axis).checked_sub(rank);
+        c > 1 && at.and_then(|a| d.get(a)) == Some(&c)
+    });
     per_channel || crate::tensor::to_f64(&t).is_ok_and(|v| v.iter().all(|&x| x == 0.0))
 }
 
@@ -153,13 +157,13 @@ pub fn derive_for(original: &ModelProto, setting: Setting, input_shapes: &HashMa
 }
 
 /// The layout of the align rewrite of `original` that best explains the
-/// candidate's channel widths (`widths`: tensor name → channels on axis 1,
-/// as the candidate has them). When no setting pads anything the candidate
+/// candidate's channel widths (`widths`: tensor name → its dims, as the
+/// candidate has them). When no setting pads anything the candidate
 /// pads, tensors are matched by name and shape alone, still leaving out
 /// those align's folding would have altered.
 pub fn derive(
     original: &ModelProto,
-    widths: &HashMap<String, usize>,
+    widths: &HashMap<String, Vec<usize>>,
     input_shapes: &HashMap<String, Vec<i64>>,
 ) -> Layout {
     let Ok((m, opts)) = prepare(original, input_shapes) else {
@@ -168,8 +172,11 @@ pub fn derive(
     let mut best: Option<(i64, Layout)> = None;
     for s in SETTINGS {
         let Ok(l) = layout_for(&m, &opts, s) else { continue };
-        let score: i64 =
-            l.maps.iter().filter_map(|(name, cm)| widths.get(name).map(|&w| if w == cm.len { 1 } else { -1 })).sum();
+        let score: i64 = l
+            .maps
+            .iter()
+            .filter_map(|(name, cm)| widths.get(name).map(|d| if d.get(cm.axis) == Some(&cm.len) { 1 } else { -1 }))
+            .sum();
         if score > 0 && best.as_ref().is_none_or(|(b, _)| score > *b) {
             best = Some((score, l));
         }

@@ -29,6 +29,10 @@ pub struct DimReport {
     /// Where the analysis stopped for parts of it (a gap of the tool, not a
     /// reason); empty when the whole dim was analysed.
     pub unanalysed: Vec<String>,
+    /// The axis of a dense layer's features (`[N, T, C]`: 2), when they are
+    /// not a conv's channels (axis 1) or flattened ones.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub axis: Option<usize>,
 }
 
 /// What kind of channel dim a [`DimReport`] is.
@@ -65,6 +69,7 @@ impl DimReport {
             aligned: !d.free_unaligned && !d.pinned_unaligned && !d.unanalysed_unaligned,
             pinned: d.pins.iter().cloned().collect(),
             unanalysed: d.gaps.iter().cloned().collect(),
+            axis: d.axis,
         }
     }
 }
@@ -120,6 +125,9 @@ pub struct Pinned {
     pub aligned: bool,
     /// Why it keeps its width.
     pub reasons: Vec<String>,
+    /// The axis of a dense layer's features ([`DimReport::axis`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub axis: Option<usize>,
 }
 
 /// Whole-model totals.
@@ -171,7 +179,11 @@ fn layer(m: &Model, a: &Analysis, n: NodeId, multiple: usize) -> Option<Layer> {
     let p = m.op(n)?;
     let x = m.input(n, 0);
     let out = Outlet { node: n, slot: 0 };
-    let in_dim = x.and_then(|x| a.dim(x));
+    // a dense layer's own input dim is its input's last axis (features),
+    // or the flattened channels before it
+    let dense = crate::ops::role(p) == Some(crate::ops::Role::Dense);
+    let last = |x: Outlet| a.shapes.get(&x).and_then(|s| s.len().checked_sub(1));
+    let in_dim = x.filter(|&x| !dense || a.axis(x).is_none() || a.axis(x) == last(x)).and_then(|x| a.dim(x));
     let out_dim = a.dim(out);
     let width = |d: &Dim| Width { logical: d.logical, physical: d.physical };
     let flat = || x.and_then(|x| a.flat_map(x)).map(|f| f.len);
@@ -204,11 +216,11 @@ fn layer(m: &Model, a: &Analysis, n: NodeId, multiple: usize) -> Option<Layer> {
     };
     match c.kind {
         LayerKind::Norm => {}
-        LayerKind::Dense => row.out_dim = None,
-        // A conv dim the analysis could not follow (its tensor's shape is
-        // unknown, e.g. after a runtime-computed Slice) is left as it is:
-        // report it as pinned so `check` shows it instead of passing it by.
-        LayerKind::Conv => {
+        // A layer dim the analysis could not follow (its tensor's shape is
+        // unknown, e.g. after a runtime-computed Slice; a dense layer's
+        // input features no op before it laid out) is left as it is: report
+        // it as unanalysed so `check` shows it instead of passing it by.
+        LayerKind::Conv | LayerKind::Dense => {
             let unknown = |c: usize| DimReport {
                 channels: c,
                 aligned_to: c,
@@ -216,6 +228,7 @@ fn layer(m: &Model, a: &Analysis, n: NodeId, multiple: usize) -> Option<Layer> {
                 aligned: c.is_multiple_of(multiple),
                 pinned: vec![],
                 unanalysed: vec![UNANALYSED.to_string()],
+                axis: None,
             };
             row.in_dim = row.in_dim.take().or_else(|| Some(unknown(row.in_channels)));
             row.out_dim = row.out_dim.take().or_else(|| Some(unknown(row.out_channels)));
@@ -266,6 +279,7 @@ pub fn build(m: &Model, opts: &Options) -> Result<Report> {
                 channels: d.channels,
                 aligned: d.aligned,
                 reasons: reasons.clone(),
+                axis: d.axis,
             };
             match d.status() {
                 DimStatus::Unanalysed => {
@@ -376,7 +390,8 @@ impl Report {
                 s += &format!("{title}:\n");
                 for p in list {
                     let mark = if p.aligned { "" } else { " (unaligned)" };
-                    s += &format!("  {} {} {} ch{mark}: {}\n", p.node, p.side, p.channels, p.reasons.join("; "));
+                    let on = p.axis.map(|a| format!(" on axis {a}")).unwrap_or_default();
+                    s += &format!("  {} {} {} ch{on}{mark}: {}\n", p.node, p.side, p.channels, p.reasons.join("; "));
                 }
             }
         }

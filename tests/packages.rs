@@ -8,12 +8,13 @@
 use crate::util;
 
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use util::*;
 
 /// Reasons a channel dim of these exports may legitimately keep its width:
 /// the model's contract (graph I/O) or an op that really mixes channels.
-const GENUINE: &[&str] = &["graph input", "graph output", "Reshape", "Softmax", "channel shuffle", "Transpose"];
+const GENUINE: &[&str] =
+    &["graph input", "graph output", "Reshape", "Softmax", "channel shuffle", "Transpose", "LayerNormalization"];
 
 /// The package exports, and the small models around timm blocks whose
 /// exporter idioms (F.pad pads built at run time, `expand_as`) the sweep of
@@ -122,7 +123,7 @@ fn spatial_reductions_pass_layouts_and_channel_shuffles_pin_with_their_reason() 
     let f = fixtures().join("packages/torchvision_mobilenetv3small_dynamo_op18.onnx");
     let r = json(&align_p(&["report".as_ref(), f.as_os_str(), "--json".as_ref()]));
     assert!(!r["pinned"].to_string().contains("ReduceMean"), "{}", r["pinned"]);
-    assert_eq!(r["totals"]["pinned"], 1, "only the graph input: {}", r["pinned"]);
+    assert_eq!(r["totals"]["pinned"], 2, "only the graph input and output: {}", r["pinned"]);
     let f = fixtures().join("packages/torchvision_shufflenetv2_op13.onnx");
     let r = json(&align_p(&["report".as_ref(), f.as_os_str(), "--json".as_ref()]));
     assert!(r["pinned"].to_string().contains("channel shuffle at Reshape"), "{}", r["pinned"]);
@@ -132,7 +133,6 @@ fn spatial_reductions_pass_layouts_and_channel_shuffles_pin_with_their_reason() 
 fn a_wrong_weight_in_an_aligned_package_export_fails_verification() {
     // the negative control of this family: the largest weight of a middle
     // conv ×1.01 in align's own output must be caught, on every exporter kind
-    use prost::Message;
     let tmp = tempfile::tempdir().unwrap();
     for name in [
         "ultralytics_yolov8n_detect_op17.onnx",
@@ -142,25 +142,60 @@ fn a_wrong_weight_in_an_aligned_package_export_fails_verification() {
         "smp_unet_resnet18_op17.onnx",
         "timm_fastvit_t8_multiplier_op17.onnx",
         "timm_nfresnet_stdconv_op17.onnx",
+        "timm_vit_pruned_op17.onnx",
+        "timm_convnext_pruned_op17.onnx",
     ] {
         let f = fixtures().join("packages").join(name);
         let out = tmp.path().join("a.onnx");
         assert!(align_p(&[f.as_os_str(), "-q".as_ref(), "-o".as_ref(), out.as_os_str()]).status.success());
-        let (mut m, _) = align::onnx::load(&out).unwrap();
-        let g = m.graph.as_mut().unwrap();
-        let convs: Vec<_> = g.node.iter().filter(|n| n.op_type() == "Conv").map(|n| n.input[1].clone()).collect();
-        let wname = &convs[convs.len() / 2];
-        let w = g.initializer.iter_mut().find(|t| t.name() == wname).unwrap();
-        let mut v = align::tensor::to_f64(w).unwrap();
-        let i = (0..v.len()).max_by(|&a, &b| v[a].abs().total_cmp(&v[b].abs())).unwrap();
-        v[i] *= 1.01;
-        *w = align::tensor::rewrite(w, &align::tensor::dims(w), &v).unwrap();
-        let bad = tmp.path().join("bad.onnx");
-        fs::write(&bad, m.encode_to_vec()).unwrap();
         let o = align_p(&["verify".as_ref(), f.as_os_str(), out.as_os_str()]);
         assert_eq!(o.status.code(), Some(0), "{name}: the correct rewrite: {}", stderr(&o));
-        let o = align_p(&["verify".as_ref(), f.as_os_str(), bad.as_os_str()]);
-        assert_eq!(o.status.code(), Some(1), "{name}: weight {wname}[{i}] ×1.01 passed: {}", stdout(&o));
+        wrong_weight_fails(&f, &out, |n| n.op_type() == "Conv");
+    }
+}
+
+/// In align's rewrite `out` of `f`, the largest weight of the middle node
+/// `pick` selects ×1.01: `align verify` must fail (exit 1).
+fn wrong_weight_fails(f: &Path, out: &Path, pick: impl Fn(&align::onnx::NodeProto) -> bool) {
+    use prost::Message;
+    let (mut m, _) = align::onnx::load(out).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let picked: Vec<_> = g.node.iter().filter(|n| pick(n)).map(|n| n.input[1].clone()).collect();
+    let wname = &picked[picked.len() / 2];
+    let w = g.initializer.iter_mut().find(|t| t.name() == wname).unwrap();
+    let mut v = align::tensor::to_f64(w).unwrap();
+    let i = (0..v.len()).max_by(|&a, &b| v[a].abs().total_cmp(&v[b].abs())).unwrap();
+    v[i] *= 1.01;
+    *w = align::tensor::rewrite(w, &align::tensor::dims(w), &v).unwrap();
+    let bad = out.with_file_name("bad.onnx");
+    fs::write(&bad, m.encode_to_vec()).unwrap();
+    let o = align_p(&["verify".as_ref(), f.as_os_str(), bad.as_os_str()]);
+    assert_eq!(o.status.code(), Some(1), "{}: weight {wname}[{i}] ×1.01 passed: {}", f.display(), stdout(&o));
+}
+
+#[test]
+fn transformer_mlps_pad_on_the_feature_axis_and_a_wrong_dense_weight_fails() {
+    // timm ViT and ConvNeXt (channels-last MLP): every MLP hidden width is
+    // padded on the feature axis (2 of [N, T, C], 3 of NHWC) and every other
+    // dim is pinned by LayerNormalization, the graph I/O or the attention's
+    // Reshapes; the negative control of the dense family: the largest
+    // weight of the middle MLP's fc1 ×1.01 in align's output fails
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, axis) in [("timm_vit_pruned_op17.onnx", 2), ("timm_convnext_pruned_op17.onnx", 3)] {
+        let f = fixtures().join("packages").join(name);
+        let r = json(&align_p(&["report".as_ref(), f.as_os_str(), "--json".as_ref()]));
+        let fc1: Vec<_> =
+            r["layers"].as_array().unwrap().iter().filter(|l| l["node"].to_string().contains("fc1")).collect();
+        assert!(fc1.len() >= 2, "{name}");
+        for l in &fc1 {
+            assert_eq!(l["out"]["axis"], axis, "{name}: {l}");
+            assert_eq!(l["out"]["pinned"].as_array().unwrap().len(), 0, "{name}: {l}");
+            assert_eq!(l["out"]["aligned_to"].as_u64().unwrap() % 8, 0, "{name}: {l}");
+            assert!(l["in"]["pinned"].to_string().contains("LayerNormalization"), "{name}: {l}");
+        }
+        let out = tmp.path().join("a.onnx");
+        assert!(align_p(&[f.as_os_str(), "-q".as_ref(), "-o".as_ref(), out.as_os_str()]).status.success());
+        wrong_weight_fails(&f, &out, |n| n.op_type() == "MatMul" && n.name().contains("fc1"));
     }
 }
 

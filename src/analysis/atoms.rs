@@ -335,7 +335,7 @@ impl Atoms {
             map.extend(len..len + s);
             len += self.leaf_width(l);
         }
-        ChannelMap { map, len }
+        ChannelMap { map, len, axis: 1 }
     }
 }
 
@@ -347,7 +347,7 @@ mod tests {
     fn a_free_class_pads_to_the_multiple_and_a_pinned_one_keeps_its_width() {
         let mut a = Atoms::new(8);
         let (x, y) = (a.new_atom(19), a.new_atom(5));
-        assert_eq!(a.map_of(&[x, y]), ChannelMap { map: (0..19).chain(24..29).collect(), len: 32 });
+        assert_eq!(a.map_of(&[x, y]), ChannelMap { map: (0..19).chain(24..29).collect(), len: 32, axis: 1 });
         a.pin(&[y], "graph output");
         assert!(a.fixed(y) && !a.fixed(x));
         assert_eq!(a.map_of(&[x, y]).len, 29);

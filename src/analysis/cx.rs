@@ -48,9 +48,40 @@ impl ChannelCx<'_> {
         self.a.channels(o)
     }
 
-    /// The channel layout of `o`, if it has one.
+    /// The channel layout of activation `o` (channels on axis 1), if it has
+    /// one. A layout on another axis is only seen through
+    /// [`ChannelCx::placed`].
     pub fn layout(&self, o: Outlet) -> Option<Vec<AtomId>> {
+        if self.a.axes.contains_key(&o) {
+            return None;
+        }
         self.a.layouts.get(&o).cloned()
+    }
+
+    /// The layout of `o` and the axis it is on, whichever axis that is (the
+    /// rules that read it say so: [`crate::ops::Rules::any_axis`]).
+    pub fn placed(&self, o: Outlet) -> Option<(Vec<AtomId>, usize)> {
+        Some((self.a.layouts.get(&o)?.clone(), self.a.axis(o)?))
+    }
+
+    /// Whether `o`'s layout is on another axis than an activation's channels.
+    pub fn is_feature(&self, o: Outlet) -> bool {
+        self.a.axes.contains_key(&o)
+    }
+
+    /// The width of axis `axis` of `o` (rank ≥ 2), as a channel count.
+    pub fn channels_on(&self, o: Outlet, axis: usize) -> Option<usize> {
+        self.a.channels_on(o, axis)
+    }
+
+    /// Gives `o` the layout `l` on `axis`.
+    pub fn set_on(&mut self, o: Outlet, l: Vec<AtomId>, axis: usize) {
+        self.a.place(o, l, axis);
+    }
+
+    /// Gives `o` a new single-atom layout on `axis` (pinned when `why` is set).
+    pub fn fresh_on(&mut self, o: Outlet, axis: usize, why: Option<String>) -> Option<Vec<AtomId>> {
+        self.a.fresh_on(o, axis, why)
     }
 
     /// The layout of input `slot`.
@@ -60,6 +91,7 @@ impl ChannelCx<'_> {
 
     /// Gives output `o` the layout `l`.
     pub fn set(&mut self, o: Outlet, l: Vec<AtomId>) {
+        self.a.axes.remove(&o);
         self.a.layouts.insert(o, l);
     }
 
@@ -94,16 +126,24 @@ impl ChannelCx<'_> {
     }
 
     /// Gives output 0 the layout of input 0 (a channel-wise op), when the
-    /// output has as many channels.
+    /// output has as many channels (a layout on another axis than 1: as
+    /// many on that axis, at the same rank).
     pub fn pass(&mut self) -> bool {
         let out = self.out(0);
-        let Some(l) = self.input_layout(0) else {
+        let Some(x) = self.input(0) else { return false };
+        let Some((l, axis)) = self.placed(x) else {
             return false;
         };
-        if self.channels(out) != Some(self.width(&l)) {
+        let width = if self.is_feature(x) {
+            let rank = |o| self.shape(o).map(|s| s.len());
+            self.channels_on(out, axis).filter(|_| rank(out) == rank(x))
+        } else {
+            self.channels(out)
+        };
+        if width != Some(self.width(&l)) {
             return false;
         }
-        self.set(out, l);
+        self.set_on(out, l, axis);
         true
     }
 

@@ -101,6 +101,10 @@ pub struct ChannelMap {
     pub map: Vec<usize>,
     /// Physical channel count after padding.
     pub len: usize,
+    /// The axis of the tensor these channels are on: 1 for activations
+    /// (NCHW) and flattened features, the feature axis (the last, or where a
+    /// Transpose moved it) for the outputs of dense layers.
+    pub axis: usize,
 }
 
 impl ChannelMap {
@@ -113,6 +117,7 @@ impl ChannelMap {
         ChannelMap {
             map: self.map.iter().flat_map(|&c| (0..spatial).map(move |s| c * spatial + s)).collect(),
             len: self.len * spatial,
+            axis: self.axis,
         }
     }
 }
@@ -136,6 +141,9 @@ pub struct Dim {
     pub pins: BTreeSet<String>,
     /// Where the analysis stopped for parts of this dim.
     pub gaps: BTreeSet<String>,
+    /// The axis of a dense layer's features, when they are not a conv's
+    /// channels (axis 1) or flattened ones.
+    pub axis: Option<usize>,
 }
 
 /// Who reads a tensor that needs its exact channel layout.
@@ -164,6 +172,9 @@ pub struct Analysis {
     deconv: bool,
     atoms: Atoms,
     layouts: HashMap<Outlet, Vec<AtomId>>,
+    /// The axis of each layout that is not on axis 1 of a tensor of rank
+    /// ≥ 3 (features of dense layers: see [`ChannelCx::placed`]).
+    axes: HashMap<Outlet, usize>,
     flats: HashMap<Outlet, Flat>,
     slice_pinned: bool,
     candidates: Vec<(Outlet, Reader, String)>,
@@ -196,6 +207,7 @@ impl Analysis {
             deconv: opts.deconv,
             atoms: Atoms::new(multiple),
             layouts: HashMap::new(),
+            axes: HashMap::new(),
             flats: HashMap::new(),
             slice_pinned: opts.slice_pinned,
             candidates: vec![],
@@ -207,7 +219,9 @@ impl Analysis {
             match &m.g[n].kind {
                 crate::ir::NodeKind::Input(name) => {
                     let o = Outlet { node: n, slot: 0 };
-                    a.fresh(o, Some(format!("graph input '{name}'")));
+                    if let Some(axis) = a.kept_axis(m, o, None) {
+                        a.fresh_on(o, axis, Some(format!("graph input '{name}'")));
+                    }
                 }
                 crate::ir::NodeKind::Const(_) => {}
                 crate::ir::NodeKind::Op(_) => a.op(m, n)?,
@@ -285,15 +299,65 @@ impl Analysis {
         s[1].and_then(|c| usize::try_from(c).ok()).filter(|&c| c <= MAX_CHANNELS)
     }
 
+    /// The width of axis `axis` of `o` (rank ≥ 2, known), as a channel count.
+    fn channels_on(&self, o: Outlet, axis: usize) -> Option<usize> {
+        let s = self.shapes.get(&o)?;
+        if s.len() < 2 {
+            return None;
+        }
+        s.get(axis).copied().flatten().and_then(|c| usize::try_from(c).ok()).filter(|&c| c <= MAX_CHANNELS)
+    }
+
     /// Gives `o` a new single-atom layout (pinned when `why` is set).
     fn fresh(&mut self, o: Outlet, why: Option<String>) -> Option<Vec<AtomId>> {
-        let c = self.channels(o)?;
+        self.fresh_on(o, 1, why)
+    }
+
+    /// Gives `o` a new single-atom layout on `axis` (pinned when `why` is
+    /// set). Axis 1 of a tensor of rank ≥ 3 is an activation's channels;
+    /// any other axis (and a rank-2 tensor's) is recorded in `axes`.
+    fn fresh_on(&mut self, o: Outlet, axis: usize, why: Option<String>) -> Option<Vec<AtomId>> {
+        let c = if axis == 1 { self.channels(o) } else { None }.or_else(|| self.features_at(o, axis))?;
         let l = vec![self.atoms.new_atom(c)];
         if let Some(w) = why {
             self.atoms.pin(&l, &w);
         }
-        self.layouts.insert(o, l.clone());
+        self.place(o, l.clone(), axis);
         Some(l)
+    }
+
+    /// The width of a feature axis: a layout other than an activation's
+    /// channels (axis 1 of rank ≥ 3) is only given where features are,
+    /// i.e. where dense layers put them.
+    fn features_at(&self, o: Outlet, axis: usize) -> Option<usize> {
+        let rank = self.shapes.get(&o)?.len();
+        (axis != 1 || rank == 2).then(|| self.channels_on(o, axis)).flatten()
+    }
+
+    /// Records layout `l` of `o` on `axis`.
+    fn place(&mut self, o: Outlet, l: Vec<AtomId>, axis: usize) {
+        let activation = axis == 1 && self.shapes.get(&o).is_some_and(|s| s.len() >= 3);
+        if activation {
+            self.axes.remove(&o);
+        } else {
+            self.axes.insert(o, axis);
+        }
+        self.layouts.insert(o, l);
+    }
+
+    /// The axis the (fixed) layout of a refused op's output `o` goes on: the
+    /// axis of a feature layout it read (`placed_in`: axis, rank) when `o`
+    /// has that rank; its last axis when only dense layers read it (their
+    /// input features: a graph input, a LayerNormalization, a Reshape
+    /// merging heads); else 1 (channels) for a tensor of rank ≥ 3 and none
+    /// for one of lower rank.
+    fn kept_axis(&self, m: &Model, o: Outlet, placed_in: Option<(usize, usize)>) -> Option<usize> {
+        let rank = self.shapes.get(&o).map_or(0, |s| s.len());
+        match placed_in {
+            Some((axis, r)) if r == rank => Some(axis),
+            _ if rank >= 2 && crate::ops::dense::dense_only(m, o) => Some(rank - 1),
+            _ => (rank >= 3).then_some(1),
+        }
     }
 
     // ---- ops ---------------------------------------------------------------
@@ -308,8 +372,14 @@ impl Analysis {
         }
         let ins: Vec<Option<Outlet>> = (0..m.n_inputs(n)).map(|i| m.input(n, i)).collect();
         let entry = crate::ops::entry(p);
+        // A layout on another axis than 1 (the features of dense layers)
+        // reaches only the rules that know axes; any other op stops there.
+        let placed_in = ins.iter().flatten().find_map(|o| {
+            let axis = *self.axes.get(o)?;
+            Some((axis, self.shapes.get(o)?.len()))
+        });
         let handled = match entry {
-            Some(e) if e.role != Role::Mixing => {
+            Some(e) if e.role != Role::Mixing && (placed_in.is_none() || e.rules.any_axis()) => {
                 let mut cx = ChannelCx { m, n, p, name: &name, role: e.role, a: self };
                 e.rules.channels(&mut cx)?
             }
@@ -326,7 +396,14 @@ impl Analysis {
                 Some(_) if reshape::shuffle_part(m, n) => Stop::Pin(format!(
                     "channel shuffle at {op} '{name}' (Reshape → Transpose → Reshape interleaves channel blocks)"
                 )),
-                Some(e) if e.role.refusal_pins() => Stop::Pin(format!("{op} '{name}'")),
+                Some(e) if e.role.refusal_pins() => Stop::Pin(format!(
+                    "{op} '{name}'{}",
+                    e.rules.pin_note(p).map(|s| format!(" ({s})")).unwrap_or_default()
+                )),
+                Some(_) if placed_in.is_some() => Stop::Gap(format!(
+                    "{op} '{name}' (reads features on axis {}, not analysed)",
+                    placed_in.map_or(0, |(a, _)| a)
+                )),
                 Some(_) => Stop::Gap(format!("{op} '{name}' (case not analysed)")),
             };
             for (slot, o) in ins.iter().enumerate() {
@@ -339,7 +416,12 @@ impl Analysis {
             for slot in 0..p.output.len() {
                 let o = Outlet { node: n, slot };
                 self.layouts.remove(&o);
-                if let Some(l) = self.fresh(o, None) {
+                self.axes.remove(&o);
+                // a Transpose moves axes: its output's is not its input's
+                let same_axes = entry.is_none_or(|e| e.role != Role::Permute);
+                let l =
+                    self.kept_axis(m, o, placed_in.filter(|_| same_axes)).and_then(|axis| self.fresh_on(o, axis, None));
+                if let Some(l) = l {
                     match &stop {
                         Stop::Pin(why) => self.atoms.pin(&l, why),
                         Stop::Gap(why) => self.atoms.gap(&l, why),
@@ -352,9 +434,18 @@ impl Analysis {
 
     // ---- results -----------------------------------------------------------
 
-    /// The logical → physical channel map of an activation tensor.
+    /// The logical → physical channel map of an activation tensor (or of
+    /// the features of a dense layer's output, on their axis).
     pub fn channel_map(&self, o: Outlet) -> Option<ChannelMap> {
-        self.layouts.get(&o).map(|l| self.atoms.map_of(l))
+        let axis = self.axis(o)?;
+        self.layouts.get(&o).map(|l| ChannelMap { axis, ..self.atoms.map_of(l) })
+    }
+
+    /// The axis `o`'s layout is on: 1 for an activation's channels, the
+    /// feature axis for the outputs of dense layers (and where ops move
+    /// them); `None`: no layout.
+    pub fn axis(&self, o: Outlet) -> Option<usize> {
+        self.layouts.contains_key(&o).then(|| self.axes.get(&o).copied().unwrap_or(1))
     }
 
     /// The map of a flattened tensor's features (for Gemm / MatMul rows).
@@ -389,6 +480,7 @@ impl Analysis {
                 unanalysed_unaligned: false,
                 pins: BTreeSet::new(),
                 gaps: BTreeSet::new(),
+                axis: self.axes.get(&o).copied().filter(|_| self.layouts.contains_key(&o)),
             };
             for leaf in leaves {
                 let s = self.atoms.atom_size(leaf);

@@ -767,11 +767,11 @@ impl Model {
         self.const_value(self.input(n, slot)?)
     }
 
-    /// Updates the channel dim (axis 1) recorded for a tensor in value_info
-    /// and graph outputs.
-    pub fn set_channel_dim(&mut self, name: &str, c: usize) {
+    /// Updates the channel dim (axis `axis`) recorded for a tensor in
+    /// value_info and graph outputs.
+    pub fn set_channel_dim(&mut self, name: &str, axis: usize, c: usize) {
         for vi in self.value_info.iter_mut().filter(|v| v.name() == name) {
-            set_dim(vi, 1, c as i64);
+            set_dim(vi, axis, c as i64);
         }
     }
 

@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::ir::shapes::{axis, Shape};
 use crate::ir::values::Value;
 use crate::onnx::{attr_i, TensorProto};
+use crate::passes::pad::PadCx;
 use crate::tensor;
 use std::borrow::Cow;
 
@@ -25,6 +26,9 @@ impl Rules for Concat {
         let Some(ax) = axis(attr_i(cx.p, "axis", 0), rank) else {
             return Ok(false);
         };
+        if (0..cx.m.n_inputs(cx.n)).any(|s| cx.input(s).is_some_and(|o| cx.is_feature(o))) {
+            return features(cx, ax, rank);
+        }
         let mut ls = vec![];
         for slot in 0..cx.m.n_inputs(cx.n) {
             match cx.input_layout(slot) {
@@ -46,6 +50,22 @@ impl Rules for Concat {
             cx.set(out, ls[0].clone());
         }
         Ok(true)
+    }
+
+    fn any_axis(&self) -> bool {
+        true
+    }
+
+    /// Constant operands of a concatenation along another axis than the
+    /// features (a class token before the patch tokens): zero features.
+    fn pad(&self, cx: &mut PadCx) -> Result<()> {
+        let Some(om) = cx.out_map(0).filter(|c| !c.is_identity()) else { return Ok(()) };
+        for slot in 0..cx.m.n_inputs(cx.n) {
+            if cx.m.input(cx.n, slot).is_some_and(|o| cx.m.is_const(o)) {
+                cx.scatter(slot, om.axis, &om, 0.0)?;
+            }
+        }
+        Ok(())
     }
 
     /// f(0) = 0: exact zeros in, exact zeros out.
@@ -87,6 +107,51 @@ impl Rules for Concat {
         }
         tensor::from_f64(cx.name(), dt, &[v.len()], &v).ok().map(Cow::Owned)
     }
+}
+
+/// Concat of tensors laid out on a feature axis: along that axis the
+/// output's layout is theirs one after the other; along another axis it
+/// joins them, and a constant operand (a class token) has its features
+/// zero-padded.
+fn features(cx: &mut ChannelCx, ax: usize, rank: usize) -> Result<bool> {
+    let mut ls = vec![];
+    let mut on = None;
+    for slot in 0..cx.m.n_inputs(cx.n) {
+        let Some(o) = cx.input(slot) else { return Ok(false) };
+        if cx.shape(o).map(|s| s.len()) != Some(rank) {
+            return Ok(false);
+        }
+        match cx.placed(o) {
+            Some((l, axis)) if on.is_none_or(|a| a == axis) => {
+                on = Some(axis);
+                ls.push(l);
+            }
+            None if cx.m.is_const(o) => {}
+            _ => return Ok(false),
+        }
+    }
+    let (Some(axis), Some(first)) = (on, ls.first().cloned()) else { return Ok(false) };
+    if ax == axis {
+        if ls.len() != cx.m.n_inputs(cx.n) {
+            return Ok(false);
+        }
+        cx.set_on(cx.out(0), ls.concat(), axis);
+        return Ok(true);
+    }
+    let width = cx.width(&first);
+    for slot in 0..cx.m.n_inputs(cx.n) {
+        let o = cx.input(slot).expect("checked above");
+        if cx.channels_on(o, axis) != Some(width) {
+            return Ok(false);
+        }
+    }
+    for l in &ls[1..] {
+        if !cx.atoms().join(&first, l) {
+            return Ok(false);
+        }
+    }
+    cx.set_on(cx.out(0), first, axis);
+    Ok(true)
 }
 
 #[cfg(test)]

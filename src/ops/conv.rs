@@ -450,7 +450,7 @@ fn group_map(im: &ChannelMap, g: usize) -> Result<ChannelMap> {
     if !uniform {
         return Err(Error::model("grouped conv whose input blocks are not padded alike"));
     }
-    Ok(ChannelMap { map: block, len: pg })
+    Ok(ChannelMap { map: block, len: pg, axis: 1 })
 }
 
 #[cfg(test)]

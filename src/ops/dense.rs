@@ -1,13 +1,13 @@
 //! Dense layers: Gemm (2-D, optional transposes) and MatMul (batch
 //! broadcasting), and their cost as layers.
 
-use super::{mul, Cost, CostCx, Cx, LayerKind, Rules};
-use crate::analysis::ChannelCx;
+use super::{mul, Cost, CostCx, Cx, Fill, FillCx, LayerKind, Rules};
+use crate::analysis::{ChannelCx, ChannelMap};
 use crate::error::Result;
 use crate::ir::shapes::{broadcast, Shape};
-use crate::ir::{Model, Outlet};
+use crate::ir::{Model, NodeId, Outlet};
 use crate::onnx::{attr_i, NodeProto};
-use crate::passes::pad::{scatter_const, PadCx};
+use crate::passes::pad::PadCx;
 
 /// Gemm: `[M, N]` from `A` (`[M, K]`, or `[K, M]` with transA) and `B`.
 #[derive(Debug)]
@@ -19,7 +19,16 @@ impl Rules for Gemm {
     }
 
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
-        absorb_flat(cx)
+        dense_channels(cx)
+    }
+
+    fn any_axis(&self) -> bool {
+        true
+    }
+
+    /// Zero weight columns: the padded features hold 0 whatever A holds.
+    fn fill(&self, cx: &FillCx) -> Option<Fill> {
+        weight(cx.m, cx.n, cx.p).map(|_| Fill::Zeros)
     }
 
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
@@ -47,7 +56,16 @@ impl Rules for MatMul {
     }
 
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
-        absorb_flat(cx)
+        dense_channels(cx)
+    }
+
+    fn any_axis(&self) -> bool {
+        true
+    }
+
+    /// Zero weight columns: the padded features hold 0 whatever A holds.
+    fn fill(&self, cx: &FillCx) -> Option<Fill> {
+        weight(cx.m, cx.n, cx.p).map(|_| Fill::Zeros)
     }
 
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
@@ -73,8 +91,9 @@ pub fn weight_in_axis(p: &NodeProto) -> usize {
 }
 
 /// A dense layer with a constant 2-D weight (`[K, N]`, or `[N, K]`, see
-/// [`weight_in_axis`]): K features in, N out, one row per leading dim of its
-/// input; aligned, K is the physical length of a flattened input.
+/// [`weight_in_axis`]): K features in, N out, one row per position of the
+/// other dims of its input; aligned, K is the physical length of a
+/// flattened input or of its features, N of its output's features.
 fn layer_cost(cx: &CostCx) -> Option<Cost> {
     let wd = cx.weight_dims()?;
     if wd.len() != 2 {
@@ -83,20 +102,23 @@ fn layer_cost(cx: &CostCx) -> Option<Cost> {
     let a = weight_in_axis(cx.p);
     let (k, nout) = (wd[a], wd[1 - a]);
     let x = cx.m.input(cx.n, 0);
-    let rows: Option<u64> =
-        x.and_then(|x| cx.shapes.get(&x)).and_then(|s| s.first().copied().flatten()).map(|v| v as u64);
-    let bias = if cx.m.input(cx.n, 2).is_some() { nout as u64 } else { 0 };
-    let pk = (cx.flat)().unwrap_or(k);
+    let rows: Option<u64> = x.and_then(|x| cx.shapes.get(&x)).and_then(|s| {
+        let lead = s.get(..s.len().checked_sub(1)?)?;
+        lead.iter().try_fold(1u64, |acc, d| acc.checked_mul(u64::try_from((*d)?).ok()?))
+    });
+    let (pk, pn) = ((cx.flat)().or(cx.input.map(|w| w.physical)).unwrap_or(k), cx.output.map_or(nout, |w| w.physical));
+    let bias = |n: usize| if cx.m.input(cx.n, 2).is_some() { n as u64 } else { 0 };
+    let (k64, n64, pk64, pn64) = (k as u64, nout as u64, pk as u64, pn as u64);
     Some(Cost {
         kernel: vec![],
         stride: vec![],
         groups: 1,
         in_channels: k,
         out_channels: nout,
-        params: (k as u64).saturating_mul(nout as u64).saturating_add(bias),
-        macs: mul(rows, (k as u64).saturating_mul(nout as u64)),
-        params_aligned: (pk as u64).saturating_mul(nout as u64).saturating_add(bias),
-        macs_aligned: mul(rows, (pk as u64).saturating_mul(nout as u64)),
+        params: k64.saturating_mul(n64).saturating_add(bias(nout)),
+        macs: mul(rows, k64.saturating_mul(n64)),
+        params_aligned: pk64.saturating_mul(pn64).saturating_add(bias(pn)),
+        macs_aligned: mul(rows, pk64.saturating_mul(pn64)),
         kind: LayerKind::Dense,
     })
 }
@@ -106,36 +128,95 @@ fn layer_cost(cx: &CostCx) -> Option<Cost> {
 pub fn dense_only(m: &Model, o: Outlet) -> bool {
     let consumers = m.consumers(o);
     !consumers.is_empty()
-        && consumers.iter().all(|&(c, slot)| {
-            let Some(p) = m.op(c).filter(|p| super::standard(p)) else { return false };
-            slot == 0
-                && match p.op_type() {
-                    "Gemm" => attr_i(p, "transA", 0) == 0 && m.input(c, 1).is_some_and(|o| m.is_const(o)),
-                    "MatMul" => m.input(c, 1).and_then(|o| m.const_dims(o)).is_some_and(|d| d.len() == 2),
-                    _ => false,
-                }
-        })
+        && consumers.iter().all(|&(c, slot)| slot == 0 && m.op(c).is_some_and(|p| weight(m, c, p).is_some()))
 }
 
-/// A dense layer's channel rule: it absorbs a flattened layout on input A
-/// (or reads an activation with no layout); its output is a plain rank-2
-/// tensor with no layout.
-fn absorb_flat(cx: &mut ChannelCx) -> Result<bool> {
+/// The dims of a dense layer's constant 2-D weight (input B) and the axis
+/// of them holding its input features ([`weight_in_axis`]); `None` for a
+/// product of two activations (attention) or a Gemm reading A transposed.
+fn weight(m: &Model, n: NodeId, p: &NodeProto) -> Option<(Vec<i64>, usize)> {
+    if !super::standard(p) {
+        return None;
+    }
+    let ok = match p.op_type() {
+        "Gemm" => attr_i(p, "transA", 0) == 0,
+        "MatMul" => true,
+        _ => false,
+    };
+    let dims = m.input(n, 1).filter(|_| ok).and_then(|o| m.const_dims(o)).filter(|d| d.len() == 2)?;
+    Some((dims, weight_in_axis(p)))
+}
+
+/// A dense layer's channel rule. With a constant weight, its output's last
+/// axis is a new space of features (padded with zero weight columns: a
+/// Linear's hidden width), and it absorbs the features of its input A
+/// through zero weight rows: a flattened activation, or a layout on A's
+/// last axis. A layout on another axis of A (the tokens of [N, T, C]) is
+/// kept at its width. A product of two activations (attention scores)
+/// makes no layout; a laid-out B keeps its width.
+fn dense_channels(cx: &mut ChannelCx) -> Result<bool> {
     let Some(a) = cx.input(0) else { return Ok(false) };
-    Ok(cx.is_flat(a) || cx.layout(a).is_none())
+    let why = format!("{} '{}'", cx.p.op_type(), cx.name);
+    let Some((wd, in_axis)) = weight(cx.m, cx.n, cx.p) else {
+        if cx.input(1).is_some_and(|b| cx.is_feature(b)) || cx.is_feature(a) {
+            return Ok(false);
+        }
+        if let Some(lb) = cx.input(1).and_then(|b| cx.layout(b)) {
+            cx.atoms().pin(&lb, &format!("{why} (a product of two activations)"));
+        }
+        return Ok(cx.is_flat(a) || cx.layout(a).is_none());
+    };
+    if cx.input(2).is_some_and(|c| !cx.m.is_const(c)) {
+        return Ok(false);
+    }
+    let rank = |o| cx.shape(o).map(|s| s.len());
+    let (Some(ra), Some(ro)) = (rank(a), rank(cx.out(0))) else { return Ok(false) };
+    if !cx.is_flat(a) {
+        if let Some((l, axis)) = cx.placed(a) {
+            let k = wd[in_axis];
+            if axis + 1 != ra {
+                cx.atoms().pin(&l, &why);
+            } else if k < 0 || cx.width(&l) != k as usize {
+                return Ok(false);
+            }
+        }
+    }
+    if ro >= 2 {
+        cx.fresh_on(cx.out(0), ro - 1, None);
+    }
+    Ok(true)
 }
 
-/// A dense layer after a Flatten: zero weight rows for padded features.
+/// A dense layer's padding: zero weight rows for the padded features of
+/// its input (flattened, or laid out on its last axis), zero weight
+/// columns (and zero bias) for the padded features of its output.
 fn pad_dense(cx: &mut PadCx) -> Result<()> {
-    let (m, a, n) = (&mut *cx.m, cx.a, cx.n);
+    let (m, a, n) = (&*cx.m, cx.a, cx.n);
     let p = m.op(n).unwrap().clone();
     let Some(x) = m.input(n, 0) else {
         return Ok(());
     };
-    let Some(fm) = a.flat_map(x).filter(|c| !c.is_identity()) else {
-        return Ok(());
-    };
-    scatter_const(m, n, 1, weight_in_axis(&p), &fm, 0.0)?;
+    let in_axis = weight_in_axis(&p);
+    let last = a.shapes.get(&x).map_or(0, |s| s.len()).saturating_sub(1);
+    let im = a.flat_map(x).or_else(|| a.channel_map(x).filter(|c| c.axis == last && last > 0));
+    let om = a.channel_map(Outlet { node: n, slot: 0 });
+    let (im, om) = (im.filter(|c| !c.is_identity()), om.filter(|c| !c.is_identity()));
+    let bias = m.input(n, 2).and_then(|c| m.const_dims(c));
+    let mut axes: Vec<(usize, &ChannelMap)> = vec![];
+    if let Some(im) = &im {
+        axes.push((in_axis, im));
+    }
+    if let Some(om) = &om {
+        axes.push((1 - in_axis, om));
+    }
+    axes.sort_by_key(|&(a, _)| a);
+    cx.scatter_axes(1, &axes, 0.0)?;
+    if let (Some(om), Some(dims)) = (&om, bias) {
+        // Gemm's C: padded on its last axis when it is per feature
+        if dims.last() == Some(&(om.map.len() as i64)) && om.map.len() > 1 {
+            cx.scatter(2, dims.len() - 1, om, 0.0)?;
+        }
+    }
     Ok(())
 }
 

@@ -22,9 +22,13 @@ use std::borrow::Cow;
 pub struct Map;
 
 impl Rules for Map {
-    /// Channel-wise: output 0 gets input 0's layout.
+    /// Channel-wise: output 0 gets input 0's layout, on whichever axis.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
         Ok(cx.channelwise())
+    }
+
+    fn any_axis(&self) -> bool {
+        true
     }
 
     /// Maps with f(0) = 0 keep exact zeros (Clip when its range holds 0);
@@ -161,10 +165,10 @@ impl Rules for Broadcast {
             }
             let t = m.const_value(o).unwrap();
             let r = t.dims.len();
-            let Some(axis) = (r + 1).checked_sub(rank) else {
+            let Some(axis) = (r + om.axis).checked_sub(rank) else {
                 continue;
             };
-            if r + 1 < rank || t.dims.get(axis) != Some(&(om.map.len() as i64)) || om.map.len() == 1 {
+            if r > rank || t.dims.get(axis) != Some(&(om.map.len() as i64)) || om.map.len() == 1 {
                 continue;
             }
             let fill = role
@@ -175,16 +179,26 @@ impl Rules for Broadcast {
         Ok(())
     }
 
-    /// Joins the layouts of its activation operands; a constant operand
-    /// broadcasts over channels or is per channel (padded with its slot's
-    /// neutral value, [`super::Role::neutral`]); an activation only in the
-    /// slots the role allows.
+    /// Joins the layouts of its activation operands (on one axis: an
+    /// activation's channels or a dense layer's features); a constant
+    /// operand broadcasts over that axis or is per channel (padded with its
+    /// slot's neutral value, [`super::Role::neutral`]); an activation only
+    /// in the slots the role allows.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
         let (m, role, out) = (cx.m, cx.role, cx.out(0));
-        let Some(c) = cx.channels(out) else {
+        let Some(rank) = cx.shape(out).map(|s| s.len()) else { return Ok(false) };
+        // the axis: that of the operands laid out on a feature axis (at the
+        // output's rank), else an activation's channels
+        let feature = (0..m.n_inputs(cx.n))
+            .filter_map(|s| cx.input(s))
+            .find(|&o| cx.is_feature(o) && cx.shape(o).is_some_and(|s| s.len() == rank));
+        let (axis, c) = match feature.and_then(|o| cx.placed(o)) {
+            Some((_, axis)) => (axis, cx.channels_on(out, axis)),
+            None => (1, cx.channels(out)),
+        };
+        let Some(c) = c else {
             return Ok(false);
         };
-        let Some(rank) = cx.shape(out).map(|s| s.len()) else { return Ok(false) };
         let mut joined: Vec<Vec<AtomId>> = vec![];
         for slot in 0..m.n_inputs(cx.n) {
             let Some(o) = cx.input(slot) else {
@@ -193,9 +207,10 @@ impl Rules for Broadcast {
             let Some(sh) = cx.shape(o).cloned() else {
                 return Ok(false);
             };
-            let ch_axis = (sh.len() + 1).checked_sub(rank);
+            let ch_axis = (sh.len() + axis).checked_sub(rank);
             let ch = ch_axis.and_then(|i| sh.get(i).copied().flatten());
-            if let Some(l) = cx.layout(o).filter(|_| sh.len() == rank && ch == Some(c as i64)) {
+            let laid_out = cx.placed(o).filter(|(_, a)| *a == axis && sh.len() == rank && ch == Some(c as i64));
+            if let Some((l, _)) = laid_out {
                 // An activation of this space.
                 if !role.activation_ok(slot) {
                     return Ok(false); // a divisor, exponent or slope: 0/0 would be NaN
@@ -208,7 +223,7 @@ impl Rules for Broadcast {
                 if sh.len() > rank {
                     return Ok(false);
                 }
-            } else if ch.is_none_or(|v| v != 1) || sh.len() > rank {
+            } else if ch.is_none_or(|v| v != 1) || sh.len() > rank || cx.is_feature(o) {
                 return Ok(false); // a non-constant that does not broadcast over channels
             }
         }
@@ -223,8 +238,12 @@ impl Rules for Broadcast {
                 return Ok(false);
             }
         }
-        cx.set(out, first);
+        cx.set_on(out, first, axis);
         Ok(true)
+    }
+
+    fn any_axis(&self) -> bool {
+        true
     }
 
     /// 0 · x = 0 for Mul; 0 / 1 and a 0 slope for Div and PRelu; sums and

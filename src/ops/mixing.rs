@@ -1,10 +1,12 @@
 //! Ops that mix channels (the analysis pins what they read and write):
 //! normalisations over several channels, Transpose.
 
-use super::{Cx, Rules};
+use super::{zero_if, Cx, Fill, FillCx, Rules};
+use crate::analysis::ChannelCx;
+use crate::error::Result;
 use crate::ir::shapes::Shape;
 use crate::ir::values::Value;
-use crate::onnx::attr_ints;
+use crate::onnx::{attr_ints, NodeProto};
 use crate::tensor;
 
 /// Softmax, LogSoftmax, Hardmax, Group / Layer / Instance normalisation,
@@ -16,6 +18,16 @@ impl Rules for Normalize {
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         cx.same()
     }
+
+    fn pin_note(&self, p: &NodeProto) -> Option<&'static str> {
+        Some(match p.op_type() {
+            "LayerNormalization" | "GroupNormalization" | "InstanceNormalization" => {
+                "padding would change the mean and variance it normalises by"
+            }
+            "LRN" => "normalises over neighbouring channels",
+            _ => "padding would change the sum it normalises by",
+        })
+    }
 }
 
 /// Transpose by `perm` (default: reversed axes). Its value is computed too:
@@ -23,7 +35,57 @@ impl Rules for Normalize {
 #[derive(Debug)]
 pub struct Transpose;
 
+/// The permutation of a Transpose of a rank-`r` tensor.
+fn perm(p: &NodeProto, r: usize) -> Option<Vec<usize>> {
+    let perm = attr_ints(p, "perm");
+    if perm.is_empty() {
+        return Some((0..r).rev().collect());
+    }
+    let perm: Vec<usize> = perm.iter().map(|&a| usize::try_from(a).ok().filter(|&a| a < r)).collect::<Option<_>>()?;
+    (perm.len() == r).then_some(perm)
+}
+
 impl Rules for Transpose {
+    /// The layout moves to the axis the permutation sends its axis to, when
+    /// its space may still be padded (NCHW → NHWC before a channels-last
+    /// MLP, and back), lands on the last axis (features: `[N, C, T]` →
+    /// `[N, T, C]`) or turns features back into channels. An activation
+    /// layout already pinned that would land elsewhere stops here as
+    /// before: its output gets a pinned layout on axis 1 for the convs
+    /// after it.
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        let (Some(x), out) = (cx.input(0), cx.out(0)) else { return Ok(false) };
+        let (Some((l, axis)), Some(r)) = (cx.placed(x), cx.shape(x).map(|s| s.len())) else {
+            return Ok(false);
+        };
+        let Some(to) = perm(cx.p, r).and_then(|p| p.iter().position(|&a| a == axis)) else {
+            return Ok(false);
+        };
+        let atoms = cx.atoms();
+        let pinned = atoms.leaves(&l).iter().all(|&leaf| atoms.fixed(leaf));
+        // features back to an activation's channels (a LayerNorm2d's
+        // NHWC → NCHW) keep their space; a pinned activation layout that
+        // would land elsewhere stops as before
+        let back = to == 1 && r >= 3 && cx.is_feature(x);
+        if pinned && to + 1 != r && !back {
+            return Ok(false);
+        }
+        if cx.channels_on(out, to) != Some(cx.width(&l)) {
+            return Ok(false);
+        }
+        cx.set_on(out, l, to);
+        Ok(true)
+    }
+
+    fn any_axis(&self) -> bool {
+        true
+    }
+
+    /// f(0) = 0: the same values, elsewhere.
+    fn fill(&self, cx: &FillCx) -> Option<Fill> {
+        zero_if(cx.padded_all_zero())
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         let x = cx.shape(0)?;
         let perm = attr_ints(cx.p, "perm");
@@ -35,13 +97,7 @@ impl Rules for Transpose {
     fn value(&self, cx: &Cx) -> Option<Value> {
         let v = cx.value(0)?;
         let r = v.dims.len();
-        let perm: Vec<usize> = match attr_ints(cx.p, "perm") {
-            p if p.is_empty() => (0..r).rev().collect(),
-            p => p.iter().map(|&a| usize::try_from(a).ok().filter(|&a| a < r)).collect::<Option<_>>()?,
-        };
-        if perm.len() != r {
-            return None;
-        }
+        let perm = perm(cx.p, r)?;
         let dims: Vec<usize> = perm.iter().map(|&a| v.dims[a]).collect();
         let (src, dst) = (tensor::strides(&v.dims), tensor::strides(&dims));
         let mut data = vec![None; v.data.len()];

@@ -101,17 +101,27 @@ pub enum Role {
     /// to C (`expand_as`) starts a space whose padded channels repeat a real
     /// one, its constant target rewritten to the padded width.
     Broadcast,
+    /// Gather: on another axis than the layout's (a class token) it
+    /// passes; on the layout's axis it pins.
+    Select,
+    /// Transpose: moves a layout to the axis the permutation puts it on
+    /// (NCHW ↔ NHWC around a channels-last MLP); otherwise pins.
+    Permute,
     /// Needs the exact channels of everything it reads and writes
-    /// (Transpose, Softmax, GroupNormalization…): pins.
+    /// (Softmax, GroupNormalization…): pins.
     Mixing,
 }
 
 impl Role {
-    /// The value padded channels of a per-channel constant in `slot` get,
-    /// for element-wise ops (None: an activation there pins).
+    /// The value padded channels of a per-channel constant in `slot` get:
+    /// for element-wise ops (None: an activation there pins), the constants
+    /// of a Concat and a dense layer's bias (0).
     pub fn neutral(self, slot: usize) -> Option<f64> {
         match self {
             Role::Elementwise { neutral, .. } => neutral[slot.min(1)],
+            // a constant concatenated with features along another axis, a
+            // dense layer's bias
+            Role::Concat | Role::Dense => Some(0.0),
             _ => None,
         }
     }
@@ -139,6 +149,8 @@ impl Role {
                 | Role::Reduce
                 | Role::ShapeOf
                 | Role::Broadcast
+                | Role::Permute
+                | Role::Select
                 | Role::Mixing
         )
     }
@@ -210,6 +222,20 @@ pub trait Rules: std::fmt::Debug {
     /// otherwise); `Err`: the model is malformed.
     fn channels(&self, _cx: &mut ChannelCx) -> crate::error::Result<bool> {
         Ok(false)
+    }
+
+    /// Whether [`Rules::channels`] reads the axis of every layout it meets
+    /// ([`ChannelCx::placed`]): only such a rule sees an input laid out on
+    /// another axis than 1 (the features of dense layers); for any other op
+    /// that input stops the analysis.
+    fn any_axis(&self) -> bool {
+        false
+    }
+
+    /// Why the op needs its exact channels, said in the reason of the pin
+    /// it makes (`None`: its name says enough).
+    fn pin_note(&self, _p: &NodeProto) -> Option<&'static str> {
+        None
     }
 
     /// The op's padding rewrite, for ops whose role is not
@@ -477,8 +503,8 @@ pub enum LayerKind {
     /// A conv: both dims are its own, one the analysis could not follow is
     /// reported as unanalysed.
     Conv,
-    /// A dense layer: only the input dim is its own (its output is not a
-    /// channel dim).
+    /// A dense layer: its input features (flattened channels, or its
+    /// input's last axis) and its output features, reported as a conv's.
     Dense,
     /// A normalisation: its dims as the analysis gives them.
     Norm,
@@ -619,7 +645,7 @@ pub const TABLE: &[OpEntry] = &[
     e("ReduceSumSquare", R::Reduce, &reduce::Reduce, false),
     e("Shape", R::ShapeOf, &shape_of::ShapeOf, true),
     // ops that need exact channels
-    e("Transpose", R::Mixing, &mixing::Transpose, false),
+    e("Transpose", R::Permute, &mixing::Transpose, false),
     e("Softmax", R::Mixing, &mixing::Normalize, false),
     e("LogSoftmax", R::Mixing, &mixing::Normalize, false),
     e("Hardmax", R::Mixing, &mixing::Normalize, false),
@@ -635,7 +661,7 @@ pub const TABLE: &[OpEntry] = &[
     e("ArgMax", R::Mixing, &Opaque, false),
     e("ArgMin", R::Mixing, &Opaque, false),
     e("TopK", R::Mixing, &Opaque, false),
-    e("Gather", R::Mixing, &shape_arith::Gather, true),
+    e("Gather", R::Select, &shape_arith::Gather, true),
     e("GatherElements", R::Mixing, &Opaque, false),
     e("Tile", R::Mixing, &Opaque, false),
     e("Expand", R::Broadcast, &expand::Expand, true),

@@ -1,7 +1,9 @@
 //! Shape arithmetic that is not element-wise: Gather (indexing a shape
-//! vector) and Range.
+//! vector, or the tokens of an activation) and Range.
 
-use super::{Cx, Rules};
+use super::{zero_if, Cx, Fill, FillCx, Rules};
+use crate::analysis::ChannelCx;
+use crate::error::Result;
 use crate::ir::shapes::{axis, Shape};
 use crate::ir::values::{Value, MAX_ELEMENTS};
 use crate::onnx::attr_i;
@@ -11,6 +13,37 @@ use crate::onnx::attr_i;
 pub struct Gather;
 
 impl Rules for Gather {
+    /// Gather on another axis than the layout's with constant indices (a
+    /// ViT's class token, `x[:, 0]`) keeps the layout: on the same axis, or
+    /// shifted by the rank the indices replace the gathered axis with.
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        let (Some(x), Some(i)) = (cx.input(0), cx.input(1)) else { return Ok(false) };
+        let (Some((l, on)), Some(r)) = (cx.placed(x), cx.shape(x).map(|s| s.len())) else {
+            return Ok(false);
+        };
+        let (Some(g), Some(ir)) = (axis(attr_i(cx.p, "axis", 0), r), cx.m.const_dims(i).map(|d| d.len())) else {
+            return Ok(false);
+        };
+        if g == on {
+            return Ok(false);
+        }
+        let to = if g < on { on - 1 + ir } else { on };
+        if cx.channels_on(cx.out(0), to) != Some(cx.width(&l)) {
+            return Ok(false);
+        }
+        cx.set_on(cx.out(0), l, to);
+        Ok(true)
+    }
+
+    fn any_axis(&self) -> bool {
+        true
+    }
+
+    /// The padded channels' values, gathered elsewhere.
+    fn fill(&self, cx: &FillCx) -> Option<Fill> {
+        zero_if(cx.padded_all_zero())
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         let (x, idx) = (cx.shape(0)?, cx.shape(1)?);
         let a = axis(attr_i(cx.p, "axis", 0), x.len())?;

@@ -61,7 +61,7 @@ pub fn run_with_layout(m: &mut Model, opts: &Options) -> Result<(usize, Vec<Stri
             if let Some(cm) = a.channel_map(o).or_else(|| a.flat_map(o)).filter(|c| !c.is_identity()) {
                 let name = m.tensor_name(o).to_string();
                 notes.push(format!("{name}: {} → {}", cm.map.len(), cm.len));
-                m.set_channel_dim(&name, cm.len);
+                m.set_channel_dim(&name, cm.axis, cm.len);
                 padded += 1;
             }
         }
@@ -242,9 +242,11 @@ fn insert_slices(m: &mut Model, a: &Analysis) -> Result<Vec<String>> {
 
 #[cfg(test)]
 mod tests {
+    use crate::ir::Model;
     use crate::onnx::ModelProto;
+    use crate::passes::Options;
     use crate::tensor;
-    use crate::testutil::{align_and_verify, free_unaligned, int_attr, Builder};
+    use crate::testutil::{align_and_verify, free_unaligned, int_attr, ints_attr, Builder};
 
     fn init_dims(m: &ModelProto, name_prefix: &str) -> Vec<Vec<i64>> {
         m.graph
@@ -406,6 +408,116 @@ mod tests {
         b.output(&g, &[1, 5]);
         let out = check(&b, 8);
         assert_eq!(init_dims(&out, "fc")[0], vec![5, 16]);
+    }
+
+    /// `[1, 5, 12]` tokens → LayerNorm → fc1 (MatMul + bias Add, 19
+    /// features) → `act` → fc2 (back to 12) → residual Add: a ViT MLP.
+    fn token_mlp(act: &str) -> Builder {
+        let mut b = Builder::new(&[1, 5, 12]);
+        b.opset = 17;
+        let (g, be) = (b.rand_init("lng", &[12], 0.5, 1.5), b.rand_init("lnb", &[12], -0.5, 0.5));
+        let ln = b.node("LayerNormalization", &["x", &g, &be], 1, vec![int_attr("axis", -1)]).remove(0);
+        let (w1, b1) = (b.rand_init("w1", &[12, 19], -0.5, 0.5), b.rand_init("b1", &[19], -0.5, 0.5));
+        let h = b.node("MatMul", &[&ln, &w1], 1, vec![]).remove(0);
+        let h = b.node("Add", &[&h, &b1], 1, vec![]).remove(0);
+        let a = b.unary(act, &h);
+        let (w2, b2) = (b.rand_init("w2", &[19, 12], -0.5, 0.5), b.rand_init("b2", &[12], -0.5, 0.5));
+        let y = b.node("MatMul", &[&a, &w2], 1, vec![]).remove(0);
+        let y = b.node("Add", &[&y, &b2], 1, vec![]).remove(0);
+        let r = b.node("Add", &["x", &y], 1, vec![]).remove(0);
+        b.output(&r, &[1, 5, 12]);
+        b
+    }
+
+    #[test]
+    fn a_token_mlp_pads_its_hidden_width_on_the_feature_axis() {
+        // Sigmoid puts 0.5 in the padded features: fc2's zero rows hide them
+        for act in ["Relu", "Sigmoid"] {
+            let b = token_mlp(act);
+            let out = check(&b, 8);
+            assert_eq!(init_dims(&out, "w1"), vec![vec![12, 24]], "{act}");
+            assert_eq!(init_dims(&out, "b1"), vec![vec![24]], "{act}");
+            assert_eq!(init_dims(&out, "w2"), vec![vec![24, 12]], "{act}");
+            let m = Model::import(b.model()).unwrap();
+            let r = crate::report::build(&m, &Options::default()).unwrap();
+            let fc1 = r.layers.iter().find(|l| l.op == "MatMul" && l.out_channels == 19).unwrap();
+            let d = fc1.out_dim.as_ref().unwrap();
+            assert_eq!((d.aligned_to, d.axis, d.pinned.len()), (24, Some(2), 0), "{act}: {d:?}");
+            // the residual stream is LayerNorm-pinned, and says so
+            let stream = fc1.in_dim.as_ref().unwrap();
+            assert!(stream.pinned.iter().any(|p| p.starts_with("LayerNormalization")), "{stream:?}");
+            assert_eq!(r.totals.unanalysed, 0);
+        }
+    }
+
+    #[test]
+    fn a_wrong_padded_feature_is_caught_by_verification() {
+        // negative control of the dense family: fc1's bias non-zero in a
+        // padded feature (Relu keeps it) breaks the promise of zeros there,
+        // which the per-tensor comparison reads on the feature axis
+        let b = token_mlp("Relu");
+        let (mut out, _, v) = align_and_verify(&b.model(), 8);
+        assert!(v.passed);
+        let g = out.graph.as_mut().unwrap();
+        let t = g.initializer.iter_mut().find(|t| t.name().starts_with("b1")).unwrap();
+        let mut vals = tensor::to_f64(t).unwrap();
+        vals[20] = 0.3; // a padded feature
+        *t = tensor::rewrite(t, &tensor::dims(t), &vals).unwrap();
+        let bad = crate::verify::verify(
+            &b.model(),
+            &out,
+            &Default::default(),
+            &crate::verify::VerifyOptions { trials: 2, seed: 7, ..Default::default() },
+        )
+        .unwrap();
+        assert!(!bad.passed, "a padded feature of 0.3 passed");
+    }
+
+    #[test]
+    fn a_channels_last_mlp_moves_the_space_through_transposes() {
+        // ConvNeXt: conv → NHWC → fc1 → fc2 → NCHW → conv; every width but
+        // the graph's own is free, on axis 1 or on axis 3
+        let mut b = Builder::new(&[1, 3, 6, 6]);
+        let c1 = b.conv("x", 3, 11, 3, 1, true);
+        let t = b.node("Transpose", &[&c1], 1, vec![ints_attr("perm", &[0, 2, 3, 1])]).remove(0);
+        let w1 = b.rand_init("fc1", &[11, 37], -0.5, 0.5);
+        let h = b.node("MatMul", &[&t, &w1], 1, vec![]).remove(0);
+        let a = b.unary("Relu", &h);
+        let w2 = b.rand_init("fc2", &[37, 13], -0.5, 0.5);
+        let y = b.node("MatMul", &[&a, &w2], 1, vec![]).remove(0);
+        let back = b.node("Transpose", &[&y], 1, vec![ints_attr("perm", &[0, 3, 1, 2])]).remove(0);
+        let c2 = b.conv(&back, 13, 4, 1, 1, true);
+        b.output(&c2, &[1, 4, 6, 6]);
+        let out = check(&b, 8);
+        assert_eq!(init_dims(&out, "fc1"), vec![vec![16, 40]]);
+        assert_eq!(init_dims(&out, "fc2"), vec![vec![40, 16]]);
+        assert_eq!(init_dims(&out, "w"), vec![vec![16, 3, 3, 3], vec![4, 16, 1, 1]]);
+    }
+
+    #[test]
+    fn a_class_token_joins_the_features_and_is_gathered_back() {
+        // a ViT's front and head: tokens [1, 4, 11] from a dense layer, a
+        // constant class token concatenated on the token axis (its features
+        // zero-padded), fc, the class token gathered, a dense head
+        let mut b = Builder::new(&[1, 4, 6]);
+        let w0 = b.rand_init("w0", &[6, 11], -0.5, 0.5);
+        let t = b.node("MatMul", &["x", &w0], 1, vec![]).remove(0);
+        let cls = b.rand_init("cls", &[1, 1, 11], -0.5, 0.5);
+        let cat = b.node("Concat", &[&cls, &t], 1, vec![int_attr("axis", 1)]).remove(0);
+        let pos = b.rand_init("pos", &[1, 5, 11], -0.5, 0.5);
+        let p = b.node("Add", &[&cat, &pos], 1, vec![]).remove(0);
+        let w1 = b.rand_init("w1", &[11, 13], -0.5, 0.5);
+        let h = b.node("MatMul", &[&p, &w1], 1, vec![]).remove(0);
+        let zero = b.ints("zero", &[0]);
+        let g = b.node("Gather", &[&h, &zero], 1, vec![int_attr("axis", 1)]).remove(0);
+        let hw = b.rand_init("hw", &[13, 3], -0.5, 0.5);
+        let y = b.node("MatMul", &[&g, &hw], 1, vec![]).remove(0);
+        b.output(&y, &[1, 1, 3]);
+        let out = check(&b, 8);
+        assert_eq!(init_dims(&out, "cls"), vec![vec![1, 1, 16]]);
+        assert_eq!(init_dims(&out, "pos"), vec![vec![1, 5, 16]]);
+        assert_eq!(init_dims(&out, "w1"), vec![vec![16, 16]]);
+        assert_eq!(init_dims(&out, "hw"), vec![vec![16, 3]]);
     }
 
     #[test]

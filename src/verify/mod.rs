@@ -435,15 +435,10 @@ fn load_pair(
         Some(l) => l.clone(),
         None if probing => {
             // the candidate's channel widths, to recognise align's layout
-            let widths: HashMap<String, usize> = cands
+            let widths: HashMap<String, Vec<usize>> = cands
                 .iter()
                 .enumerate()
-                .filter_map(|(i, c)| {
-                    fb.get(fixed + i)
-                        .and_then(|(_, s)| s.as_ref())
-                        .filter(|s| s.len() >= 2)
-                        .map(|s| (c.name.clone(), s[1]))
-                })
+                .filter_map(|(i, c)| fb.get(fixed + i).and_then(|(_, s)| s.clone()).map(|s| (c.name.clone(), s)))
                 .collect();
             crate::layout::derive(original, &widths, overrides)
         }

@@ -161,9 +161,9 @@ pub(crate) fn choose(
             skip("shape not static");
             continue;
         };
-        let map = layout.maps.get(&c.name).filter(|cm| sa.len() >= 2 && sa[1] == cm.map.len());
+        let map = layout.maps.get(&c.name).filter(|cm| sa.len() >= 2 && sa.get(cm.axis) == Some(&cm.map.len()));
         let expected: Vec<usize> = match map {
-            Some(cm) => sa.iter().enumerate().map(|(k, &d)| if k == 1 { cm.len } else { d }).collect(),
+            Some(cm) => sa.iter().enumerate().map(|(k, &d)| if k == cm.axis { cm.len } else { d }).collect(),
             None => sa.clone(),
         };
         if *sb != expected {
@@ -193,8 +193,10 @@ pub(crate) struct Tracked {
 
 impl Tracked {
     pub(crate) fn new(probe: Probe, trials: usize, opts: &VerifyOptions, eps: f64) -> Tracked {
-        // judged per channel: a wrong filter or bias shows in its own channel
-        let axes: Vec<usize> = if probe.shape.len() >= 2 { vec![1] } else { vec![] };
+        // judged per channel: a wrong filter or bias shows in its own
+        // channel (the features of a dense layer: on their axis)
+        let axis = probe.map.as_ref().map_or(1, |cm| cm.axis);
+        let axes: Vec<usize> = if probe.shape.len() >= 2 { vec![axis] } else { vec![] };
         let tally = Tally::new(&probe.cand.name, "", &probe.shape, &axes, true, trials, true, opts).in_precision(eps);
         Tracked { probe, tally, padding: None }
     }
@@ -208,7 +210,9 @@ impl Tracked {
             }
             t.to_plain_array_view::<f32>().ok()?.to_slice()
         }
-        if let (true, Some(x), Some(y), Some(z)) = (self.tally.by_channel(), f32s(a), f32s(b), n.map(f32s)) {
+        // the fast path reads channels on axis 1
+        let on_1 = self.probe.map.as_ref().is_none_or(|cm| cm.axis == 1);
+        if let (true, Some(x), Some(y), Some(z)) = (self.tally.by_channel() && on_1, f32s(a), f32s(b), n.map(f32s)) {
             let map = self.probe.map.as_ref().map(|cm| (&cm.map[..], cm.len));
             if let Some(cm) = &self.probe.map {
                 if self.padding.is_none() {
@@ -287,8 +291,7 @@ enum Gathered {
 /// The candidate's real channels of a padded tensor (values in the
 /// original's layout) and the first padded channel off its promise.
 fn split_channels(y: &Vals, shape: &[usize], cm: &ChannelMap, promise: Promise) -> (Gathered, Option<(usize, f64)>) {
-    let outer = shape[0];
-    let inner: usize = shape[2..].iter().product();
+    let (outer, inner) = around(shape, cm.axis);
     let runs = (0..outer).flat_map(|o| cm.map.iter().map(move |&c| (o * cm.len + c) * inner));
     let real = match y {
         Vals::F32(v) => Gathered::F32(runs.flat_map(|base| v[base..base + inner].iter().copied()).collect()),
@@ -297,11 +300,16 @@ fn split_channels(y: &Vals, shape: &[usize], cm: &ChannelMap, promise: Promise) 
     (real, padded_off_promise(y, shape, cm, promise))
 }
 
+/// The element counts before and after axis `axis` of `shape`.
+fn around(shape: &[usize], axis: usize) -> (usize, usize) {
+    let axis = axis.min(shape.len());
+    (shape[..axis].iter().product(), shape.get(axis + 1..).map_or(1, |s| s.iter().product()))
+}
+
 /// The first padded channel of a candidate tensor off its promise:
 /// (physical channel, value).
 fn padded_off_promise(y: &Vals, shape: &[usize], cm: &ChannelMap, promise: Promise) -> Option<(usize, f64)> {
-    let outer = shape[0];
-    let inner: usize = shape[2..].iter().product();
+    let (outer, inner) = around(shape, cm.axis);
     let mut is_real = vec![false; cm.len];
     for &c in &cm.map {
         is_real[c] = true;
@@ -360,7 +368,7 @@ mod tests {
     #[test]
     fn padded_channels_keep_the_promise_of_the_op_that_made_them() {
         // a [1, 3, 1, 2] candidate tensor whose real channel is physical 1
-        let cm = ChannelMap { map: vec![1], len: 3 };
+        let cm = ChannelMap { map: vec![1], len: 3, axis: 1 };
         let at = |vals: [f32; 6], p: Promise| padded_off_promise(&Vals::F32(&vals), &[1, 3, 1, 2], &cm, p);
         let sig = [0.5, 0.5, 0.9, 0.1, 0.5, 0.5];
         assert_eq!(at(sig, Promise::Value(0.5)), None);
