@@ -235,10 +235,15 @@ pub fn certify(original: &ModelProto, candidate: &ModelProto, layout: &Layout) -
     Ok(cert)
 }
 
-/// Output channels of a conv (from its weight).
+/// Output channels of a conv, or output features of a Gemm (from its weight).
 fn out_width(conv: &NodeProto, o: &Index) -> Option<usize> {
     let w = o.consts.get(conv.input.get(1)?.as_str())?;
-    KernelFormat::of(conv)?.out_channels(&tensor::dims(w), attr_i(conv, "group", 1).max(1) as usize)
+    let d = tensor::dims(w);
+    match KernelFormat::of(conv) {
+        Some(kf) => kf.out_channels(&d, attr_i(conv, "group", 1).max(1) as usize),
+        None if ops::is(conv, "Gemm") && d.len() == 2 => Some(d[1 - dense::weight_in_axis(conv)]),
+        None => None,
+    }
 }
 
 /// Whether `p` is a standard BatchNormalization.
@@ -333,13 +338,22 @@ fn check_constants(
                 fill: 0.0,
             }),
             // a dense weight: input features (flattened, or on the input's
-            // last axis) and output features
+            // last axis) and output features (scaled by a fold)
             (_, Some(Role::Dense), 1) => {
                 let ia = dense::weight_in_axis(p);
                 let mut axes: Vec<(usize, &ChannelMap)> =
                     [(ia, im), (1 - ia, om)].into_iter().filter_map(|(a, m)| Some((a, m?))).collect();
                 axes.sort_by_key(|&(a, _)| a);
-                Some(Plan { axes, scale: None, fill: 0.0 })
+                Some(Plan { axes, scale: fold.map(|f| (1 - ia, &f.s[..], &[][..])), fill: 0.0 })
+            }
+            // a Gemm's bias that absorbed a fold: s·x + t per feature
+            (_, Some(Role::Dense), 2) if fold.is_some() => {
+                let last = tensor::dims(ct).len().saturating_sub(1);
+                Some(Plan {
+                    axes: om.map(|m| vec![(last, m)]).unwrap_or_default(),
+                    scale: fold.map(|f| (last, &f.s[..], &f.t[..])),
+                    fill: 0.0,
+                })
             }
             (_, Some(Role::BatchNorm), _) => batch_norm::PARAM_FILL
                 .iter()
@@ -349,8 +363,9 @@ fn check_constants(
         };
         // a conv without a bias in the original that got one from the fold
         let zeros;
-        let ot = match (ot, kf, slot) {
-            (None, Some(_), 2) if fold.is_some() => {
+        let folded_bias = kf.is_some() || role == Some(Role::Dense);
+        let ot = match (ot, folded_bias, slot) {
+            (None, true, 2) if fold.is_some() => {
                 let w = fold.map_or(0, |f| f.s.len());
                 zeros = TensorProto {
                     dims: vec![w as i64],

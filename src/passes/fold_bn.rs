@@ -2,7 +2,7 @@
 //!
 //! Before: `Y = BN(Conv(X, W, b))` (or ConvTranspose, or
 //! `BN(Concat(Conv₁(…), Conv₂(…), …))` on the channel axis — YOLOv5 v3's
-//! BottleneckCSP).
+//! BottleneckCSP — or a Gemm: a BatchNorm1d after a Linear on `[N, C]`).
 //! After: `Y = Conv(X, W', b')`; the BN is gone and its output name is kept
 //! (the conv now produces it), so consumers and graph outputs are untouched.
 //!
@@ -112,29 +112,58 @@ fn foldable_conv(m: &Model, o: Outlet, reader: NodeId) -> Option<usize> {
     }
 }
 
+/// A Gemm that can absorb an affine on its output features (a BatchNorm1d
+/// after a Linear on `[N, C]`): transA 0, alpha and beta 1, a constant 2-D
+/// weight and a constant bias of one value per feature (or none). Returns
+/// its output feature count.
+fn foldable_dense(m: &Model, o: Outlet, reader: NodeId) -> Option<usize> {
+    let p = m.op(o.node)?;
+    if !crate::ops::is(p, "Gemm") || o.slot != 0 || !sole_reader(m, o, reader) {
+        return None;
+    }
+    if attr_i(p, "transA", 0) != 0 || attr_f(p, "alpha", 1.0) != 1.0 || attr_f(p, "beta", 1.0) != 1.0 {
+        return None;
+    }
+    let w = m.input_const(o.node, 1)?;
+    let wd = tensor::dims(&w);
+    if !tensor::elem(&w)?.is_float() || wd.len() != 2 || wd.contains(&0) {
+        return None;
+    }
+    let n = wd[1 - crate::ops::dense::weight_in_axis(p)];
+    match m.input(o.node, 2) {
+        None => Some(n),
+        Some(c) => m.const_dims(c).filter(|d| d.iter().product::<i64>() == n as i64).map(|_| n),
+    }
+}
+
 /// The biases folds wrote, in f64 by conv: a chain of BatchNormalizations
 /// folded one after the other into one conv composes its biases in f64 and
 /// rounds once (as the weights' deferred scales do), so the result is the
 /// chain's fold, not a rounding of a rounding.
 type Biases = std::collections::HashMap<NodeId, Vec<f64>>;
 
-/// Applies y = s·x + t to the outputs of conv `c` (channels `s.len()`).
+/// Applies y = s·x + t to the outputs of conv `c` (channels `s.len()`),
+/// or of a Gemm (features `s.len()`).
 fn fold_into(m: &mut Model, c: NodeId, s: &[f64], t: &[f64], exact: &mut Biases) -> Result<()> {
     let p = m.op(c).unwrap().clone();
     let w = m.input_const_header(c, 1).unwrap();
     let wd = tensor::dims(&w);
     let g = attr_i(&p, "group", 1).max(1) as usize;
-    let inner: usize = wd[2..].iter().product();
+    let inner: usize = wd[2.min(wd.len())..].iter().product();
     // output channel o scales its filters (Conv: rows of wd[1]·inner;
-    // ConvTranspose: runs of inner at (i, j), o = group(i)·cout_g + j).
+    // ConvTranspose: runs of inner at (i, j), o = group(i)·cout_g + j;
+    // Gemm: a row of [N, K] with transB, else a column of [K, N]).
     // Deferred: pad applies it while it writes the padded weight, so the
     // weight is written once; export applies what pad did not.
-    let scale = if KernelFormat::of(&p) == Some(KernelFormat::Oihw) {
-        BlockScale { block: wd[1] * inner, factors: s.to_vec() }
-    } else {
-        let (cin_g, cout_g) = (wd[0] / g, wd[1]);
-        let factors = (0..wd[0] * cout_g).map(|b| s[(b / cout_g / cin_g) * cout_g + b % cout_g]).collect();
-        BlockScale { block: inner, factors }
+    let scale = match KernelFormat::of(&p) {
+        Some(KernelFormat::Oihw) => BlockScale { block: wd[1] * inner, factors: s.to_vec() },
+        Some(KernelFormat::Iohw) => {
+            let (cin_g, cout_g) = (wd[0] / g, wd[1]);
+            let factors = (0..wd[0] * cout_g).map(|b| s[(b / cout_g / cin_g) * cout_g + b % cout_g]).collect();
+            BlockScale { block: inner, factors }
+        }
+        None if crate::ops::dense::weight_in_axis(&p) == 1 => BlockScale { block: wd[1], factors: s.to_vec() },
+        None => BlockScale { block: 1, factors: (0..wd[0] * wd[1]).map(|e| s[e % wd[1]]).collect() },
     };
     let bias = match (exact.remove(&c), m.input_const(c, 2)) {
         (Some(b), _) => b,
@@ -149,7 +178,7 @@ fn fold_into(m: &mut Model, c: NodeId, s: &[f64], t: &[f64], exact: &mut Biases)
     exact.insert(c, nb.clone());
     match m.input_const(c, 2).map(|b| b.into_owned()) {
         Some(b) => {
-            let nbt = tensor::rewrite(&b, &[s.len()], &nb)?;
+            let nbt = tensor::rewrite(&b, &tensor::dims(&b), &nb)?;
             m.replace_input_const(c, 2, nbt);
         }
         None => {
@@ -207,6 +236,19 @@ fn try_fold(m: &mut Model, n: NodeId, exact: &mut Biases) -> Result<Option<Strin
         fold_into(m, x.node, &s, &t, exact)?;
         bypass(m, n, x);
         return Ok(Some(format!("{name} → {conv}")));
+    }
+    // Gemm → BN (BatchNorm1d after a Linear on [N, C])
+    if let Some(nf) = foldable_dense(m, x, n) {
+        if nf != c {
+            return Err(Error::at(
+                name,
+                format!("BatchNormalization has {c} channels but '{}' produces {nf} features", m.label(x.node)),
+            ));
+        }
+        let gemm = m.label(x.node);
+        fold_into(m, x.node, &s, &t, exact)?;
+        bypass(m, n, x);
+        return Ok(Some(format!("{name} → {gemm}")));
     }
     // Concat(conv…) → BN
     let Some(cp) = m.op(x.node) else {
@@ -386,6 +428,65 @@ mod tests {
         let e = run(&mut m).unwrap_err();
         assert!(e.msg.contains("training_mode=1"), "{e}");
         assert!(e.node.is_some());
+    }
+
+    /// `[1, 6]` → Gemm (10 features, bias or not, transB or not) → BN →
+    /// Relu → Gemm (3): a BatchNorm1d after a Linear.
+    fn gemm_bn(trans_b: bool, bias: bool) -> Builder {
+        let mut b = Builder::new(&[1, 6]);
+        let w = if trans_b { b.rand_init("w", &[10, 6], -1.0, 1.0) } else { b.rand_init("w", &[6, 10], -1.0, 1.0) };
+        let mut ins = vec!["x".to_string(), w];
+        if bias {
+            ins.push(b.rand_init("c", &[10], -1.0, 1.0));
+        }
+        let ins: Vec<&str> = ins.iter().map(|s| s.as_str()).collect();
+        let g = b.node("Gemm", &ins, 1, vec![int_attr("transB", i64::from(trans_b))]).remove(0);
+        let y = b.bn(&g, 10);
+        let r = b.unary("Relu", &y);
+        let w2 = b.rand_init("w2", &[10, 3], -1.0, 1.0);
+        let out = b.node("Gemm", &[&r, &w2], 1, vec![]).remove(0);
+        b.output(&out, &[1, 3]);
+        b
+    }
+
+    #[test]
+    fn gemm_bn_folds_into_the_gemm_on_its_features() {
+        for (trans_b, bias) in [(true, true), (false, true), (true, false), (false, false)] {
+            let b = gemm_bn(trans_b, bias);
+            let (n, out) = folded(&b);
+            assert_eq!((n, count(&out, "BatchNormalization")), (1, 0), "transB {trans_b} bias {bias}");
+            assert!(agrees(&b.model(), &out), "transB {trans_b} bias {bias}");
+            // the whole job: folded, the hidden width padded 10 → 16, and the
+            // certificate recomputes the fold on the features
+            let o = crate::pipeline::align_model(b.model(), &Default::default(), &|_| {}).unwrap();
+            assert!(o.failure().is_none(), "transB {trans_b} bias {bias}: {:?}", o.failure());
+            let cert = o.summary.certificate.as_ref().unwrap();
+            assert!(cert.passed && cert.folded >= 1, "{cert:?}");
+            let w = o.model.graph.as_ref().unwrap().initializer.iter().find(|t| t.name().starts_with("w2")).unwrap();
+            assert_eq!(w.dims, vec![16, 3]);
+        }
+    }
+
+    #[test]
+    fn a_wrong_gemm_fold_is_caught_by_verification() {
+        // negative control of the dense fold: the folded bias off by 0.05
+        let b = gemm_bn(true, true);
+        let (_, mut out) = folded(&b);
+        let g = out.graph.as_mut().unwrap();
+        let t = g.initializer.iter_mut().find(|t| t.name().starts_with('c')).unwrap();
+        let mut v = tensor::to_f64(t).unwrap();
+        v[4] += 0.05;
+        *t = tensor::rewrite(t, &tensor::dims(t), &v).unwrap();
+        assert!(!agrees(&b.model(), &out));
+    }
+
+    #[test]
+    fn a_gemm_read_twice_keeps_its_bn() {
+        let mut b = gemm_bn(true, true);
+        let g = b.g.node[0].output[0].clone();
+        b.output(&g, &[1, 10]);
+        let (n, out) = folded(&b);
+        assert_eq!((n, count(&out, "BatchNormalization")), (0, 1));
     }
 
     #[test]
