@@ -131,6 +131,9 @@ struct Shared {
     /// Also pad convs pinned by a graph output or Reshape, with a Slice in front of that reader (adds ops).
     #[arg(long)]
     slice_pinned: bool,
+    /// The most padding may widen a channel dim, as a factor (3 → 8 channels is 2.67; inf: no limit); a dim over it keeps its width, pinned for cost.
+    #[arg(long, value_name = "FACTOR", default_value_t = Options::DEFAULT_MAX_GROWTH)]
+    max_growth: f64,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -359,6 +362,7 @@ fn report_of(c: &CommonArgs, model: &Path) -> Result<report::Report, Failure> {
         input_shapes: shapes,
         deconv: true,
         slice_pinned: c.shared.slice_pinned,
+        max_growth: c.shared.max_growth,
     };
     report::build(&m, &opts).map_err(|e| fail(model, e))
 }
@@ -586,6 +590,7 @@ fn align(a: AlignArgs) -> Result<u8, Failure> {
             input_shapes: shapes,
             deconv: true,
             slice_pinned: a.shared.slice_pinned,
+            max_growth: a.shared.max_growth,
         },
         passes: pass_list,
         verify: if a.no_verify { None } else { Some(a.verify.options().map_err(bad)?) },

@@ -107,12 +107,18 @@ impl From<Failure> for PyErr {
     }
 }
 
-fn options(multiple: u32, input_shapes: Option<HashMap<String, Vec<i64>>>, slice_pinned: bool) -> PyResult<Options> {
+fn options(
+    multiple: u32,
+    input_shapes: Option<HashMap<String, Vec<i64>>>,
+    slice_pinned: bool,
+    max_growth: Option<f64>,
+) -> PyResult<Options> {
     let opts = Options {
         multiple: multiple as usize,
         input_shapes: input_shapes.unwrap_or_default(),
         deconv: true,
         slice_pinned,
+        max_growth: max_growth.unwrap_or(Options::DEFAULT_MAX_GROWTH),
     };
     opts.validate().map_err(|e| PyErr::from(Failure::new(None, e)))?;
     Ok(opts)
@@ -149,7 +155,7 @@ fn to_json<T: serde::Serialize>(v: &T) -> String {
 /// summary as JSON. Verification failure raises `VerificationError` with the
 /// summary (as JSON text) in its `summary_json` attribute.
 #[pyfunction]
-#[pyo3(name = "align", signature = (model, *, multiple, passes, verify, atol, rtol, trials, seed, input_shapes, slice_pinned, strict))]
+#[pyo3(name = "align", signature = (model, *, multiple, passes, verify, atol, rtol, trials, seed, input_shapes, slice_pinned, strict, max_growth))]
 #[allow(clippy::too_many_arguments)]
 fn py_align<'py>(
     py: Python<'py>,
@@ -164,6 +170,7 @@ fn py_align<'py>(
     input_shapes: Option<HashMap<String, Vec<i64>>>,
     slice_pinned: bool,
     strict: bool,
+    max_growth: Option<f64>,
 ) -> PyResult<(Bound<'py, PyBytes>, String)> {
     let src = Source::from_py(model)?;
     let file = src.path().map(Path::to_path_buf);
@@ -173,7 +180,7 @@ fn py_align<'py>(
         None => Pass::all(),
     };
     let cfg = Config {
-        options: options(multiple, input_shapes, slice_pinned)?,
+        options: options(multiple, input_shapes, slice_pinned, max_growth)?,
         passes,
         verify: if verify { Some(verify_options(atol, rtol, trials, seed, strict)?) } else { None },
     };
@@ -212,22 +219,23 @@ fn py_align<'py>(
 
 /// `align report` of a model, as JSON.
 #[pyfunction]
-#[pyo3(name = "report", signature = (model, *, multiple, input_shapes, slice_pinned))]
+#[pyo3(name = "report", signature = (model, *, multiple, input_shapes, slice_pinned, max_growth))]
 fn py_report(
     py: Python<'_>,
     model: &Bound<'_, PyAny>,
     multiple: u32,
     input_shapes: Option<HashMap<String, Vec<i64>>>,
     slice_pinned: bool,
+    max_growth: Option<f64>,
 ) -> PyResult<String> {
     let src = Source::from_py(model)?;
-    let opts = options(multiple, input_shapes, slice_pinned)?;
+    let opts = options(multiple, input_shapes, slice_pinned, max_growth)?;
     Ok(py.detach(|| -> Result<_, Failure> { Ok(to_json(&report_of(&src, &opts)?)) })?)
 }
 
 /// `align check` of a model, as JSON.
 #[pyfunction]
-#[pyo3(name = "check", signature = (model, *, multiple, strict, input_shapes, slice_pinned))]
+#[pyo3(name = "check", signature = (model, *, multiple, strict, input_shapes, slice_pinned, max_growth))]
 fn py_check(
     py: Python<'_>,
     model: &Bound<'_, PyAny>,
@@ -235,9 +243,10 @@ fn py_check(
     strict: bool,
     input_shapes: Option<HashMap<String, Vec<i64>>>,
     slice_pinned: bool,
+    max_growth: Option<f64>,
 ) -> PyResult<String> {
     let src = Source::from_py(model)?;
-    let opts = options(multiple, input_shapes, slice_pinned)?;
+    let opts = options(multiple, input_shapes, slice_pinned, max_growth)?;
     Ok(py.detach(|| -> Result<_, Failure> { Ok(to_json(&report::check(&report_of(&src, &opts)?, strict))) })?)
 }
 
@@ -265,7 +274,7 @@ fn py_verify(
 ) -> PyResult<String> {
     let (a, b) = (Source::from_py(original)?, Source::from_py(candidate)?);
     let opts = verify_options(atol, rtol, trials, seed, strict)?;
-    let shapes = options(8, input_shapes, false)?.input_shapes;
+    let shapes = options(8, input_shapes, false, None)?.input_shapes;
     Ok(py.detach(|| -> Result<_, Failure> {
         let ma = a.load().map_err(|e| Failure::new(a.path(), e))?;
         let mb = b.load().map_err(|e| Failure::new(b.path(), e))?;

@@ -241,6 +241,69 @@ fn layer(m: &Model, a: &Analysis, n: NodeId, multiple: usize) -> Option<Layer> {
     Some(row)
 }
 
+/// How much padding grows a layer: its MACs after / before (its params
+/// when the MACs are unknown or zero); `None` when neither is known.
+pub fn growth(l: &Layer) -> Option<(f64, &'static str, u64, u64)> {
+    match l.macs.zip(l.macs_aligned).filter(|&(b, _)| b > 0) {
+        Some((b, a)) => Some((a as f64 / b as f64, "MACs", b, a)),
+        None => {
+            (l.params > 0).then(|| (l.params_aligned as f64 / l.params as f64, "params", l.params, l.params_aligned))
+        }
+    }
+}
+
+/// The channel dims of analysis `a` that padding would widen more than
+/// `max` (a factor: 3 → 8 channels is ×2.67), each as a tensor of a layer
+/// (conv or dense) whose space keeps its width, with the reason. A dim's factor depends on its own width only, so
+/// the decision is the same on align's output (a second run pads nothing
+/// more): a layer's MACs grow by the product of its dims' factors.
+pub fn over_budget(m: &Model, a: &Analysis, max: f64) -> Vec<(Outlet, String)> {
+    let mut out = vec![];
+    if max.is_infinite() {
+        return out;
+    }
+    let factor = |d: &DimReport| d.aligned_to as f64 / d.channels.max(1) as f64;
+    for n in m.ops() {
+        let Some(l) = layer(m, a, n, a.multiple).filter(|l| l.kind != LayerKind::Norm) else { continue };
+        let sides = [(m.input(n, 0), &l.in_dim), (Some(Outlet { node: n, slot: 0 }), &l.out_dim)];
+        // a grouped conv (not depthwise) runs group by group, without the
+        // channel blocking that makes padded convs fast: padding its groups
+        // costs the product of both dims' factors, and both keep their width
+        // together (so the decision is the same on align's output)
+        let grouped = l.groups > 1 && l.groups as usize != l.in_channels;
+        if let (true, Some(i), Some(o)) = (grouped, &l.in_dim, &l.out_dim) {
+            let g = factor(i) * factor(o);
+            if g > max * (1.0 + 1e-9) {
+                let per = |d: &DimReport| {
+                    format!("{} → {}", d.channels / l.groups as usize, d.aligned_to / l.groups as usize)
+                };
+                let why = format!(
+                    "cost: padding the groups of a grouped conv ({} in, {} out per group: MACs ×{g:.2}) is over --max-growth {max}",
+                    per(i),
+                    per(o)
+                );
+                out.extend(sides.iter().filter_map(|(x, _)| Some(((*x)?, why.clone()))));
+            }
+            continue;
+        }
+        for (o, d) in sides {
+            let (Some(o), Some(d)) = (o, d) else { continue };
+            let f = factor(d);
+            if f <= max * (1.0 + 1e-9) {
+                continue;
+            }
+            // one reason per space, whichever layer found it: the layers'
+            // own growth is the report's `growth` column
+            let why = format!(
+                "cost: padding {} → {} channels (×{f:.2}) is over --max-growth {max}",
+                d.channels, d.aligned_to
+            );
+            out.push((o, why));
+        }
+    }
+    out
+}
+
 /// Builds the report of `m`.
 pub fn build(m: &Model, opts: &Options) -> Result<Report> {
     // Report what `pad` will see: shape arithmetic it folds into constants
@@ -328,8 +391,8 @@ impl Report {
         let mut s = String::new();
         let w = self.layers.iter().map(|l| l.node.len()).max().unwrap_or(4).clamp(4, 48);
         s += &format!(
-            "{:<w$}  {:<18}  {:>7}  {:>6}  {:>3}  {:>9}  {:>9}  {:<7}  {:>11}  {:>15}\n",
-            "node", "op", "kernel", "stride", "grp", "in", "out", "aligned", "params", "MACs"
+            "{:<w$}  {:<18}  {:>7}  {:>6}  {:>3}  {:>9}  {:>9}  {:<7}  {:>11}  {:>15}  {:>6}\n",
+            "node", "op", "kernel", "stride", "grp", "in", "out", "aligned", "params", "MACs", "growth"
         );
         for l in &self.layers {
             let k = l.kernel.iter().map(|v| v.to_string()).collect::<Vec<_>>().join("x");
@@ -347,8 +410,10 @@ impl Report {
             } else {
                 "pinned"
             };
+            // what padding does to the layer's MACs (params when unknown)
+            let grows = growth(l).filter(|g| g.2 != g.3).map(|g| format!("×{:.2}", g.0)).unwrap_or_default();
             s += &format!(
-                "{:<w$}  {:<18}  {:>7}  {:>6}  {:>3}  {:>9}  {:>9}  {:<7}  {:>11}  {:>15}\n",
+                "{:<w$}  {:<18}  {:>7}  {:>6}  {:>3}  {:>9}  {:>9}  {:<7}  {:>11}  {:>15}  {:>6}\n",
                 truncate(&l.node, w),
                 l.op,
                 k,
@@ -358,7 +423,8 @@ impl Report {
                 fmt_dim(&l.out_dim, l.out_channels),
                 al,
                 fmt_num(l.params),
-                l.macs.map(fmt_num).unwrap_or_else(|| "?".into())
+                l.macs.map(fmt_num).unwrap_or_else(|| "?".into()),
+                grows
             );
         }
         let t = &self.totals;

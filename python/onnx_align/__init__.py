@@ -100,6 +100,7 @@ def align(
     input_shapes: Shapes = None,
     slice_pinned: bool = False,
     strict: bool = False,
+    max_growth: Optional[float] = None,
 ) -> Result:
     """Align ``model``: fold BatchNormalization, zero-pad every free channel
     dim to a multiple of ``multiple``, and verify with tract that no output
@@ -116,6 +117,9 @@ def align(
     ``input_shapes`` gives concrete shapes for inputs with symbolic dims,
     e.g. ``{"images": [1, 3, 640, 640]}``; a symbolic batch is verified at 1
     and symbolic H, W at the model's ``imgsz`` metadata without it.
+    ``max_growth`` is the most padding may grow a layer's MACs (a factor;
+    ``float("inf")`` for no limit; ``None``: the command's default): a layer
+    over it keeps its widths, pinned for cost (``--max-growth``).
 
     Raises :class:`VerificationError` (with ``.summary``) when an output
     differs, :class:`InputError` when the model cannot be read or handled.
@@ -136,6 +140,7 @@ def align(
             input_shapes=_shapes(input_shapes),
             slice_pinned=slice_pinned,
             strict=strict,
+            max_growth=max_growth,
         )
     except VerificationError as e:
         if hasattr(e, "summary_json"):
@@ -152,11 +157,18 @@ def report(
     multiple: int = 8,
     input_shapes: Shapes = None,
     slice_pinned: bool = False,
+    max_growth: Optional[float] = None,
 ) -> Dict[str, Any]:
     """Per-layer channels, params and MACs, and what is pinned and why: the
     object ``align report MODEL --json`` prints."""
     return json.loads(
-        _native.report(_source(model), multiple=multiple, input_shapes=_shapes(input_shapes), slice_pinned=slice_pinned)
+        _native.report(
+            _source(model),
+            multiple=multiple,
+            input_shapes=_shapes(input_shapes),
+            slice_pinned=slice_pinned,
+            max_growth=max_growth,
+        )
     )
 
 
@@ -167,6 +179,7 @@ def check(
     strict: bool = False,
     input_shapes: Shapes = None,
     slice_pinned: bool = False,
+    max_growth: Optional[float] = None,
 ) -> Dict[str, Any]:
     """The export gate: ``{"ok": bool, "offenders": [...], "pinned": [...], ...}``,
     the object ``align check MODEL --json`` prints. ``ok`` is false when a free
@@ -179,6 +192,7 @@ def check(
             strict=strict,
             input_shapes=_shapes(input_shapes),
             slice_pinned=slice_pinned,
+            max_growth=max_growth,
         )
     )
 

@@ -30,7 +30,7 @@ class Result:
     summary: Dict[str, Any]
     def __init__(self, model: onnx.ModelProto, summary: Dict[str, Any]) -> None: ...
 
-def align(model: ModelLike, *, multiple: int = 8, passes: Union[None, str, Sequence[str]] = None, verify: bool = True, atol: Optional[float] = None, rtol: Optional[float] = None, trials: Optional[int] = None, seed: Optional[int] = None, input_shapes: Shapes = None, slice_pinned: bool = False, strict: bool = False) -> Result:
+def align(model: ModelLike, *, multiple: int = 8, passes: Union[None, str, Sequence[str]] = None, verify: bool = True, atol: Optional[float] = None, rtol: Optional[float] = None, trials: Optional[int] = None, seed: Optional[int] = None, input_shapes: Shapes = None, slice_pinned: bool = False, strict: bool = False, max_growth: Optional[float] = None) -> Result:
     """Align ``model``: fold BatchNormalization, zero-pad every free channel
     dim to a multiple of ``multiple``, and verify with tract that no output
     changed (``align MODEL``).
@@ -46,18 +46,21 @@ def align(model: ModelLike, *, multiple: int = 8, passes: Union[None, str, Seque
     ``input_shapes`` gives concrete shapes for inputs with symbolic dims,
     e.g. ``{"images": [1, 3, 640, 640]}``; a symbolic batch is verified at 1
     and symbolic H, W at the model's ``imgsz`` metadata without it.
+    ``max_growth`` is the most padding may grow a layer's MACs (a factor;
+    ``float("inf")`` for no limit; ``None``: the command's default): a layer
+    over it keeps its widths, pinned for cost (``--max-growth``).
 
     Raises :class:`VerificationError` (with ``.summary``) when an output
     differs, :class:`InputError` when the model cannot be read or handled.
     Nothing is written to disk.
     """
 
-def report(model: ModelLike, *, multiple: int = 8, input_shapes: Shapes = None, slice_pinned: bool = False) -> Dict[str, Any]:
+def report(model: ModelLike, *, multiple: int = 8, input_shapes: Shapes = None, slice_pinned: bool = False, max_growth: Optional[float] = None) -> Dict[str, Any]:
     """Per-layer channels, params and MACs, and what is pinned and why: the
     object ``align report MODEL --json`` prints.
     """
 
-def check(model: ModelLike, *, multiple: int = 8, strict: bool = False, input_shapes: Shapes = None, slice_pinned: bool = False) -> Dict[str, Any]:
+def check(model: ModelLike, *, multiple: int = 8, strict: bool = False, input_shapes: Shapes = None, slice_pinned: bool = False, max_growth: Optional[float] = None) -> Dict[str, Any]:
     """The export gate: ``{"ok": bool, "offenders": [...], "pinned": [...], ...}``,
     the object ``align check MODEL --json`` prints. ``ok`` is false when a free
     or unanalysed channel dim is not a multiple (pinned ones too with

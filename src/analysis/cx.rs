@@ -66,7 +66,7 @@ impl ChannelCx<'_> {
 
     /// Whether `o`'s layout is on another axis than an activation's channels.
     pub fn is_feature(&self, o: Outlet) -> bool {
-        self.a.axes.contains_key(&o)
+        self.a.is_feature(o)
     }
 
     /// The width of axis `axis` of `o` (rank ≥ 2), as a channel count.

@@ -52,11 +52,22 @@ pub struct Options {
     /// Pad convs pinned by a graph output or an op that needs exact
     /// channels, and insert a Slice restoring them for that reader.
     pub slice_pinned: bool,
+    /// The most padding may widen a channel dim, as a factor (3 → 8 is
+    /// ×2.67; every layer reading or writing the dim grows by it): a dim
+    /// over it keeps its width, pinned for cost with the numbers.
+    pub max_growth: f64,
 }
 
 impl Options {
     /// The largest multiple align pads to.
     pub const MAX_MULTIPLE: usize = 4096;
+
+    /// The default [`Options::max_growth`]: a layer may at most double.
+    /// Measured in onnxruntime (CPU, one thread) on single convs: growths of
+    /// ×1.1–1.5 ran at ×0.4–1.2 of the original's time (aligned widths are
+    /// faster to vectorise), ×2.6–3.8 at ×1.4–1.9 and the ×7.1 of groups of
+    /// 3 padded to 8 at ×3.7 (docs/benchmarks.md, "Cost of padding").
+    pub const DEFAULT_MAX_GROWTH: f64 = 2.0;
 
     /// Checks settings a front end was given (the CLI, the Python binding),
     /// with the message every front end shows: a multiple of 1 to
@@ -64,6 +75,12 @@ impl Options {
     pub fn validate(&self) -> Result<()> {
         if !(1..=Self::MAX_MULTIPLE).contains(&self.multiple) {
             return Err(Error::model(format!("multiple must be 1–{}, not {}", Self::MAX_MULTIPLE, self.multiple)));
+        }
+        if self.max_growth.is_nan() || self.max_growth < 1.0 {
+            return Err(Error::model(format!(
+                "max growth must be at least 1 (a factor; inf for no limit), not {}",
+                self.max_growth
+            )));
         }
         let mut names: Vec<&String> = self.input_shapes.keys().collect();
         names.sort();
@@ -81,7 +98,13 @@ impl Options {
 
 impl Default for Options {
     fn default() -> Options {
-        Options { multiple: 8, input_shapes: HashMap::new(), deconv: true, slice_pinned: false }
+        Options {
+            multiple: 8,
+            input_shapes: HashMap::new(),
+            deconv: true,
+            slice_pinned: false,
+            max_growth: Options::DEFAULT_MAX_GROWTH,
+        }
     }
 }
 
@@ -195,10 +218,27 @@ enum Stop {
 }
 
 impl Analysis {
-    /// Analyses `m`, padding free spaces to `multiple`. `overrides` gives
-    /// shapes for graph inputs with symbolic dims.
+    /// Analyses `m`, padding free spaces to `multiple`; a layer dim that
+    /// padding would widen more than `max_growth` keeps its width (pinned
+    /// for cost; the walk runs again with those pins until no dim is over).
     pub fn run(m: &Model, opts: &Options) -> Result<Analysis> {
         opts.validate()?;
+        let mut cost: Vec<(Outlet, String)> = vec![];
+        loop {
+            let a = Analysis::walk(m, opts, &cost)?;
+            let over: Vec<(Outlet, String)> = crate::report::over_budget(m, &a, opts.max_growth)
+                .into_iter()
+                .filter(|(o, _)| !cost.iter().any(|(c, _)| c == o))
+                .collect();
+            if over.is_empty() {
+                return Ok(a);
+            }
+            cost.extend(over);
+        }
+    }
+
+    /// One walk of the analysis, with the spaces of `cost` pinned for cost.
+    fn walk(m: &Model, opts: &Options, cost: &[(Outlet, String)]) -> Result<Analysis> {
         let (multiple, overrides) = (opts.multiple, &opts.input_shapes);
         let shapes = infer::infer(m, overrides);
         let mut a = Analysis {
@@ -239,6 +279,9 @@ impl Analysis {
         for (i, (o, vi)) in m.outputs.iter().enumerate() {
             let why = format!("graph output '{}'", vi.name());
             a.pin_or_slice(m, *o, Reader::Output(i), &why);
+        }
+        for (o, why) in cost {
+            a.pin_outlet(*o, why);
         }
         a.atoms.settle();
         // A candidate whose space is pinned anyway, or cut into several
@@ -439,6 +482,12 @@ impl Analysis {
     pub fn channel_map(&self, o: Outlet) -> Option<ChannelMap> {
         let axis = self.axis(o)?;
         self.layouts.get(&o).map(|l| ChannelMap { axis, ..self.atoms.map_of(l) })
+    }
+
+    /// Whether `o` is laid out as features: on another axis than an
+    /// activation's channels (axis 1 of rank ≥ 3), rank-2 features included.
+    pub fn is_feature(&self, o: Outlet) -> bool {
+        self.axes.contains_key(&o)
     }
 
     /// The axis `o`'s layout is on: 1 for an activation's channels, the

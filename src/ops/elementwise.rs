@@ -38,7 +38,7 @@ impl Rules for Map {
         match cx.p.op_type() {
             "Sigmoid" => value(0.5),
             "HardSigmoid" => value((attr_f(cx.p, "beta", 0.5) as f64).clamp(0.0, 1.0)),
-            "Exp" => value(1.0),
+            "Exp" | "Cos" => value(1.0),
             "Clip" => {
                 let lo = cx.scalar(1).unwrap_or(attr_f(cx.p, "min", f32::MIN) as f64);
                 let hi = cx.scalar(2).unwrap_or(attr_f(cx.p, "max", f32::MAX) as f64);
@@ -46,7 +46,7 @@ impl Rules for Map {
             }
             "Relu" | "LeakyRelu" | "Tanh" | "HardSwish" | "Identity" | "Dropout" | "Neg" | "Abs" | "Elu" | "Selu"
             | "Celu" | "Softsign" | "ThresholdedRelu" | "Mish" | "Gelu" | "Erf" | "Sign" | "Floor" | "Ceil"
-            | "Round" => zero_if(cx.padded_all_zero()),
+            | "Round" | "Sin" => zero_if(cx.padded_all_zero()),
             _ => None,
         }
     }
@@ -372,6 +372,20 @@ mod tests {
         assert_eq!(inf.value(&relu), None, "Relu has no value rule");
         assert_eq!(inf.value(&sq).unwrap().data, vec![None; 4], "sqrt of a negative is not finite");
         assert_eq!(inf.value(&back[0]).unwrap().data, vec![None; 4]);
+    }
+
+    #[test]
+    fn sin_and_cos_keep_shapes_and_have_no_value() {
+        // RT-DETR's AIFI encoder adds a sin-cos position embedding: before
+        // align knew Sin and Cos, every shape after the encoder was unknown
+        let mut b = Builder::new(&[1, 16, 4, 4]);
+        let (sin, cos) = (b.unary("Sin", "x"), b.unary("Cos", "x"));
+        let y = b.node("Add", &[&sin, &cos], 1, vec![]).remove(0);
+        let inf = Inferred::of(&b);
+        assert_eq!(inf.shape(&y), Some(known(&[1, 16, 4, 4])));
+        let (mut b, s) = dims();
+        let c = b.unary("Cos", &s);
+        assert_eq!(Inferred::of(&b).value(&c), None, "computed by the runtime, not folded");
     }
 
     #[test]

@@ -586,6 +586,8 @@ pub const TABLE: &[OpEntry] = &[
     e("Mish", R::ChannelWise, &elementwise::Map, false),
     e("Gelu", R::ChannelWise, &elementwise::Map, false),
     e("Erf", R::ChannelWise, &elementwise::Map, false),
+    e("Sin", R::ChannelWise, &elementwise::Map, false),
+    e("Cos", R::ChannelWise, &elementwise::Map, false),
     e("ThresholdedRelu", R::ChannelWise, &elementwise::Map, false),
     e("Identity", R::ChannelWise, &elementwise::Map, true),
     e("Dropout", R::ChannelWise, &elementwise::Map, false),

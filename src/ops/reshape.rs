@@ -21,8 +21,20 @@ pub struct Reshape;
 
 impl Rules for Reshape {
     /// Reshape to [N, C·H·W] before a dense layer: a constant target that spells
-    /// the feature count out gets the padded count (0 and -1 need nothing).
+    /// the feature count out gets the padded count (0 and -1 need nothing);
+    /// so does the target of a Reshape that moves features (below).
     fn pad(&self, cx: &mut PadCx) -> Result<()> {
+        let out = Outlet { node: cx.n, slot: 0 };
+        if let Some(om) = cx.out_map(0).filter(|c| !c.is_identity() && cx.a.is_feature(out)) {
+            let Some(mut target) = cx.m.input_const(cx.n, 1).and_then(|t| tensor::to_i64(&t).ok()) else {
+                return Err(Error::model("a Reshape moving padded features has a computed target"));
+            };
+            if target.get(om.axis) == Some(&(om.map.len() as i64)) {
+                target[om.axis] = om.len as i64;
+                cx.set_ints(1, &target)?;
+            }
+            return Ok(());
+        }
         let (m, a, n) = (&mut *cx.m, cx.a, cx.n);
         let Some(fm) = a.flat_map(Outlet { node: n, slot: 0 }).filter(|c| !c.is_identity()) else {
             return Ok(());
@@ -39,9 +51,18 @@ impl Rules for Reshape {
         Ok(())
     }
 
-    /// A Reshape to [N, C·H·W] feeding only dense layers flattens.
+    /// A Reshape to [N, C·H·W] feeding only dense layers flattens. A
+    /// Reshape keeping a feature axis whole (onnxslim's `[N, H, W, C]` →
+    /// `[N·H·W, C]` around a Gemm, and back) moves the features to it.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        if cx.input(0).is_some_and(|x| cx.is_feature(x)) {
+            return Ok(move_features(cx));
+        }
         Ok(flatten_for_dense(cx))
+    }
+
+    fn any_axis(&self) -> bool {
+        true
     }
 
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
@@ -248,6 +269,35 @@ fn flatten_for_dense(cx: &mut ChannelCx) -> bool {
         return false;
     }
     cx.set_flat(out, Flat { layout: l, spatial: spatial as usize });
+    true
+}
+
+/// A Reshape whose input has features on axis `a` and whose output has a
+/// dim `b` of the same width with as many elements before it: the features
+/// move to `b`. The target must be a constant that spells the width, or
+/// infers it (`-1`), or copies it (`0` on the same axis); `pad` rewrites
+/// a spelled-out width.
+fn move_features(cx: &mut ChannelCx) -> bool {
+    let (Some(x), out) = (cx.input(0), cx.out(0)) else { return false };
+    let (Some((l, a)), Some(sh), Some(osh)) = (cx.placed(x), cx.shape(x), cx.shape(out)) else {
+        return false;
+    };
+    let known = |d: &[Option<i64>]| d.iter().try_fold(1i64, |acc, v| v.and_then(|v| acc.checked_mul(v)));
+    let (Some(before), width) = (known(&sh[..a]), cx.width(&l) as i64) else { return false };
+    let Some(b) = (0..osh.len()).find(|&b| osh[b] == Some(width) && known(&osh[..b]) == Some(before)) else {
+        return false;
+    };
+    let Some(target) = cx.m.input_const(cx.n, 1).and_then(|t| tensor::to_i64(&t).ok()) else { return false };
+    let spelled = match target.get(b) {
+        Some(&t) if t == width => target.iter().filter(|&&t| t == -1).count() <= 1,
+        Some(-1) => true,
+        Some(0) => a == b && attr_i(cx.p, "allowzero", 0) == 0,
+        _ => false,
+    };
+    if !spelled {
+        return false;
+    }
+    cx.set_on(out, l, b);
     true
 }
 

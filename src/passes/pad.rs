@@ -278,8 +278,10 @@ mod tests {
         b.output(&c3, &[1, 4, 8, 8]);
         let out = check(&b, 8);
         assert_eq!(init_dims(&out, "w"), vec![vec![16, 3, 3, 3], vec![24, 16, 3, 3], vec![4, 24, 1, 1]]);
+        // at 32, 13 → 32 (×2.46) is over the default --max-growth: it keeps
+        // its width; 19 → 32 (×1.68) is padded
         let out = check(&b, 32);
-        assert_eq!(init_dims(&out, "w"), vec![vec![32, 3, 3, 3], vec![32, 32, 3, 3], vec![4, 32, 1, 1]]);
+        assert_eq!(init_dims(&out, "w"), vec![vec![13, 3, 3, 3], vec![32, 13, 3, 3], vec![4, 32, 1, 1]]);
     }
 
     #[test]
@@ -518,6 +520,37 @@ mod tests {
         assert_eq!(init_dims(&out, "pos"), vec![vec![1, 5, 16]]);
         assert_eq!(init_dims(&out, "w1"), vec![vec![16, 16]]);
         assert_eq!(init_dims(&out, "hw"), vec![vec![16, 3]]);
+    }
+
+    #[test]
+    fn a_dim_padding_would_widen_past_the_limit_keeps_its_width_and_says_why() {
+        // conv → 3 channels (an SE squeeze) → conv: 3 → 8 is ×2.67
+        let mut b = Builder::new(&[1, 5, 8, 8]);
+        let c1 = b.conv("x", 5, 13, 3, 1, true);
+        let sq = b.conv(&c1, 13, 3, 1, 1, true);
+        let r = b.unary("Relu", &sq);
+        let c2 = b.conv(&r, 3, 13, 1, 1, true);
+        let y = b.node("Add", &[&c1, &c2], 1, vec![]).remove(0);
+        let c3 = b.conv(&y, 13, 4, 1, 1, true);
+        b.output(&c3, &[1, 4, 8, 8]);
+        let m = Model::import(b.model()).unwrap();
+        let r = crate::report::build(&m, &Options::default()).unwrap();
+        let pins: Vec<&String> = r.pinned.iter().flat_map(|p| &p.reasons).collect();
+        assert!(pins.iter().any(|p| *p == "cost: padding 3 → 8 channels (×2.67) is over --max-growth 2"), "{pins:?}");
+        assert_eq!(r.totals.free_unaligned, 4, "the 13s still padded: {:?}", r.totals);
+        let out = check(&b, 8);
+        assert_eq!(
+            init_dims(&out, "w"),
+            vec![vec![16, 5, 3, 3], vec![3, 16, 1, 1], vec![16, 3, 1, 1], vec![4, 16, 1, 1]]
+        );
+        // no limit: everything is padded
+        let all = Options { max_growth: f64::INFINITY, ..Options::default() };
+        let r = crate::report::build(&m, &all).unwrap();
+        assert!(r.pinned.iter().all(|p| !p.reasons.iter().any(|w| w.starts_with("cost"))), "{:?}", r.pinned);
+        assert_eq!(r.totals.free_unaligned, 6);
+        // a limit below 1 is refused
+        let e = Options { max_growth: 0.5, ..Options::default() }.validate().unwrap_err();
+        assert!(e.to_string().contains("max growth must be at least 1"), "{e}");
     }
 
     #[test]

@@ -165,6 +165,20 @@ def test_report_and_check_are_the_cli_json():
     assert onnx_align.check(ALIGNED, strict=True) == cli_json("check", str(ALIGNED), "--strict")
 
 
+def test_max_growth_is_the_cli_flag():
+    # a MobileNetV3 whose stem was pruned to 3 channels: 3 -> 8 is x2.67
+    m = FIX / "packages" / "torchvision_mobilenetv3small_dynamo_op18.onnx"
+    default = onnx_align.report(m)
+    assert default == cli_json("report", str(m))
+    assert any(r.startswith("cost: padding 3 → 8") for p in default["pinned"] for r in p["reasons"])
+    unlimited = onnx_align.report(m, max_growth=float("inf"))
+    assert unlimited == cli_json("report", str(m), "--max-growth", "inf")
+    assert not any(r.startswith("cost:") for p in unlimited["pinned"] for r in p["reasons"])
+    assert unlimited["totals"]["free_unaligned"] > default["totals"]["free_unaligned"]
+    with pytest.raises(onnx_align.InputError, match="max growth must be at least 1"):
+        onnx_align.report(m, max_growth=0.5)
+
+
 def test_verify_passes_for_aligned_and_fails_for_a_changed_weight():
     original = onnx.load(PRUNED)
     aligned = onnx_align.align(original).model
