@@ -205,6 +205,15 @@ fn transformer_mlps_pad_on_the_feature_axis_and_a_wrong_dense_weight_fails() {
         let fc1: Vec<_> =
             r["layers"].as_array().unwrap().iter().filter(|l| l["node"].to_string().contains("fc1")).collect();
         assert!(fc1.len() >= 2, "{name}");
+        // attention: qkv out and proj in padded per head (ViT: head dims 11
+        // and 13 → 16 in each of 3 heads; q, k and v each hold h runs)
+        for l in r["layers"].as_array().unwrap().iter().filter(|l| l["node"].to_string().contains("attn/qkv")) {
+            assert_eq!(l["out"]["aligned_to"], 144, "{name}: {l}");
+            assert_eq!(l["out"]["pinned"].as_array().unwrap().len(), 0, "{name}: {l}");
+        }
+        for l in r["layers"].as_array().unwrap().iter().filter(|l| l["node"].to_string().contains("attn/proj")) {
+            assert_eq!(l["in"]["aligned_to"], 48, "{name}: {l}");
+        }
         for l in &fc1 {
             assert_eq!(l["out"]["axis"], axis, "{name}: {l}");
             assert_eq!(l["out"]["pinned"].as_array().unwrap().len(), 0, "{name}: {l}");
@@ -214,6 +223,25 @@ fn transformer_mlps_pad_on_the_feature_axis_and_a_wrong_dense_weight_fails() {
         let out = tmp.path().join("a.onnx");
         assert!(align_p(&[f.as_os_str(), "-q".as_ref(), "-o".as_ref(), out.as_os_str()]).status.success());
         wrong_weight_fails(&f, &out, |n| matches!(n.op_type(), "MatMul" | "Gemm") && n.name().contains("fc1"));
+        if name.contains("vit") {
+            // and a wrong qkv weight: the per-head padding is checked too
+            wrong_weight_fails(&f, &out, |n| n.op_type() == "MatMul" && n.name().contains("attn/qkv"));
+            // a padded head feature of q made non-zero (bias 1 at feature 12
+            // of head 0, padded 11 → 16): k's zeros hide it from the scores,
+            // but the padding's promise of zeros is checked
+            use prost::Message;
+            let (mut m, _) = align::onnx::load(&out).unwrap();
+            let g = m.graph.as_mut().unwrap();
+            let t = g.initializer.iter_mut().find(|t| t.name() == "blocks.0.attn.qkv.bias").unwrap();
+            let mut v = align::tensor::to_f64(t).unwrap();
+            assert_eq!((v.len(), v[12]), (144, 0.0));
+            v[12] = 1.0;
+            *t = align::tensor::rewrite(t, &align::tensor::dims(t), &v).unwrap();
+            let bad = tmp.path().join("bad.onnx");
+            fs::write(&bad, m.encode_to_vec()).unwrap();
+            let o = align_p(&["verify".as_ref(), f.as_os_str(), bad.as_os_str()]);
+            assert_eq!(o.status.code(), Some(1), "{name}: a padded head feature of 1 passed: {}", stdout(&o));
+        }
     }
 }
 

@@ -120,6 +120,13 @@ impl ChannelCx<'_> {
         self.a.flats.contains_key(&o)
     }
 
+    /// Records that this op contracts the padded features of `a` and `b`
+    /// (q·kᵀ): exact only when one of them holds zeros there, which the
+    /// analysis checks once the whole walk is known ([`super::Analysis::run`]).
+    pub fn contract(&mut self, a: Outlet, b: Outlet) {
+        self.a.contractions.push((self.n, a, b));
+    }
+
     /// Whether ConvTranspose dims may be padded.
     pub fn deconv(&self) -> bool {
         self.a.deconv

@@ -207,6 +207,8 @@ pub struct Analysis {
     pub sliced: Vec<(Outlet, String)>,
     /// Every reader of a sliced tensor that needs the Slice.
     pub sliced_readers: Vec<(Outlet, Reader)>,
+    /// Products of two activations contracting padded features: (op, A, B).
+    contractions: Vec<(NodeId, Outlet, Outlet)>,
 }
 
 /// How an op the analysis stops at keeps the channels it touches.
@@ -226,15 +228,39 @@ impl Analysis {
         let mut cost: Vec<(Outlet, String)> = vec![];
         loop {
             let a = Analysis::walk(m, opts, &cost)?;
-            let over: Vec<(Outlet, String)> = crate::report::over_budget(m, &a, opts.max_growth)
-                .into_iter()
-                .filter(|(o, _)| !cost.iter().any(|(c, _)| c == o))
-                .collect();
+            let mut over: Vec<(Outlet, String)> = crate::report::over_budget(m, &a, opts.max_growth);
+            over.extend(a.inexact_contractions(m));
+            let over: Vec<(Outlet, String)> =
+                over.into_iter().filter(|(o, _)| !cost.iter().any(|(c, _)| c == o)).collect();
             if over.is_empty() {
                 return Ok(a);
             }
             cost.extend(over);
         }
+    }
+
+    /// The contractions of padded features (q·kᵀ) where neither side is
+    /// promised exact zeros in its padding (`layout::Layout::of`'s fill
+    /// rules): their space keeps its width, with the reason.
+    fn inexact_contractions(&self, m: &Model) -> Vec<(Outlet, String)> {
+        if self.contractions.is_empty() {
+            return vec![];
+        }
+        let layout = crate::layout::Layout::of(m, self, &Default::default(), "");
+        let mut out = vec![];
+        for &(n, a, b) in &self.contractions {
+            let padded = |o: Outlet| layout.maps.contains_key(m.tensor_name(o));
+            let zero = |o: Outlet| layout.zero_padded.contains(m.tensor_name(o));
+            if (padded(a) || padded(b)) && !zero(a) && !zero(b) {
+                let why = format!(
+                    "{} '{}' contracts padded features that are not exactly zero on either side",
+                    m.op_type(n),
+                    m.label(n)
+                );
+                out.extend([(a, why.clone()), (b, why)]);
+            }
+        }
+        out
     }
 
     /// One walk of the analysis, with the spaces of `cost` pinned for cost.
@@ -254,6 +280,7 @@ impl Analysis {
             reader_list: vec![],
             sliced: vec![],
             sliced_readers: vec![],
+            contractions: vec![],
         };
         for n in m.toposort() {
             match &m.g[n].kind {

@@ -1,7 +1,7 @@
 //! Dense layers: Gemm (2-D, optional transposes) and MatMul (batch
 //! broadcasting), and their cost as layers.
 
-use super::{mul, Cost, CostCx, Cx, Fill, FillCx, LayerKind, Rules};
+use super::{mul, zero_if, Cost, CostCx, Cx, Fill, FillCx, LayerKind, Rules};
 use crate::analysis::{ChannelCx, ChannelMap};
 use crate::error::Result;
 use crate::ir::shapes::{broadcast, Shape};
@@ -26,9 +26,13 @@ impl Rules for Gemm {
         true
     }
 
-    /// Zero weight columns: the padded features hold 0 whatever A holds.
+    /// Zero weight columns: the padded features hold 0 whatever A holds;
+    /// a product of activations holds 0 where B does (attention · v).
     fn fill(&self, cx: &FillCx) -> Option<Fill> {
-        weight(cx.m, cx.n, cx.p).map(|_| Fill::Zeros)
+        match weight(cx.m, cx.n, cx.p) {
+            Some(_) => Some(Fill::Zeros),
+            None => zero_if(cx.zero_at(1)),
+        }
     }
 
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
@@ -63,9 +67,13 @@ impl Rules for MatMul {
         true
     }
 
-    /// Zero weight columns: the padded features hold 0 whatever A holds.
+    /// Zero weight columns: the padded features hold 0 whatever A holds;
+    /// a product of activations holds 0 where B does (attention · v).
     fn fill(&self, cx: &FillCx) -> Option<Fill> {
-        weight(cx.m, cx.n, cx.p).map(|_| Fill::Zeros)
+        match weight(cx.m, cx.n, cx.p) {
+            Some(_) => Some(Fill::Zeros),
+            None => zero_if(cx.zero_at(1)),
+        }
     }
 
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
@@ -159,7 +167,7 @@ fn dense_channels(cx: &mut ChannelCx) -> Result<bool> {
     let why = format!("{} '{}'", cx.p.op_type(), cx.name);
     let Some((wd, in_axis)) = weight(cx.m, cx.n, cx.p) else {
         if cx.input(1).is_some_and(|b| cx.is_feature(b)) || cx.is_feature(a) {
-            return Ok(false);
+            return Ok(product(cx, a));
         }
         if let Some(lb) = cx.input(1).and_then(|b| cx.layout(b)) {
             cx.atoms().pin(&lb, &format!("{why} (a product of two activations)"));
@@ -185,6 +193,40 @@ fn dense_channels(cx: &mut ChannelCx) -> Result<bool> {
         cx.fresh_on(cx.out(0), ro - 1, None);
     }
     Ok(true)
+}
+
+/// A MatMul of two activations reading features (attention): contracting
+/// A's last axis with B's second-to-last when both carry one space (q·kᵀ:
+/// the padded head dims meet; exact when either side holds zeros there,
+/// which the analysis checks once it knows, [`ChannelCx::contract`]), or
+/// passing B's features on its last axis to the output's (attention · v).
+/// Any other layout of A keeps its width.
+fn product(cx: &mut ChannelCx, a: Outlet) -> bool {
+    let Some(b) = cx.input(1).filter(|_| super::is(cx.p, "MatMul")) else { return false };
+    let rank = |o| cx.shape(o).map(|s| s.len());
+    let (Some(ra), Some(rb), Some(ro)) = (rank(a), rank(b), rank(cx.out(0))) else { return false };
+    if ra < 2 || rb < 2 {
+        return false;
+    }
+    let why = format!("{} '{}' (a product of two activations)", cx.p.op_type(), cx.name);
+    let (la, lb) = (cx.placed(a), cx.placed(b));
+    match (la, lb) {
+        (Some((la, xa)), Some((lb, xb))) if xa + 1 == ra && xb + 2 == rb => {
+            if cx.width(&la) != cx.width(&lb) || !cx.atoms().join(&la, &lb) {
+                return false;
+            }
+            cx.contract(a, b);
+            true
+        }
+        (la, Some((lb, xb))) if xb + 1 == rb => {
+            if let Some((la, _)) = la {
+                cx.atoms().pin(&la, &why);
+            }
+            cx.set_on(cx.out(0), lb, ro - 1);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// A dense layer's padding: zero weight rows for the padded features of

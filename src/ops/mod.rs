@@ -104,8 +104,9 @@ pub enum Role {
     /// Gather: on another axis than the layout's (a class token) it
     /// passes; on the layout's axis it pins.
     Select,
-    /// Transpose: moves a layout to the axis the permutation puts it on
-    /// (NCHW ↔ NHWC around a channels-last MLP); otherwise pins.
+    /// Transpose, Squeeze, Unsqueeze: move a layout to the axis they put it
+    /// on (NCHW ↔ NHWC around a channels-last MLP, attention's q, k, v);
+    /// otherwise pin.
     Permute,
     /// Needs the exact channels of everything it reads and writes
     /// (Softmax, GroupNormalization…): pins.
@@ -657,8 +658,8 @@ pub const TABLE: &[OpEntry] = &[
     e("LRN", R::Mixing, &mixing::Normalize, false),
     e("DepthToSpace", R::Mixing, &Opaque, false),
     e("SpaceToDepth", R::Mixing, &Opaque, false),
-    e("Squeeze", R::Mixing, &reshape::Squeeze, true),
-    e("Unsqueeze", R::Mixing, &reshape::Squeeze, true),
+    e("Squeeze", R::Permute, &reshape::Squeeze, true),
+    e("Unsqueeze", R::Permute, &reshape::Squeeze, true),
     e("Einsum", R::Mixing, &Opaque, false),
     e("ArgMax", R::Mixing, &Opaque, false),
     e("ArgMin", R::Mixing, &Opaque, false),

@@ -25,7 +25,8 @@ impl Rules for Reshape {
     /// so does the target of a Reshape that moves features (below).
     fn pad(&self, cx: &mut PadCx) -> Result<()> {
         let out = Outlet { node: cx.n, slot: 0 };
-        if let Some(om) = cx.out_map(0).filter(|c| !c.is_identity() && cx.a.is_feature(out)) {
+        let flat = cx.a.flat_map(out).is_some();
+        if let Some(om) = cx.out_map(0).filter(|c| !c.is_identity() && !flat) {
             let Some(mut target) = cx.m.input_const(cx.n, 1).and_then(|t| tensor::to_i64(&t).ok()) else {
                 return Err(Error::model("a Reshape moving padded features has a computed target"));
             };
@@ -63,6 +64,11 @@ impl Rules for Reshape {
 
     fn any_axis(&self) -> bool {
         true
+    }
+
+    /// The same values, other dims.
+    fn fill(&self, cx: &FillCx) -> Option<Fill> {
+        zero_if(cx.padded_all_zero())
     }
 
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
@@ -178,6 +184,27 @@ impl Rules for Flatten {
 pub struct Squeeze;
 
 impl Rules for Squeeze {
+    /// Features on an axis neither removed nor inserted keep their space,
+    /// on the axis they land on (attention's q, k, v squeezed out of a
+    /// Split); anything else stops the analysis as before.
+    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        let Some(x) = cx.input(0).filter(|&x| cx.is_feature(x)) else { return Ok(false) };
+        let Some((l, a)) = cx.placed(x) else { return Ok(false) };
+        let width = cx.width(&l) as i64;
+        let Some(b) = kept_axis(cx, x, a, width).filter(|_| width > 1) else { return Ok(false) };
+        cx.set_on(cx.out(0), l, b);
+        Ok(true)
+    }
+
+    fn any_axis(&self) -> bool {
+        true
+    }
+
+    /// The same values, other dims.
+    fn fill(&self, cx: &FillCx) -> Option<Fill> {
+        zero_if(cx.padded_all_zero())
+    }
+
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         Some(cx.one(unsqueeze_shape(cx.m, cx.n, cx.shape(0)?)?))
     }
@@ -272,31 +299,116 @@ fn flatten_for_dense(cx: &mut ChannelCx) -> bool {
     true
 }
 
-/// A Reshape whose input has features on axis `a` and whose output has a
-/// dim `b` of the same width with as many elements before it: the features
-/// move to `b`. The target must be a constant that spells the width, or
-/// infers it (`-1`), or copies it (`0` on the same axis); `pad` rewrites
-/// a spelled-out width.
+/// The output axis that keeps input `x`'s features (on axis `a`, `width`
+/// wide) whole: the axis of that width with as many elements before it
+/// (Squeeze, Unsqueeze and Reshapes that only regroup the other dims).
+fn kept_axis(cx: &ChannelCx, x: Outlet, a: usize, width: i64) -> Option<usize> {
+    let (sh, osh) = (cx.shape(x)?, cx.shape(cx.out(0))?);
+    let known = |d: &[Option<i64>]| d.iter().try_fold(1i64, |acc, v| v.and_then(|v| acc.checked_mul(v)));
+    let before = known(&sh[..a])?;
+    (0..osh.len()).find(|&b| osh[b] == Some(width) && known(&osh[..b]) == Some(before))
+}
+
+/// Where a Reshape puts input features laid out on axis `a` (`l`), and the
+/// layout they get there.
+enum Moved {
+    /// Kept whole on output axis `b`.
+    Whole(usize),
+    /// Split into `k` runs of the last output axis's width (attention's
+    /// `[N, T, 3·h·d]` → `[N, T, 3, h, d]`): the runs are joined into one
+    /// space, which the output's last axis carries.
+    Split(usize),
+    /// Merged from the last `k` dims into the output's last axis (the heads
+    /// back: `[N, T, h, d]` → `[N, T, h·d]`): `k` copies of the layout.
+    Merged(usize),
+}
+
+/// How a Reshape of features on axis `a` of `x` moves them, when it does.
+fn moved(cx: &ChannelCx, x: Outlet, a: usize, width: i64) -> Option<Moved> {
+    if let Some(b) = kept_axis(cx, x, a, width) {
+        return Some(Moved::Whole(b));
+    }
+    let (sh, osh) = (cx.shape(x)?, cx.shape(cx.out(0))?);
+    let known = |d: &[Option<i64>]| d.iter().try_fold(1i64, |acc, v| v.and_then(|v| acc.checked_mul(v)));
+    // features on the input's last axis, the output's last axis narrower and
+    // dividing it, the same elements before the split / merged group
+    let (last_in, last_out) = ((*sh.last()?)?, (*osh.last()?)?);
+    if a + 1 != sh.len() || last_in != width {
+        return None;
+    }
+    if last_out < width && last_out > 1 && width % last_out == 0 {
+        // split: the dims after the input's prefix multiply to the width
+        let before = known(&sh[..a])?;
+        let b0 = (0..osh.len()).find(|&b| known(&osh[..b]) == Some(before))?;
+        return (known(&osh[b0..]) == Some(width)).then(|| Moved::Split((width / last_out) as usize));
+    }
+    if last_out > width && last_out % width == 0 {
+        // merge: the input's dims from some axis on multiply to the output's last
+        let a0 = (0..sh.len()).find(|&k| known(&sh[k..]) == Some(last_out))?;
+        return (known(&sh[..a0]) == known(&osh[..osh.len() - 1])).then(|| Moved::Merged((last_out / width) as usize));
+    }
+    None
+}
+
+/// A Reshape whose input has features on axis `a`: kept whole on another
+/// axis, split into runs (attention heads) or merged (heads back), per
+/// [`Moved`]. The target must be a constant that spells the moved width, or
+/// infers it (`-1`), or copies it (`0` on the same axis); `pad` rewrites a
+/// spelled-out width.
 fn move_features(cx: &mut ChannelCx) -> bool {
     let (Some(x), out) = (cx.input(0), cx.out(0)) else { return false };
-    let (Some((l, a)), Some(sh), Some(osh)) = (cx.placed(x), cx.shape(x), cx.shape(out)) else {
-        return false;
-    };
-    let known = |d: &[Option<i64>]| d.iter().try_fold(1i64, |acc, v| v.and_then(|v| acc.checked_mul(v)));
-    let (Some(before), width) = (known(&sh[..a]), cx.width(&l) as i64) else { return false };
-    let Some(b) = (0..osh.len()).find(|&b| osh[b] == Some(width) && known(&osh[..b]) == Some(before)) else {
-        return false;
-    };
+    let Some((l, a)) = cx.placed(x) else { return false };
+    let width = cx.width(&l) as i64;
+    let (Some(how), Some(orank)) = (moved(cx, x, a, width), cx.shape(out).map(|s| s.len())) else { return false };
     let Some(target) = cx.m.input_const(cx.n, 1).and_then(|t| tensor::to_i64(&t).ok()) else { return false };
+    let (b, spelled_as) = match how {
+        Moved::Whole(b) => (b, width),
+        Moved::Split(k) => (orank - 1, width / k as i64),
+        Moved::Merged(k) => (orank - 1, width * k as i64),
+    };
     let spelled = match target.get(b) {
-        Some(&t) if t == width => target.iter().filter(|&&t| t == -1).count() <= 1,
+        Some(&t) if t == spelled_as => target.iter().filter(|&&t| t == -1).count() <= 1,
         Some(-1) => true,
-        Some(0) => a == b && attr_i(cx.p, "allowzero", 0) == 0,
+        Some(0) => a == b && matches!(how, Moved::Whole(_)) && attr_i(cx.p, "allowzero", 0) == 0,
         _ => false,
     };
     if !spelled {
         return false;
     }
+    let l = match how {
+        Moved::Whole(_) => l,
+        Moved::Split(k) => {
+            // k runs, each cut at its boundaries and joined to the first
+            let run = (width as usize) / k;
+            for i in 1..k {
+                cx.atoms().cut(&l, i * run);
+            }
+            let first = cx.atoms().range(&l, 0, run);
+            for i in 1..k {
+                let r = cx.atoms().range(&l, i * run, (i + 1) * run);
+                if !cx.atoms().join(&first, &r) {
+                    return false;
+                }
+            }
+            first
+        }
+        Moved::Merged(k) => {
+            // k copies, each a new run of atoms joined to the layout's
+            let mut copies = l.clone();
+            for _ in 1..k {
+                let leaves = cx.atoms().leaves(&l);
+                for leaf in leaves {
+                    let size = cx.atoms().atom_size(leaf);
+                    let c = cx.atoms().new_atom(size);
+                    if !cx.atoms().join(&[leaf], &[c]) {
+                        return false;
+                    }
+                    copies.push(c);
+                }
+            }
+            copies
+        }
+    };
     cx.set_on(out, l, b);
     true
 }

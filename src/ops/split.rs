@@ -7,7 +7,7 @@ use crate::error::Error;
 use crate::error::Result;
 use crate::ir::shapes;
 use crate::ir::shapes::{axis, Shape};
-use crate::ir::{Model, NodeId};
+use crate::ir::{Model, NodeId, Outlet};
 use crate::onnx::set_attr_ints;
 use crate::onnx::{attr_i, attr_ints};
 use crate::passes::pad::PadCx;
@@ -22,8 +22,8 @@ impl Rules for Split {
     fn pad(&self, cx: &mut PadCx) -> Result<()> {
         let (m, a, n) = (&mut *cx.m, cx.a, cx.n);
         let p = m.op(n).unwrap().clone();
-        let Some(x) = m.input(n, 0) else {
-            return Ok(());
+        let Some(x) = m.input(n, 0).filter(|&x| !a.is_feature(x)) else {
+            return Ok(()); // features are split on another axis: nothing to rewrite
         };
         let Some(bounds) = a.boundaries(x) else {
             return Ok(());
@@ -54,6 +54,9 @@ impl Rules for Split {
     /// each output gets its part; on another axis every output passes it.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
         let Some(x) = cx.input(0) else { return Ok(false) };
+        if cx.is_feature(x) {
+            return Ok(features(cx, x));
+        }
         let Some(l) = cx.layout(x) else {
             return Ok(false);
         };
@@ -84,6 +87,10 @@ impl Rules for Split {
             start += s as usize;
         }
         Ok(true)
+    }
+
+    fn any_axis(&self) -> bool {
+        true
     }
 
     /// f(0) = 0: exact zeros in, exact zeros out.
@@ -162,6 +169,23 @@ fn set_split(m: &mut Model, n: NodeId, sizes: Vec<i64>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A Split of features (attention's q, k, v from one tensor) on another
+/// axis than theirs: every output keeps the layout, on the same axis.
+fn features(cx: &mut ChannelCx, x: Outlet) -> bool {
+    let (Some((l, on)), Some(rank)) = (cx.placed(x), cx.shape(x).map(|s| s.len())) else { return false };
+    if axis(attr_i(cx.p, "axis", 0), rank).is_none_or(|ax| ax == on) {
+        return false;
+    }
+    for slot in 0..cx.p.output.len() {
+        let o = cx.out(slot);
+        if cx.channels_on(o, on) != Some(cx.width(&l)) {
+            return false;
+        }
+        cx.set_on(o, l.clone(), on);
+    }
+    true
 }
 
 #[cfg(test)]

@@ -496,6 +496,42 @@ mod tests {
         assert_eq!(init_dims(&out, "w"), vec![vec![16, 3, 3, 3], vec![4, 16, 1, 1]]);
     }
 
+    /// Tokens `[1, 4, 6]` → q, k projections (5 features each, `act`
+    /// after each) → q·kᵀ → the scores `[1, 4, 4]` are the output.
+    fn scores(act: &str) -> Builder {
+        let mut b = Builder::new(&[1, 4, 6]);
+        b.opset = 17;
+        let (wq, wk) = (b.rand_init("wq", &[6, 5], -0.5, 0.5), b.rand_init("wk", &[6, 5], -0.5, 0.5));
+        let q = b.node("MatMul", &["x", &wq], 1, vec![]).remove(0);
+        let k = b.node("MatMul", &["x", &wk], 1, vec![]).remove(0);
+        let (q, k) = (b.unary(act, &q), b.unary(act, &k));
+        let kt = b.node("Transpose", &[&k], 1, vec![ints_attr("perm", &[0, 2, 1])]).remove(0);
+        let s = b.node("MatMul", &[&q, &kt], 1, vec![]).remove(0);
+        b.output(&s, &[1, 4, 4]);
+        b
+    }
+
+    #[test]
+    fn q_and_k_pad_their_head_dim_only_where_the_padding_is_zero() {
+        // Relu keeps the zero columns' zeros: padded q·kᵀ adds 0·0 terms
+        let out = check(&scores("Relu"), 8);
+        assert_eq!(init_dims(&out, "wq"), vec![vec![6, 8]]);
+        assert_eq!(init_dims(&out, "wk"), vec![vec![6, 8]]);
+        // Sigmoid puts 0.5 on both sides: 0.25 per padded feature would
+        // change every score, so the head dim keeps its width, and says why
+        let b = scores("Sigmoid");
+        let out = check(&b, 8);
+        assert_eq!(init_dims(&out, "wq"), vec![vec![6, 5]]);
+        let m = Model::import(b.model()).unwrap();
+        let r = crate::report::build(&m, &Options::default()).unwrap();
+        let why = r
+            .pinned
+            .iter()
+            .flat_map(|p| &p.reasons)
+            .any(|w| w.contains("contracts padded features that are not exactly zero"));
+        assert!(why, "{:?}", r.pinned);
+    }
+
     #[test]
     fn a_class_token_joins_the_features_and_is_gathered_back() {
         // a ViT's front and head: tokens [1, 4, 11] from a dense layer, a
