@@ -62,11 +62,11 @@ impl Options {
     /// The largest multiple align pads to.
     pub const MAX_MULTIPLE: usize = 4096;
 
-    /// The default [`Options::max_growth`]: a layer may at most double.
-    /// Measured in onnxruntime (CPU, one thread) on single convs: growths of
-    /// ×1.1–1.5 ran at ×0.4–1.2 of the original's time (aligned widths are
-    /// faster to vectorise), ×2.6–3.8 at ×1.4–1.9 and the ×7.1 of groups of
-    /// 3 padded to 8 at ×3.7 (docs/benchmarks.md, "Cost of padding").
+    /// The default [`Options::max_growth`]: a dim may at most double. Over
+    /// 45 models in onnxruntime (CPU, one thread) it keeps 92 % of the
+    /// padding of no limit and brings the grouped-conv models no limit made
+    /// ×1.3–1.6 slower back to ×1.01–1.08 (docs/benchmarks.md, "Cost of
+    /// padding").
     pub const DEFAULT_MAX_GROWTH: f64 = 2.0;
 
     /// Checks settings a front end was given (the CLI, the Python binding),
