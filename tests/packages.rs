@@ -22,6 +22,18 @@ const GENUINE: &[&str] = &[
     "Transpose",
     "LayerNormalization",
     "cost: padding",
+    // RT-DETR: its sin-cos position embedding is computed at run time at the
+    // exact width (Add), inverse sigmoids (Log, Div by an activation),
+    // deformable attention (Slice of computed offsets, GridSample), the
+    // query selection (ReduceMax over classes, GatherElements, Flatten)
+    "Add",
+    "Div",
+    "Log",
+    "Slice",
+    "GridSample",
+    "Flatten",
+    "ReduceMax",
+    "GatherElements",
 ];
 
 /// The package exports, and the small models around timm blocks whose

@@ -417,15 +417,15 @@ impl Analysis {
 
     /// The axis the (fixed) layout of a refused op's output `o` goes on: the
     /// axis of a feature layout it read (`placed_in`: axis, rank) when `o`
-    /// has that rank; its last axis when only dense layers read it (their
-    /// input features: a graph input, a LayerNormalization, a Reshape
-    /// merging heads); else 1 (channels) for a tensor of rank ≥ 3 and none
-    /// for one of lower rank.
+    /// has that rank; its last axis when dense layers read it (their input
+    /// features: a graph input, a LayerNormalization, a Reshape merging
+    /// heads, RT-DETR's gathered queries); else 1 (channels) for a tensor of
+    /// rank ≥ 3 and none for one of lower rank.
     fn kept_axis(&self, m: &Model, o: Outlet, placed_in: Option<(usize, usize)>) -> Option<usize> {
         let rank = self.shapes.get(&o).map_or(0, |s| s.len());
         match placed_in {
             Some((axis, r)) if r == rank => Some(axis),
-            _ if rank >= 2 && crate::ops::dense::dense_only(m, o) => Some(rank - 1),
+            _ if rank >= 2 && crate::ops::dense::dense_reads(m, o) => Some(rank - 1),
             _ => (rank >= 3).then_some(1),
         }
     }

@@ -139,6 +139,12 @@ pub fn dense_only(m: &Model, o: Outlet) -> bool {
         && consumers.iter().all(|&(c, slot)| slot == 0 && m.op(c).is_some_and(|p| weight(m, c, p).is_some()))
 }
 
+/// True when some reader of `o` is a dense layer (Gemm / MatMul with a
+/// constant weight) reading it as its input A: `o`'s last axis is features.
+pub fn dense_reads(m: &Model, o: Outlet) -> bool {
+    m.consumers(o).iter().any(|&(c, slot)| slot == 0 && m.op(c).is_some_and(|p| weight(m, c, p).is_some()))
+}
+
 /// The dims of a dense layer's constant 2-D weight (input B) and the axis
 /// of them holding its input features ([`weight_in_axis`]); `None` for a
 /// product of two activations (attention) or a Gemm reading A transposed.

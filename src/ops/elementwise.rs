@@ -142,10 +142,11 @@ const BINARY: &[&str] = &[
     "GreaterOrEqual",
     "And",
     "Or",
+    "Xor",
 ];
 
 /// Binary ops whose result is a bool.
-const BOOLEAN: &[&str] = &["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or"];
+const BOOLEAN: &[&str] = &["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor"];
 
 impl Rules for Broadcast {
     /// Element-wise ops: per-channel constants padded with the slot's neutral value.
@@ -302,6 +303,7 @@ fn binary(op: &str, int: bool, a: &[f64]) -> Option<f64> {
         "GreaterOrEqual" => b(x >= y),
         "And" => b(x != 0.0 && y != 0.0),
         "Or" => b(x != 0.0 || y != 0.0),
+        "Xor" => b((x != 0.0) != (y != 0.0)),
         _ => None,
     }
 }
@@ -356,6 +358,13 @@ mod tests {
         assert_eq!(inf.value(&less[0]).unwrap().elem, BOOL);
         assert_eq!(inf.ints(&less[0]), Some(vec![1, 1, 0, 0]));
         assert_eq!(inf.ints(&w[0]), Some(vec![0, 0, 5, 7]));
+        // RT-DETR's decoder masks: Xor of two comparisons
+        let mut b = b;
+        let more = b.node("Greater", &[&s, &k], 1, vec![]);
+        let x = b.node("Xor", &[&less[0], &more[0]], 1, vec![]);
+        let inf = Inferred::of(&b);
+        assert_eq!(inf.ints(&x[0]), Some(vec![1, 1, 1, 1]));
+        assert_eq!(inf.value(&x[0]).unwrap().elem, BOOL);
     }
 
     #[test]

@@ -110,9 +110,93 @@ impl Rules for Transpose {
     }
 }
 
+/// TopK: values and indices of the input's shape with `k` on `axis`.
+#[derive(Debug)]
+pub struct TopK;
+
+impl Rules for TopK {
+    fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
+        let x = cx.shape(0)?;
+        let a = crate::ir::shapes::axis(crate::onnx::attr_i(cx.p, "axis", -1), x.len())?;
+        let k = if cx.opset() >= 10 { *cx.ints(1)?.first()? } else { crate::onnx::attr_i(cx.p, "k", 0) };
+        let mut s = x.clone();
+        s[a] = Some(k).filter(|&k| k >= 0);
+        Some(vec![Some(s); cx.p.output.len()])
+    }
+}
+
+/// GatherElements: the shape of its indices.
+#[derive(Debug)]
+pub struct GatherElements;
+
+impl Rules for GatherElements {
+    fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
+        Some(cx.one(cx.shape(1)?.clone()))
+    }
+}
+
+/// Tile: each dim times its repeat count (a constant, or a value shape
+/// arithmetic computes).
+#[derive(Debug)]
+pub struct Tile;
+
+impl Rules for Tile {
+    fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
+        let x = cx.shape(0)?;
+        let reps: Vec<Option<i64>> = match cx.value(1) {
+            Some(v) => v.data.iter().map(|d| d.map(|d| d as i64)).collect(),
+            None => cx.ints(1)?.into_iter().map(Some).collect(),
+        };
+        if reps.len() != x.len() {
+            return None;
+        }
+        Some(cx.one(x.iter().zip(&reps).map(|(d, r)| d.zip(*r).and_then(|(d, r)| d.checked_mul(r))).collect()))
+    }
+}
+
+/// GridSample: `[N, C, H_out, W_out]` from input `[N, C, H, W]` and grid
+/// `[N, H_out, W_out, 2]` (any rank: the grid's middle dims).
+#[derive(Debug)]
+pub struct GridSample;
+
+impl Rules for GridSample {
+    fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
+        let (x, g) = (cx.shape(0)?, cx.shape(1)?);
+        if x.len() < 3 || g.len() != x.len() {
+            return None;
+        }
+        let mut s = x[..2].to_vec();
+        s.extend_from_slice(&g[1..g.len() - 1]);
+        Some(cx.one(s))
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::testutil::{ints_attr, known, Builder, Inferred};
+    use crate::testutil::{int_attr, ints_attr, known, Builder, Inferred};
+
+    #[test]
+    fn decoder_ops_have_shapes() {
+        // RT-DETR's decoder: TopK of the encoder's scores, GatherElements of
+        // the chosen queries, a Tile of the reference points, GridSample
+        let mut b = Builder::new(&[1, 100, 8]);
+        let k = b.ints("k", &[30]);
+        let top = b.node("TopK", &["x", &k], 2, vec![int_attr("axis", 1)]);
+        let idx = b.ints("idx", &[0; 30 * 8]);
+        b.g.initializer.last_mut().unwrap().dims = vec![1, 30, 8];
+        let ge = b.node("GatherElements", &["x", &idx], 1, vec![int_attr("axis", 1)]).remove(0);
+        let reps = b.ints("reps", &[2, 1, 3]);
+        let t = b.node("Tile", &["x", &reps], 1, vec![]).remove(0);
+        let img = b.rand_init("img", &[1, 8, 10, 10], 0.0, 1.0);
+        let grid = b.rand_init("grid", &[1, 30, 4, 2], -1.0, 1.0);
+        let gs = b.node("GridSample", &[&img, &grid], 1, vec![]).remove(0);
+        let inf = Inferred::of(&b);
+        assert_eq!(inf.shape(&top[0]), Some(known(&[1, 30, 8])));
+        assert_eq!(inf.shape(&top[1]), Some(known(&[1, 30, 8])));
+        assert_eq!(inf.shape(&ge), Some(known(&[1, 30, 8])));
+        assert_eq!(inf.shape(&t), Some(known(&[2, 100, 24])));
+        assert_eq!(inf.shape(&gs), Some(known(&[1, 8, 30, 4])));
+    }
 
     #[test]
     fn transpose_permutes_shapes_and_values() {
