@@ -230,7 +230,14 @@ fn layer(m: &Model, a: &Analysis, n: NodeId, multiple: usize) -> Option<Layer> {
                 unanalysed: vec![UNANALYSED.to_string()],
                 axis: None,
             };
-            row.in_dim = row.in_dim.take().or_else(|| Some(unknown(row.in_channels)));
+            // a layer reading a constant (SwinV2's position-bias MLP reads
+            // fixed log-spaced coordinates): the data has its width
+            let constant = x.filter(|&x| m.is_const(x)).map(|x| DimReport {
+                unanalysed: vec![],
+                pinned: vec![format!("reads the constant '{}'", m.tensor_name(x))],
+                ..unknown(row.in_channels)
+            });
+            row.in_dim = row.in_dim.take().or(constant).or_else(|| Some(unknown(row.in_channels)));
             row.out_dim = row.out_dim.take().or_else(|| Some(unknown(row.out_channels)));
         }
     }

@@ -303,6 +303,29 @@ mod tests {
     }
 
     #[test]
+    fn a_dense_layer_reading_a_constant_has_its_input_pinned_not_unanalysed() {
+        // timm SwinV2-CR's relative position bias: an MLP over fixed
+        // log-spaced coordinates [T, 2]; its 2 input features are data
+        let mut b = Builder::new(&[49, 3]);
+        let coords = b.rand_init("coords", &[49, 2], -1.0, 1.0);
+        let w = b.rand_init("w", &[2, 13], -1.0, 1.0);
+        let h = b.node("MatMul", &[&coords, &w], 1, vec![]).remove(0);
+        let r = b.unary("Relu", &h);
+        let w2 = b.rand_init("w2", &[13, 3], -1.0, 1.0);
+        let y = b.node("MatMul", &[&r, &w2], 1, vec![]).remove(0);
+        let s = b.node("Add", &["x", &y], 1, vec![]).remove(0);
+        b.output(&s, &[49, 3]);
+        let m = crate::ir::Model::import(b.model()).unwrap();
+        let r = crate::report::build(&m, &Default::default()).unwrap();
+        assert_eq!(r.totals.unanalysed, 0, "{:?}", r.unanalysed);
+        let fc1 = &r.layers[0];
+        let d = fc1.in_dim.as_ref().unwrap();
+        assert!(d.pinned[0].starts_with("reads the constant 'coords"), "{d:?}");
+        // its hidden width is still a space of its own
+        assert_eq!(fc1.out_dim.as_ref().unwrap().aligned_to, 16);
+    }
+
+    #[test]
     fn matmul_weights_are_never_transposed() {
         let mut b = Builder::new(&[3, 6]);
         let w = b.rand_init("w", &[6, 10], -1.0, 1.0);
