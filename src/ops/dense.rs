@@ -9,11 +9,13 @@ use crate::ir::{Model, NodeId, Outlet};
 use crate::onnx::{attr_i, NodeProto};
 use crate::passes::pad::PadCx;
 
-/// Gemm: `[M, N]` from `A` (`[M, K]`, or `[K, M]` with transA) and `B`.
+/// Gemm (`[M, N]` from `A`: `[M, K]`, or `[K, M]` with transA, and `B`)
+/// and MatMul (operands of rank ≥ 2, batch dims broadcast): one family,
+/// their shapes apart.
 #[derive(Debug)]
-pub struct Gemm;
+pub struct Dense;
 
-impl Rules for Gemm {
+impl Rules for Dense {
     fn pad(&self, cx: &mut PadCx) -> Result<()> {
         pad_dense(cx)
     }
@@ -37,47 +39,14 @@ impl Rules for Gemm {
 
     fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
         let (a, b) = (cx.shape(0)?, cx.shape(1)?);
-        if a.len() != 2 || b.len() != 2 {
-            return None;
+        if super::is(cx.p, "Gemm") {
+            if a.len() != 2 || b.len() != 2 {
+                return None;
+            }
+            let ta = attr_i(cx.p, "transA", 0) == 1;
+            let tb = attr_i(cx.p, "transB", 0) == 1;
+            return Some(cx.one(vec![if ta { a[1] } else { a[0] }, if tb { b[0] } else { b[1] }]));
         }
-        let ta = attr_i(cx.p, "transA", 0) == 1;
-        let tb = attr_i(cx.p, "transB", 0) == 1;
-        Some(cx.one(vec![if ta { a[1] } else { a[0] }, if tb { b[0] } else { b[1] }]))
-    }
-
-    fn cost(&self, cx: &CostCx) -> Option<Cost> {
-        layer_cost(cx)
-    }
-}
-
-/// MatMul of operands of rank ≥ 2: batch dims broadcast.
-#[derive(Debug)]
-pub struct MatMul;
-
-impl Rules for MatMul {
-    fn pad(&self, cx: &mut PadCx) -> Result<()> {
-        pad_dense(cx)
-    }
-
-    fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
-        dense_channels(cx)
-    }
-
-    fn any_axis(&self) -> bool {
-        true
-    }
-
-    /// Zero weight columns: the padded features hold 0 whatever A holds;
-    /// a product of activations holds 0 where B does (attention · v).
-    fn fill(&self, cx: &FillCx) -> Option<Fill> {
-        match weight(cx.m, cx.n, cx.p) {
-            Some(_) => Some(Fill::Zeros),
-            None => zero_if(cx.zero_at(1)),
-        }
-    }
-
-    fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
-        let (a, b) = (cx.shape(0)?, cx.shape(1)?);
         if a.len() < 2 || b.len() < 2 {
             return None;
         }

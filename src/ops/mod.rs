@@ -625,8 +625,8 @@ pub const TABLE: &[OpEntry] = &[
     e("Conv", R::Conv, &conv::Conv, false),
     e("ConvTranspose", R::ConvTranspose, &conv::ConvTranspose, false),
     e("BatchNormalization", R::BatchNorm, &batch_norm::BatchNorm, false),
-    e("Gemm", R::Dense, &dense::Gemm, false),
-    e("MatMul", R::Dense, &dense::MatMul, false),
+    e("Gemm", R::Dense, &dense::Dense, false),
+    e("MatMul", R::Dense, &dense::Dense, false),
     // layout plumbing
     e("Concat", R::Concat, &concat::Concat, true),
     e("Split", R::Split, &split::Split, false),
