@@ -224,31 +224,19 @@ fn try_fold(m: &mut Model, n: NodeId, exact: &mut Biases) -> Result<Option<Strin
         return Ok(None);
     }
     let c = s.len();
-    // Conv / ConvTranspose → BN
-    if let Some(cout) = foldable_conv(m, x, n) {
-        if cout != c {
+    // Conv / ConvTranspose → BN, or Gemm → BN (a BatchNorm1d after a Linear)
+    let layer = foldable_conv(m, x, n).map(|w| (w, "")).or_else(|| foldable_dense(m, x, n).map(|w| (w, " features")));
+    if let Some((width, what)) = layer {
+        if width != c {
             return Err(Error::at(
                 name,
-                format!("BatchNormalization has {c} channels but '{}' produces {cout}", m.label(x.node)),
+                format!("BatchNormalization has {c} channels but '{}' produces {width}{what}", m.label(x.node)),
             ));
         }
-        let conv = m.label(x.node);
+        let into = m.label(x.node);
         fold_into(m, x.node, &s, &t, exact)?;
         bypass(m, n, x);
-        return Ok(Some(format!("{name} → {conv}")));
-    }
-    // Gemm → BN (BatchNorm1d after a Linear on [N, C])
-    if let Some(nf) = foldable_dense(m, x, n) {
-        if nf != c {
-            return Err(Error::at(
-                name,
-                format!("BatchNormalization has {c} channels but '{}' produces {nf} features", m.label(x.node)),
-            ));
-        }
-        let gemm = m.label(x.node);
-        fold_into(m, x.node, &s, &t, exact)?;
-        bypass(m, n, x);
-        return Ok(Some(format!("{name} → {gemm}")));
+        return Ok(Some(format!("{name} → {into}")));
     }
     // Concat(conv…) → BN
     let Some(cp) = m.op(x.node) else {
