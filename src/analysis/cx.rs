@@ -43,6 +43,11 @@ impl ChannelCx<'_> {
         self.a.shapes.get(&o)
     }
 
+    /// The rank of `o`, when its shape is inferred.
+    pub fn rank(&self, o: Outlet) -> Option<usize> {
+        self.shape(o).map(|s| s.len())
+    }
+
     /// Channel count of an activation tensor (rank ≥ 3, known axis 1).
     pub fn channels(&self, o: Outlet) -> Option<usize> {
         self.a.channels(o)
@@ -142,8 +147,7 @@ impl ChannelCx<'_> {
             return false;
         };
         let width = if self.is_feature(x) {
-            let rank = |o| self.shape(o).map(|s| s.len());
-            self.channels_on(out, axis).filter(|_| rank(out) == rank(x))
+            self.channels_on(out, axis).filter(|_| self.rank(out) == self.rank(x))
         } else {
             self.channels(out)
         };

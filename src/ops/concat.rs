@@ -20,7 +20,7 @@ impl Rules for Concat {
     /// other; on another axis it joins them.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
         let out = cx.out(0);
-        let Some(rank) = cx.shape(out).map(|s| s.len()) else {
+        let Some(rank) = cx.rank(out) else {
             return Ok(false);
         };
         let Some(ax) = axis(attr_i(cx.p, "axis", 0), rank) else {
@@ -118,7 +118,7 @@ fn features(cx: &mut ChannelCx, ax: usize, rank: usize) -> Result<bool> {
     let mut on = None;
     for slot in 0..cx.m.n_inputs(cx.n) {
         let Some(o) = cx.input(slot) else { return Ok(false) };
-        if cx.shape(o).map(|s| s.len()) != Some(rank) {
+        if cx.rank(o) != Some(rank) {
             return Ok(false);
         }
         match cx.placed(o) {

@@ -152,8 +152,7 @@ fn dense_channels(cx: &mut ChannelCx) -> Result<bool> {
     if cx.input(2).is_some_and(|c| !cx.m.is_const(c)) {
         return Ok(false);
     }
-    let rank = |o| cx.shape(o).map(|s| s.len());
-    let (Some(ra), Some(ro)) = (rank(a), rank(cx.out(0))) else { return Ok(false) };
+    let (Some(ra), Some(ro)) = (cx.rank(a), cx.rank(cx.out(0))) else { return Ok(false) };
     if !cx.is_flat(a) {
         if let Some((l, axis)) = cx.placed(a) {
             let k = wd[in_axis];
@@ -178,8 +177,7 @@ fn dense_channels(cx: &mut ChannelCx) -> Result<bool> {
 /// Any other layout of A keeps its width.
 fn product(cx: &mut ChannelCx, a: Outlet) -> bool {
     let Some(b) = cx.input(1).filter(|_| super::is(cx.p, "MatMul")) else { return false };
-    let rank = |o| cx.shape(o).map(|s| s.len());
-    let (Some(ra), Some(rb), Some(ro)) = (rank(a), rank(b), rank(cx.out(0))) else { return false };
+    let (Some(ra), Some(rb), Some(ro)) = (cx.rank(a), cx.rank(b), cx.rank(cx.out(0))) else { return false };
     if ra < 2 || rb < 2 {
         return false;
     }

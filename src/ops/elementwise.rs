@@ -187,7 +187,7 @@ impl Rules for Broadcast {
     /// in the slots the role allows.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
         let (m, role, out) = (cx.m, cx.role, cx.out(0));
-        let Some(rank) = cx.shape(out).map(|s| s.len()) else { return Ok(false) };
+        let Some(rank) = cx.rank(out) else { return Ok(false) };
         // the axis: that of the operands laid out on a feature axis (at the
         // output's rank), else an activation's channels
         let feature = (0..m.n_inputs(cx.n))

@@ -47,7 +47,7 @@ impl Rules for Expand {
         if cx.layout(x).is_some_and(|l| cx.width(&l) == c) {
             return Ok(cx.pass());
         }
-        let rank = cx.shape(out).map(|s| s.len());
+        let rank = cx.rank(out);
         let single = cx.shape(x).is_some_and(|s| Some(s.len()) == rank && s[1] == Some(1));
         if single && cx.input(1).is_some_and(|o| cx.m.is_const(o)) {
             return Ok(cx.fresh(out, None).is_some());

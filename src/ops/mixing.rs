@@ -55,7 +55,7 @@ impl Rules for Transpose {
     /// after it.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
         let (Some(x), out) = (cx.input(0), cx.out(0)) else { return Ok(false) };
-        let (Some((l, axis)), Some(r)) = (cx.placed(x), cx.shape(x).map(|s| s.len())) else {
+        let (Some((l, axis)), Some(r)) = (cx.placed(x), cx.rank(x)) else {
             return Ok(false);
         };
         let Some(to) = perm(cx.p, r).and_then(|p| p.iter().position(|&a| a == axis)) else {

@@ -21,7 +21,7 @@ impl Rules for Pad {
         } else {
             Some(attr_ints(cx.p, "pads"))
         };
-        let rank = cx.shape(cx.out(0)).map(|s| s.len()).unwrap_or(0);
+        let rank = cx.rank(cx.out(0)).unwrap_or(0);
         let ok = pads.is_some_and(|v| {
             rank >= 3 && v.len() == 2 * rank && v[0] == 0 && v[1] == 0 && v[rank] == 0 && v[rank + 1] == 0
         }) && (m.opset() < 18 || m.input(n, 3).is_none())

@@ -32,7 +32,7 @@ impl Rules for Reduce {
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
         let (m, n, p) = (cx.m, cx.n, cx.p);
         let Some(x) = cx.input(0) else { return Ok(false) };
-        let (Some(l), Some(rank)) = (cx.layout(x), cx.shape(x).map(|s| s.len())) else {
+        let (Some(l), Some(rank)) = (cx.layout(x), cx.rank(x)) else {
             return Ok(false);
         };
         let Some(axes) = const_axes(m, n, axes_input_from(p.op_type())) else { return Ok(false) };

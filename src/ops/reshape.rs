@@ -359,7 +359,7 @@ fn move_features(cx: &mut ChannelCx) -> bool {
     let (Some(x), out) = (cx.input(0), cx.out(0)) else { return false };
     let Some((l, a)) = cx.placed(x) else { return false };
     let width = cx.width(&l) as i64;
-    let (Some(how), Some(orank)) = (moved(cx, x, a, width), cx.shape(out).map(|s| s.len())) else { return false };
+    let (Some(how), Some(orank)) = (moved(cx, x, a, width), cx.rank(out)) else { return false };
     let Some(target) = cx.m.input_const(cx.n, 1).and_then(|t| tensor::to_i64(&t).ok()) else { return false };
     let (b, spelled_as) = match how {
         Moved::Whole(b) => (b, width),

@@ -18,7 +18,7 @@ impl Rules for Gather {
     /// shifted by the rank the indices replace the gathered axis with.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
         let (Some(x), Some(i)) = (cx.input(0), cx.input(1)) else { return Ok(false) };
-        let (Some((l, on)), Some(r)) = (cx.placed(x), cx.shape(x).map(|s| s.len())) else {
+        let (Some((l, on)), Some(r)) = (cx.placed(x), cx.rank(x)) else {
             return Ok(false);
         };
         let (Some(g), Some(ir)) = (axis(attr_i(cx.p, "axis", 0), r), cx.m.const_dims(i).map(|d| d.len())) else {

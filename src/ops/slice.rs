@@ -70,7 +70,7 @@ impl Rules for Slice {
         let Some(l) = cx.layout(x) else {
             return Ok(false);
         };
-        let Some(rank) = cx.shape(x).map(|s| s.len()) else {
+        let Some(rank) = cx.rank(x) else {
             return Ok(false);
         };
         let Some(params) = slice_params(cx.m, cx.n, rank) else {

@@ -60,7 +60,7 @@ impl Rules for Split {
         let Some(l) = cx.layout(x) else {
             return Ok(false);
         };
-        let Some(rank) = cx.shape(x).map(|s| s.len()) else {
+        let Some(rank) = cx.rank(x) else {
             return Ok(false);
         };
         let Some(ax) = axis(attr_i(cx.p, "axis", 0), rank) else {
@@ -174,7 +174,7 @@ fn set_split(m: &mut Model, n: NodeId, sizes: Vec<i64>) -> Result<()> {
 /// A Split of features (attention's q, k, v from one tensor) on another
 /// axis than theirs: every output keeps the layout, on the same axis.
 fn features(cx: &mut ChannelCx, x: Outlet) -> bool {
-    let (Some((l, on)), Some(rank)) = (cx.placed(x), cx.shape(x).map(|s| s.len())) else { return false };
+    let (Some((l, on)), Some(rank)) = (cx.placed(x), cx.rank(x)) else { return false };
     if axis(attr_i(cx.p, "axis", 0), rank).is_none_or(|ax| ax == on) {
         return false;
     }
