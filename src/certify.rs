@@ -110,6 +110,14 @@ impl<'a> Index<'a> {
             if let (Some(o), Some(t)) = (n.output.first(), constant::value_attr(n)) {
                 consts.insert(o.as_str(), Cow::Borrowed(t));
             }
+            // an Identity of a constant is that constant (the TorchScript
+            // exporter shares equal parameters that way: LeViT's two heads'
+            // BatchNorm1d statistics)
+            if let (true, Some(i), Some(o)) = (ops::is(n, "Identity"), n.input.first(), n.output.first()) {
+                if let Some(t) = consts.get(i.as_str()).cloned() {
+                    consts.insert(o.as_str(), t);
+                }
+            }
             for o in n.output.iter().filter(|o| !o.is_empty()) {
                 producer.insert(o.as_str(), n);
             }
@@ -179,6 +187,11 @@ pub fn certify(original: &ModelProto, candidate: &ModelProto, layout: &Layout) -
             fail(&mut cert, format!("{label} makes '{out0}', which the original does not have"));
             continue;
         };
+        // a BatchNorm1d folded into the MatMul before it: its shift, an Add
+        if is_bn(p) && ops::is(n, "Add") && n.input.first().map(|i| orig_name(i)).as_ref() == p.input.first() {
+            check_shift(&mut cert, n, p, &o, &c, layout, &label, &out0);
+            continue;
+        }
         let (p, fold) = if is_bn(p) && p.op_type() != n.op_type() {
             // one BatchNormalization, or a chain of them, folded into the
             // conv before it
@@ -203,8 +216,9 @@ pub fn certify(original: &ModelProto, candidate: &ModelProto, layout: &Layout) -
                 }
             }
         } else if layout.altered.contains(&out0) {
-            // a conv whose BN after a Concat was folded slice by slice
-            (p, concat_fold(p, &out0, &o))
+            // a conv whose BN after a Concat was folded slice by slice, or a
+            // MatMul whose BatchNorm1d after a Flatten was
+            (p, concat_fold(p, &out0, &o).or_else(|| dense_bn_fold(&out0, &o, &c)))
         } else {
             (p, None)
         };
@@ -219,17 +233,26 @@ pub fn certify(original: &ModelProto, candidate: &ModelProto, layout: &Layout) -
         {
             fail(&mut cert, format!("{label} has no input {slot}, which the original gives ('{}')", p.input[slot]));
         }
+        // a Gemm that absorbed the BatchNorm1d before it reads the BN's input
+        let before = p.input.first().and_then(|i| bn_before(p, i, &o, &c));
         // activation inputs wired as in the original
         for (slot, i) in n.input.iter().enumerate() {
             if i.is_empty() || c.consts.contains_key(i.as_str()) {
                 continue;
             }
             let want = p.input.get(slot).map(|s| s.as_str()).unwrap_or("");
+            let want = match &before {
+                Some((bn, _)) if slot == 0 => bn.input.first().map_or("", |s| s.as_str()),
+                _ => want,
+            };
             if orig_name(i) != want {
                 fail(&mut cert, format!("{label} reads '{i}' at input {slot} where the original reads '{want}'"));
             }
         }
-        check_constants(&mut cert, n, p, fold.as_ref(), &o, &c, layout, &label, &out0);
+        match &before {
+            Some((_, f)) => check_gemm_after_bn(&mut cert, n, p, f, &o, &c, layout, &label, &out0),
+            None => check_constants(&mut cert, n, p, fold.as_ref(), &o, &c, layout, &label, &out0),
+        }
     }
     cert.passed = cert.differ == 0;
     Ok(cert)
@@ -269,6 +292,131 @@ fn concat_fold(p: &NodeProto, name: &str, o: &Index) -> Option<Fold> {
     }
     let _ = p;
     None
+}
+
+/// The fold of the BatchNorm1d that original MatMul output `name` reaches
+/// through Flatten / Reshape (its other readers only Shape), when the
+/// rewrite made that BN an Add (fold-bn's dense fold).
+fn dense_bn_fold(name: &str, o: &Index, c: &Index) -> Option<Fold> {
+    let mm = *o.producer.get(name)?;
+    let w = o.consts.get(mm.input.get(1)?.as_str())?;
+    let nf = *tensor::dims(w).get(1)?;
+    let mut at = name;
+    loop {
+        let readers: Vec<_> = o.readers.get(at)?.iter().filter(|r| !ops::is(r, "Shape")).collect();
+        let [r] = readers[..] else { return None };
+        if is_bn(r) {
+            let made_by = c.producer.get(r.output.first()?.as_str())?;
+            return ops::is(made_by, "Add").then(|| bn_fold(r, o, 0..nf)).flatten();
+        }
+        if !(ops::is(r, "Flatten") || ops::is(r, "Reshape")) {
+            return None;
+        }
+        at = r.output.first()?.as_str();
+    }
+}
+
+/// The BatchNorm1d that made original input `input` of dense layer `p`,
+/// when the rewrite has no such tensor (fold-bn folded the BN into `p`):
+/// the BN and its fold.
+fn bn_before<'a>(p: &NodeProto, input: &str, o: &'a Index, c: &Index) -> Option<(&'a NodeProto, Fold)> {
+    let bn = *o.producer.get(input)?;
+    if !ops::is(p, "Gemm") || !is_bn(bn) || c.producer.contains_key(input) {
+        return None;
+    }
+    let k = bn.input.get(1).and_then(|g| o.consts.get(g.as_str())).map(|g| tensor::dims(g).iter().product())?;
+    Some((bn, bn_fold(bn, o, 0..k)?))
+}
+
+/// The Add that stands for a BatchNorm1d folded into the MatMul before it:
+/// its constant is the BN's shift t per feature, 0 where padded.
+#[allow(clippy::too_many_arguments)]
+fn check_shift(
+    cert: &mut Certificate,
+    n: &NodeProto,
+    bn: &NodeProto,
+    o: &Index,
+    c: &Index,
+    layout: &Layout,
+    label: &str,
+    out0: &str,
+) {
+    let Some((i, ct)) = n.input.get(1).and_then(|i| Some((i, c.consts.get(i.as_str())?))) else {
+        return fail(cert, format!("{label} stands for '{}' but adds no constant", bn.name()));
+    };
+    let k = bn.input.get(1).and_then(|g| o.consts.get(g.as_str())).map_or(0, |g| tensor::dims(g).iter().product());
+    let Some(f) = bn_fold(bn, o, 0..k) else {
+        return fail(
+            cert,
+            format!("{label}: the original BatchNormalization '{}' has no constant parameters", bn.name()),
+        );
+    };
+    let om = layout.maps.get(out0);
+    let zeros =
+        TensorProto { dims: vec![k as i64], data_type: Some(1), float_data: vec![0.0; k], ..Default::default() };
+    let axes = om.map(|m| vec![(0, m)]).unwrap_or_default();
+    cert.tensors += 1;
+    cert.folded += 1;
+    match compare(&zeros, ct, &axes, Some((0, &f.s, &f.t)), 0.0) {
+        Ok(v) => cert.values += v,
+        Err(e) => fail(cert, format!("{label} input 1 ('{i}'): {e}")),
+    }
+}
+
+/// A Gemm that absorbed the BatchNorm1d before it (`f`): its weight's input
+/// features scaled by s, its bias b + W·t recomputed from the original
+/// weight in f64.
+#[allow(clippy::too_many_arguments)]
+fn check_gemm_after_bn(
+    cert: &mut Certificate,
+    n: &NodeProto,
+    p: &NodeProto,
+    f: &Fold,
+    o: &Index,
+    c: &Index,
+    layout: &Layout,
+    label: &str,
+    out0: &str,
+) {
+    let om = layout.maps.get(out0);
+    let im = n.input.first().and_then(|i| layout.maps.get(i.as_str()));
+    let ia = dense::weight_in_axis(p);
+    let (Some(ow), Some(cw)) =
+        (p.input.get(1).and_then(|w| o.consts.get(w.as_str())), n.input.get(1).and_then(|w| c.consts.get(w.as_str())))
+    else {
+        return fail(cert, format!("{label}: a Gemm after a folded BatchNormalization has no constant weight"));
+    };
+    let mut axes: Vec<(usize, &ChannelMap)> =
+        [(ia, im), (1 - ia, om)].into_iter().filter_map(|(a, m)| Some((a, m?))).collect();
+    axes.sort_by_key(|&(a, _)| a);
+    cert.tensors += 1;
+    cert.folded += 1;
+    match compare(ow, cw, &axes, Some((ia, &f.s, &[])), 0.0) {
+        Ok(v) => cert.values += v,
+        Err(e) => fail(cert, format!("{label} input 1: {e}")),
+    }
+    let Some(cb) = n.input.get(2).and_then(|b| c.consts.get(b.as_str())) else {
+        return fail(cert, format!("{label}: the fold of a BatchNormalization before it left no bias"));
+    };
+    let (Ok(wv), k) = (tensor::to_f64(ow), f.s.len()) else { return fail(cert, format!("{label}: unreadable weight")) };
+    let nout = wv.len() / k.max(1);
+    let b0 = match p.input.get(2).filter(|b| !b.is_empty()).and_then(|b| o.consts.get(b.as_str())) {
+        Some(b) => tensor::to_f64(b).unwrap_or_default(),
+        None => vec![0.0; nout],
+    };
+    let at = |r: usize, i: usize| if ia == 1 { wv[r * k + i] } else { wv[i * nout + r] };
+    let want: Vec<f64> = (0..nout)
+        .map(|r| b0.get(r).copied().unwrap_or(f64::NAN) + (0..k).map(|i| at(r, i) * f.t[i]).sum::<f64>())
+        .collect();
+    let Ok(ot) = tensor::from_f64("", cb.data_type(), &[nout], &want) else {
+        return fail(cert, format!("{label}: bias of an unsupported type"));
+    };
+    cert.tensors += 1;
+    cert.folded += 1;
+    match compare(&ot, cb, &om.map(|m| vec![(0, m)]).unwrap_or_default(), None, 0.0) {
+        Ok(v) => cert.values += v,
+        Err(e) => fail(cert, format!("{label} input 2 (b + W·t of the folded BatchNormalization): {e}")),
+    }
 }
 
 fn fail(cert: &mut Certificate, what: String) {

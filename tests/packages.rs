@@ -34,6 +34,9 @@ const GENUINE: &[&str] = &[
     "Flatten",
     "ReduceMax",
     "GatherElements",
+    // RT-DETR's decoder gathers its selected queries on the feature
+    // layout's axis (once the input projections' `flatten(2)` passes it)
+    "Gather",
 ];
 
 /// The package exports, and the small models around timm blocks whose
@@ -255,6 +258,45 @@ fn transformer_mlps_pad_on_the_feature_axis_and_a_wrong_dense_weight_fails() {
             assert_eq!(o.status.code(), Some(1), "{name}: a padded head feature of 1 passed: {}", stdout(&o));
         }
     }
+}
+
+#[test]
+fn levit_folds_its_batchnorm1ds_and_pads_its_residual_stream_heads_and_mlps() {
+    // timm LeViT has no LayerNorm: its residual stream (stage widths 21, 45,
+    // 67) is a channel space from the stem conv (`flatten(2)` keeps the
+    // channels whole, the Transpose moves them to the features) through
+    // every LinearNorm (MatMul → Flatten to [N·T, C] → BatchNorm1d →
+    // Reshape back), the tokens subsampled by a strided Slice, to the pooled
+    // `x.mean(1)` and the heads' BatchNorm1d → Gemm. Each head's qkv run is
+    // split into key, key and value dims (7, 7, 14 → 8, 8, 16). Every
+    // BatchNorm1d is folded first (issue 18, item 6).
+    let f = fixtures().join("packages/timm_levit_odd_op17.onnx");
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("a.onnx");
+    let j = json(&align_p(&[f.as_os_str(), "--json".as_ref(), "-o".as_ref(), out.as_os_str()]));
+    assert_eq!(j["verification"]["passed"], true, "{}", j["verification"]);
+    let r = json(&align_p(&["report".as_ref(), out.as_os_str(), "--json".as_ref()]));
+    let layer = |name: &str| {
+        r["layers"].as_array().unwrap().iter().find(|l| l["node"].as_str().unwrap().contains(name)).cloned().unwrap()
+    };
+    let qkv = layer("stages.0/blocks/blocks.0/attn/qkv/linear/MatMul");
+    assert_eq!((qkv["in_channels"].as_u64(), qkv["out_channels"].as_u64()), (Some(24), Some(96)), "{qkv}");
+    let ln1 = layer("stages.2/blocks/blocks.0/mlp/ln1/linear/MatMul");
+    assert_eq!((ln1["in_channels"].as_u64(), ln1["out_channels"].as_u64()), (Some(72), Some(96)), "{ln1}");
+    let head = layer("/head/linear/Gemm");
+    assert_eq!(head["in_channels"], 72, "{head}");
+    assert_eq!(r["totals"]["free_unaligned"], 0, "{}", r["totals"]);
+    // every BatchNorm1d folded: 22 LinearNorms into their MatMul (the
+    // shift an Add), the two heads' into their Gemm
+    let (m, _) = align::onnx::load(&out).unwrap();
+    let ops = |t: &str| m.graph.as_ref().unwrap().node.iter().filter(|n| n.op_type() == t).count();
+    assert_eq!((ops("BatchNormalization"), ops("Gemm")), (0, 2));
+    assert_eq!(j["certificate"]["passed"], true, "{}", j["certificate"]);
+    assert_eq!(j["certificate"]["folded"], 48, "{}", j["certificate"]);
+    // negative controls: a qkv weight, a folded shift, a head weight ×1.01
+    wrong_weight_fails(&f, &out, |n| n.op_type() == "MatMul" && n.name().contains("qkv"));
+    wrong_weight_fails(&f, &out, |n| n.op_type() == "Add" && n.name().contains("/bn/"));
+    wrong_weight_fails(&f, &out, |n| n.op_type() == "Gemm");
 }
 
 #[test]

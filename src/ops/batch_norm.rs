@@ -74,7 +74,13 @@ impl Rules for BatchNorm {
         }
         let m = cx.m;
         let consts = (1..5).all(|i| cx.input(i).and_then(|o| m.const_dims(o)).is_some_and(|d| d.len() == 1));
-        Ok(consts && cx.p.output.len() == 1 && cx.pass())
+        // features reach it only on axis 1 (a BatchNorm1d on `[N, C]`)
+        let on_channels = cx.input(0).and_then(|x| cx.placed(x)).is_none_or(|(_, a)| a == 1);
+        Ok(consts && on_channels && cx.p.output.len() == 1 && cx.pass())
+    }
+
+    fn any_axis(&self) -> bool {
+        true
     }
 
     /// Padded with γ 0 and β 0: exact zeros in, exact zeros out.

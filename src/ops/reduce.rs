@@ -28,20 +28,35 @@ impl Rules for Reduce {
     /// Over non-channel axes each channel maps to itself (a padded channel
     /// of finite values stays finite); over every spatial axis to [N, C]
     /// feeding only dense layers, a flattened layout; over the channel axis
-    /// it mixes channels and does not hold.
+    /// it mixes channels and does not hold. Features on another axis are
+    /// kept by a reduction over other axes than theirs and the batch.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
         let (m, n, p) = (cx.m, cx.n, cx.p);
         let Some(x) = cx.input(0) else { return Ok(false) };
-        let (Some(l), Some(rank)) = (cx.layout(x), cx.rank(x)) else {
+        let (Some((l, _)), Some(rank)) = (cx.placed(x), cx.rank(x)) else {
             return Ok(false);
         };
         let Some(axes) = const_axes(m, n, axes_input_from(p.op_type())) else { return Ok(false) };
         let axes: Option<Vec<usize>> = axes.iter().map(|&a| axis(a, rank)).collect();
         let Some(axes) = axes else { return Ok(false) };
+        let out = cx.out(0);
+        if let Some((_, on)) = cx.placed(x).filter(|_| cx.is_feature(x)) {
+            // features kept, on the axis they land on (LeViT's head pools
+            // its tokens: `x.mean(1)` of `[N, T, C]` → `[N, C]`)
+            if axes.is_empty() || axes.contains(&0) || axes.contains(&on) {
+                return Ok(false);
+            }
+            let keep = attr_i(p, "keepdims", 1) == 1;
+            let b = if keep { on } else { on - axes.iter().filter(|&&a| a < on).count() };
+            if cx.channels_on(out, b) != Some(cx.width(&l)) {
+                return Ok(false);
+            }
+            cx.set_on(out, l, b);
+            return Ok(true);
+        }
         if axes.is_empty() || axes.contains(&0) || axes.contains(&1) {
             return Ok(false); // all axes, or batch / channels
         }
-        let out = cx.out(0);
         if attr_i(p, "keepdims", 1) == 1 || rank - axes.len() >= 3 {
             if cx.channels(out) != Some(cx.width(&l)) {
                 return Ok(false);
@@ -55,6 +70,10 @@ impl Rules for Reduce {
             return Ok(true);
         }
         Ok(false)
+    }
+
+    fn any_axis(&self) -> bool {
+        true
     }
 
     /// Over other axes, the reductions whose value at 0 is 0.

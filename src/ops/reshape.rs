@@ -54,12 +54,14 @@ impl Rules for Reshape {
 
     /// A Reshape to [N, C·H·W] feeding only dense layers flattens. A
     /// Reshape keeping a feature axis whole (onnxslim's `[N, H, W, C]` →
-    /// `[N·H·W, C]` around a Gemm, and back) moves the features to it.
+    /// `[N·H·W, C]` around a Gemm, and back) moves the features to it; so
+    /// does one keeping the channels whole (LeViT's `x.flatten(2)` of its
+    /// stem: `[N, C, H, W]` → `[N, C, H·W]`).
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
         if cx.input(0).is_some_and(|x| cx.is_feature(x)) {
             return Ok(move_features(cx));
         }
-        Ok(flatten_for_dense(cx))
+        Ok(flatten_for_dense(cx) || (keeps_channels(cx) && move_features(cx)))
     }
 
     fn any_axis(&self) -> bool {
@@ -160,8 +162,21 @@ fn flatten(cx: &Cx, x: &[Option<i64>]) -> Option<Shape> {
 impl Rules for Flatten {
     /// Flatten at axis 1 of an activation feeding only dense layers: the
     /// features are channel-major, so the dense weight absorbs the layout.
+    /// A Flatten keeping a feature axis whole (LeViT's LinearNorm:
+    /// `[N, T, C]` → `[N·T, C]` for a BatchNorm1d) moves the features to it.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
+        if let Some(x) = cx.input(0).filter(|&x| cx.is_feature(x)) {
+            let Some((l, a)) = cx.placed(x) else { return Ok(false) };
+            let width = cx.width(&l) as i64;
+            let Some(b) = kept_axis(cx, x, a, width) else { return Ok(false) };
+            cx.set_on(cx.out(0), l, b);
+            return Ok(true);
+        }
         Ok(attr_i(cx.p, "axis", 1) == 1 && flatten_for_dense(cx))
+    }
+
+    fn any_axis(&self) -> bool {
+        true
     }
 
     /// f(0) = 0: exact zeros in, exact zeros out.
@@ -307,6 +322,16 @@ fn kept_axis(cx: &ChannelCx, x: Outlet, a: usize, width: i64) -> Option<usize> {
     let known = |d: &[Option<i64>]| d.iter().try_fold(1i64, |acc, v| v.and_then(|v| acc.checked_mul(v)));
     let before = known(&sh[..a])?;
     (0..osh.len()).find(|&b| osh[b] == Some(width) && known(&osh[..b]) == Some(before))
+}
+
+/// Whether this Reshape keeps its input's channels whole on axis 1 (only
+/// the other dims regrouped: `[N, C, H, W]` → `[N, C, H·W]`). Channels
+/// moved to another axis (a batch-1 `[1, C, H, W]` → `[C, H·W]`) would
+/// reach ops that read them as batch or spatial: not followed.
+fn keeps_channels(cx: &ChannelCx) -> bool {
+    let Some((l, 1)) = cx.input(0).and_then(|x| cx.placed(x)) else { return false };
+    let x = cx.input(0).unwrap();
+    kept_axis(cx, x, 1, cx.width(&l) as i64) == Some(1)
 }
 
 /// Where a Reshape puts input features laid out on axis `a` (`l`), and the

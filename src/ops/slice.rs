@@ -19,10 +19,11 @@ use crate::tensor;
 pub struct Slice;
 
 impl Rules for Slice {
-    /// Slice on the channel axis: bounds in physical channels.
+    /// Slice on the axis of the input's layout (channels, or features):
+    /// bounds in physical channels.
     fn pad(&self, cx: &mut PadCx) -> Result<()> {
         let (m, a, n) = (&mut *cx.m, cx.a, cx.n);
-        let Some(x) = m.input(n, 0) else {
+        let Some((x, on)) = m.input(n, 0).and_then(|x| Some((x, a.axis(x)?))) else {
             return Ok(());
         };
         let Some(bounds) = a.boundaries(x) else {
@@ -32,7 +33,7 @@ impl Rules for Slice {
         let Some(params) = slice_params(m, n, rank) else {
             return Ok(());
         };
-        if bounds.iter().all(|(l, ph)| l == ph) || !params.iter().any(|(ax, ..)| *ax == 1) {
+        if bounds.iter().all(|(l, ph)| l == ph) || !params.iter().any(|(ax, ..)| *ax == on) {
             return Ok(());
         }
         let c = bounds.last().unwrap().0 as i64;
@@ -40,7 +41,7 @@ impl Rules for Slice {
         let mut starts = vec![];
         let mut ends = vec![];
         for (ax, st, en, _) in &params {
-            if *ax == 1 {
+            if *ax == on {
                 let (s, e) = slice_range(c, *st, *en);
                 starts.push(phys(s).ok_or_else(|| Error::model("Slice start is not a channel-space boundary"))?);
                 ends.push(phys(e).ok_or_else(|| Error::model("Slice end is not a channel-space boundary"))?);
@@ -63,11 +64,11 @@ impl Rules for Slice {
         Ok(())
     }
 
-    /// On the channel axis cuts like Split (step 1); on other axes passes.
+    /// On the layout's axis cuts like Split (step 1); on other axes passes.
     /// A Slice `--slice-pinned` inserted is a pinned view of its input.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
         let Some(x) = cx.input(0) else { return Ok(false) };
-        let Some(l) = cx.layout(x) else {
+        let Some((l, on)) = cx.placed(x) else {
             return Ok(false);
         };
         let Some(rank) = cx.rank(x) else {
@@ -84,7 +85,7 @@ impl Rules for Slice {
         }
         let mut result = l.clone();
         for (ax, st, en, step) in params {
-            if ax != 1 {
+            if ax != on {
                 continue;
             }
             if step != 1 {
@@ -96,8 +97,17 @@ impl Rules for Slice {
             cx.atoms().cut(&l, b as usize);
             result = cx.atoms().range(&l, a as usize, b as usize);
         }
-        cx.set(out, result);
+        if on != 1 && cx.channels_on(out, on) != Some(cx.width(&result)) {
+            return Ok(false);
+        }
+        cx.set_on(out, result, on);
         Ok(true)
+    }
+
+    /// Features pass a Slice of other axes (LeViT subsamples its tokens:
+    /// `x.view(N, H, W, C)[:, ::2, ::2]`) and are cut like channels on theirs.
+    fn any_axis(&self) -> bool {
+        true
     }
 
     /// f(0) = 0: exact zeros in, exact zeros out.

@@ -18,18 +18,20 @@ use crate::tensor;
 pub struct Split;
 
 impl Rules for Split {
-    /// Split on the channel axis: sizes in physical channels.
+    /// Split on the axis of the input's layout (channels, or a feature
+    /// axis): sizes in physical channels. On another axis: nothing to
+    /// rewrite.
     fn pad(&self, cx: &mut PadCx) -> Result<()> {
         let (m, a, n) = (&mut *cx.m, cx.a, cx.n);
         let p = m.op(n).unwrap().clone();
-        let Some(x) = m.input(n, 0).filter(|&x| !a.is_feature(x)) else {
-            return Ok(()); // features are split on another axis: nothing to rewrite
+        let Some((x, on)) = m.input(n, 0).and_then(|x| Some((x, a.axis(x)?))) else {
+            return Ok(());
         };
         let Some(bounds) = a.boundaries(x) else {
             return Ok(());
         };
         let rank = a.shapes.get(&x).map(|s| s.len()).unwrap_or(0);
-        if shapes::axis(attr_i(&p, "axis", 0), rank) != Some(1) || bounds.iter().all(|(l, ph)| l == ph) {
+        if shapes::axis(attr_i(&p, "axis", 0), rank) != Some(on) || bounds.iter().all(|(l, ph)| l == ph) {
             return Ok(());
         }
         let phys = |lo: usize| bounds.iter().find(|(l, _)| *l == lo).map(|(_, ph)| *ph);
@@ -50,23 +52,22 @@ impl Rules for Split {
         Ok(())
     }
 
-    /// On the channel axis the input's space is cut at the split points and
-    /// each output gets its part; on another axis every output passes it.
+    /// On the axis of the input's layout (channels, or features: LeViT
+    /// splits each head's run into key, key and value dims) the space is
+    /// cut at the split points and each output gets its part, on that axis;
+    /// on another axis every output passes it.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
         let Some(x) = cx.input(0) else { return Ok(false) };
-        if cx.is_feature(x) {
-            return Ok(features(cx, x));
-        }
-        let Some(l) = cx.layout(x) else {
-            return Ok(false);
-        };
-        let Some(rank) = cx.rank(x) else {
+        let (Some((l, on)), Some(rank)) = (cx.placed(x), cx.rank(x)) else {
             return Ok(false);
         };
         let Some(ax) = axis(attr_i(cx.p, "axis", 0), rank) else {
             return Ok(false);
         };
-        if ax != 1 {
+        if ax != on {
+            if cx.is_feature(x) {
+                return Ok(features(cx, x));
+            }
             for slot in 0..cx.p.output.len() {
                 cx.set(cx.out(slot), l.clone());
             }
@@ -83,7 +84,7 @@ impl Rules for Split {
         let mut start = 0usize;
         for (slot, &s) in sizes.iter().enumerate() {
             let r = cx.atoms().range(&l, start, start + s as usize);
-            cx.set(cx.out(slot), r);
+            cx.set_on(cx.out(slot), r, on);
             start += s as usize;
         }
         Ok(true)
@@ -174,10 +175,7 @@ fn set_split(m: &mut Model, n: NodeId, sizes: Vec<i64>) -> Result<()> {
 /// A Split of features (attention's q, k, v from one tensor) on another
 /// axis than theirs: every output keeps the layout, on the same axis.
 fn features(cx: &mut ChannelCx, x: Outlet) -> bool {
-    let (Some((l, on)), Some(rank)) = (cx.placed(x), cx.rank(x)) else { return false };
-    if axis(attr_i(cx.p, "axis", 0), rank).is_none_or(|ax| ax == on) {
-        return false;
-    }
+    let Some((l, on)) = cx.placed(x) else { return false };
     for slot in 0..cx.p.output.len() {
         let o = cx.out(slot);
         if cx.channels_on(o, on) != Some(cx.width(&l)) {

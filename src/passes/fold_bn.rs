@@ -6,6 +6,13 @@
 //! After: `Y = Conv(X, W', b')`; the BN is gone and its output name is kept
 //! (the conv now produces it), so consumers and graph outputs are untouched.
 //!
+//! BatchNorm1d on `[M, C]` next to dense layers (timm LeViT), in
+//! `fold_dense`: after a MatMul by a constant weight, through Flatten /
+//! Reshape ops that keep the features last, the weight's columns are scaled
+//! and the BN becomes `Add(x, t)` under its name (a MatMul has no bias);
+//! before a Gemm that alone reads it, the Gemm's input columns are scaled and
+//! its bias becomes `b + W·t`.
+//!
 //! Conditions: the BN is in the default domain, not `training_mode=1`
 //! (refused with an error; a weight computed from constants, as timm's
 //! weight-standardised convs compute theirs with one, is evaluated first:
@@ -38,6 +45,9 @@ pub fn run(m: &mut Model) -> Result<(usize, Vec<String>)> {
     let evaluated = crate::ir::fold_shapes::fold_weights(m)?;
     let mut notes = vec![];
     let mut exact = Biases::new();
+    // shapes for the dense folds (node ids are stable: a fold removes its
+    // BatchNormalization and adds at most an Add)
+    let shapes = crate::ir::infer::infer(m, &std::collections::HashMap::new());
     for n in m.ops() {
         if !m.op(n).is_some_and(|p| crate::ops::is(p, "BatchNormalization")) {
             continue;
@@ -51,6 +61,8 @@ pub fn run(m: &mut Model) -> Result<(usize, Vec<String>)> {
             ));
         }
         if let Some(note) = try_fold(m, n, &mut exact)? {
+            notes.push(note);
+        } else if let Some(note) = fold_dense(m, n, &shapes)? {
             notes.push(note);
         }
     }
@@ -162,8 +174,7 @@ fn fold_into(m: &mut Model, c: NodeId, s: &[f64], t: &[f64], exact: &mut Biases)
             let factors = (0..wd[0] * cout_g).map(|b| s[(b / cout_g / cin_g) * cout_g + b % cout_g]).collect();
             BlockScale { block: inner, factors }
         }
-        None if crate::ops::dense::weight_in_axis(&p) == 1 => BlockScale { block: wd[1], factors: s.to_vec() },
-        None => BlockScale { block: 1, factors: (0..wd[0] * wd[1]).map(|e| s[e % wd[1]]).collect() },
+        None => dense_scale(&wd, 1 - crate::ops::dense::weight_in_axis(&p), s),
     };
     let bias = match (exact.remove(&c), m.input_const(c, 2)) {
         (Some(b), _) => b,
@@ -189,6 +200,183 @@ fn fold_into(m: &mut Model, c: NodeId, s: &[f64], t: &[f64], exact: &mut Biases)
         }
     }
     Ok(())
+}
+
+/// The scale of a 2-D dense weight `wd` that multiplies its features on
+/// `axis` (the output's, or the input's) by `s`.
+fn dense_scale(wd: &[usize], axis: usize, s: &[f64]) -> BlockScale {
+    if axis == 0 {
+        // rows: one block of wd[1] per row
+        BlockScale { block: wd[1], factors: s.to_vec() }
+    } else {
+        // columns: element e is in column e % wd[1]
+        BlockScale { block: 1, factors: (0..wd[0] * wd[1]).map(|e| s[e % wd[1]]).collect() }
+    }
+}
+
+/// True when `o` is read by `reader` (once) and otherwise only by Shape
+/// ops (LeViT's `reshape_as(x)` reads the MatMul output's shape), and is
+/// not a graph output: its values may change, its shape may not.
+fn values_read_by(m: &Model, o: Outlet, reader: NodeId) -> bool {
+    let c = m.consumers(o);
+    let shape = |r: NodeId| m.op(r).is_some_and(|p| crate::ops::is(p, "Shape"));
+    c.iter().filter(|&&(r, _)| r == reader).count() == 1
+        && c.iter().all(|&(r, _)| r == reader || shape(r))
+        && !m.is_graph_output(o)
+}
+
+/// A MatMul by a constant 2-D weight `[K, N]` whose output `o` only
+/// `reader` reads the values of: its N.
+fn foldable_matmul(m: &Model, o: Outlet, reader: NodeId) -> Option<usize> {
+    let p = m.op(o.node)?;
+    if !crate::ops::is(p, "MatMul") || o.slot != 0 || !values_read_by(m, o, reader) || m.is_const(m.input(o.node, 0)?) {
+        return None;
+    }
+    let w = m.input_const(o.node, 1)?;
+    let wd = tensor::dims(&w);
+    (tensor::elem(&w)?.is_float() && wd.len() == 2 && !wd.contains(&0)).then_some(wd[1])
+}
+
+/// The dense folds of a BatchNorm1d on `[M, C]` (LeViT's LinearNorm and
+/// NormLinear), where [`try_fold`] finds no conv or Gemm to fold into:
+///
+/// * after a MatMul by a constant weight, through Flatten / Reshape ops
+///   that keep the features last (`MatMul → Flatten [N·T, C] → BN`): the
+///   weight's columns are scaled by s and the BN becomes `Add(t)` (a MatMul
+///   has no bias); the MatMul's and the Flatten's outputs are altered;
+/// * before a Gemm that alone reads it (`BN → Gemm`): the weight's input
+///   columns are scaled by s and its bias becomes `b + W·t` (computed in
+///   f64 from the original weight); the BN goes, the Gemm reads its input.
+fn fold_dense(
+    m: &mut Model,
+    n: NodeId,
+    shapes: &std::collections::HashMap<Outlet, crate::ir::shapes::Shape>,
+) -> Result<Option<String>> {
+    let p = m.op(n).unwrap();
+    let name = op_name(p);
+    let out = Outlet { node: n, slot: 0 };
+    let Some(x) = m.input(n, 0) else { return Ok(None) };
+    let Some((s, t)) = bn_affine(m, n) else { return Ok(None) };
+    let c = s.len();
+    let used =
+        (1..p.output.len()).any(|k| !p.output[k].is_empty() && !m.consumers(Outlet { node: n, slot: k }).is_empty());
+    let rank2 = |o: Outlet| shapes.get(&o).is_some_and(|sh| sh.len() == 2 && sh[1] == Some(c as i64));
+    if used || !rank2(x) || m.is_graph_output(out) {
+        return Ok(None);
+    }
+    // before: MatMul → (Flatten | Reshape keeping the last dim C)* → BN
+    let mut chain = vec![];
+    let mut y = x;
+    let mut reader = n;
+    let last_is_c = |o: Outlet| shapes.get(&o).and_then(|sh| *sh.last()?) == Some(c as i64);
+    loop {
+        if foldable_matmul(m, y, reader) == Some(c) && last_is_c(y) {
+            break;
+        }
+        let Some(q) = m.op(y.node) else { return Ok(None) };
+        let regroup = crate::ops::is(q, "Flatten") || crate::ops::is(q, "Reshape");
+        let Some(src) =
+            m.input(y.node, 0).filter(|&src| regroup && y.slot == 0 && values_read_by(m, y, reader) && last_is_c(src))
+        else {
+            return fold_into_next_gemm(m, n, &s, &t);
+        };
+        chain.push(y);
+        reader = y.node;
+        y = src;
+    }
+    let mm = y.node;
+    let wd = tensor::dims(&m.input_const_header(mm, 1).unwrap());
+    let into = m.label(mm);
+    m.defer_scale(mm, 1, dense_scale(&wd, 1, &s)).map_err(|e| e.in_node(&into))?;
+    for o in std::iter::once(y).chain(chain) {
+        let kept = m.tensor_name(o).to_string();
+        m.altered.insert(kept);
+    }
+    // the BN becomes Add(x, t), under the BN's output name
+    let elem = m.input_const_header(mm, 1).unwrap().data_type();
+    let tt = tensor::from_f64(&format!("{name}_shift"), elem, &[c], &t)?;
+    let bn_name = m.tensor_name(out).to_string();
+    let consumers = m.consumers(out);
+    let outputs: Vec<usize> = m.outputs.iter().enumerate().filter(|(_, (o, _))| *o == out).map(|(i, _)| i).collect();
+    m.remove(n);
+    let add = crate::onnx::NodeProto {
+        name: Some(name.clone()),
+        op_type: Some("Add".into()),
+        input: vec![String::new(), String::new()],
+        output: vec![bn_name],
+        ..Default::default()
+    };
+    let a = m.add_op(add, x.node);
+    m.set_input(a, 0, x);
+    let k = m.add_const(tt);
+    m.set_input(a, 1, k);
+    let ao = Outlet { node: a, slot: 0 };
+    for (r, slot) in consumers {
+        m.set_input(r, slot, ao);
+    }
+    for i in outputs {
+        m.outputs[i].0 = ao;
+    }
+    Ok(Some(format!("{name} → {into} (its shift an Add)")))
+}
+
+/// `BN → Gemm` (the Gemm alone reads the BN; transA 0, alpha and beta 1, a
+/// constant 2-D weight and bias, or none): the Gemm absorbs the affine on
+/// its input features.
+fn fold_into_next_gemm(m: &mut Model, n: NodeId, s: &[f64], t: &[f64]) -> Result<Option<String>> {
+    let out = Outlet { node: n, slot: 0 };
+    let Some(x) = m.input(n, 0) else { return Ok(None) };
+    let readers = m.consumers(out);
+    let [(g, 0)] = readers[..] else { return Ok(None) };
+    let Some(p) = m.op(g).cloned() else { return Ok(None) };
+    if !crate::ops::is(&p, "Gemm")
+        || attr_i(&p, "transA", 0) != 0
+        || attr_f(&p, "alpha", 1.0) != 1.0
+        || attr_f(&p, "beta", 1.0) != 1.0
+        || m.is_graph_output(out)
+    {
+        return Ok(None);
+    }
+    let Some(w) = m.input_const(g, 1).map(|w| w.into_owned()) else { return Ok(None) };
+    let wd = tensor::dims(&w);
+    let ia = crate::ops::dense::weight_in_axis(&p);
+    if !tensor::elem(&w).is_some_and(|e| e.is_float()) || wd.len() != 2 || wd[ia] != s.len() || wd.contains(&0) {
+        return Ok(None);
+    }
+    let nout = wd[1 - ia];
+    let bias = match m.input(g, 2) {
+        None => None,
+        Some(_) => match m.input_const(g, 2).map(|b| b.into_owned()) {
+            Some(b) if tensor::dims(&b).iter().product::<usize>() == nout => Some(b),
+            _ => return Ok(None),
+        },
+    };
+    // b' = b + W·t, from the original weight, in f64
+    let wv = tensor::to_f64(&w)?;
+    let k = s.len();
+    let at = |o: usize, i: usize| if ia == 1 { wv[o * k + i] } else { wv[i * nout + o] };
+    let b0 = match &bias {
+        Some(b) => tensor::to_f64(b)?,
+        None => vec![0.0; nout],
+    };
+    let nb: Vec<f64> = (0..nout).map(|o| b0[o] + (0..k).map(|i| at(o, i) * t[i]).sum::<f64>()).collect();
+    let gname = op_name(&p);
+    m.defer_scale(g, 1, dense_scale(&wd, ia, s)).map_err(|e| e.in_node(&gname))?;
+    match bias {
+        Some(b) => {
+            let nbt = tensor::rewrite(&b, &tensor::dims(&b), &nb)?;
+            m.replace_input_const(g, 2, nbt);
+        }
+        None => {
+            let bt = tensor::from_f64(&format!("{gname}_bias"), w.data_type(), &[nout], &nb)?;
+            let o = m.add_const(bt);
+            m.set_input(g, 2, o);
+        }
+    }
+    let name = op_name(m.op(n).unwrap());
+    m.remove(n);
+    m.set_input(g, 0, x);
+    Ok(Some(format!("{name} → {} (before it)", m.label(g))))
 }
 
 /// Removes BN `n`, letting `x` (its input) take over its output name.
@@ -304,6 +492,17 @@ mod tests {
             eprintln!("{}", v.text());
         }
         v.passed
+    }
+
+    /// `b` folded, with value `i` of the first initializer `pick` finds
+    /// off by 0.05: the negative control of a fold.
+    fn folded_off(b: &Builder, pick: impl Fn(&crate::onnx::TensorProto) -> bool, i: usize) -> crate::onnx::ModelProto {
+        let (_, mut out) = folded(b);
+        let t = out.graph.as_mut().unwrap().initializer.iter_mut().find(|t| pick(t)).unwrap();
+        let mut v = tensor::to_f64(t).unwrap();
+        v[i] += 0.05;
+        *t = tensor::rewrite(t, &tensor::dims(t), &v).unwrap();
+        out
     }
 
     #[test]
@@ -459,22 +658,21 @@ mod tests {
     fn a_wrong_gemm_fold_is_caught_by_verification() {
         // negative control of the dense fold: the folded bias off by 0.05
         let b = gemm_bn(true, true);
-        let (_, mut out) = folded(&b);
-        let g = out.graph.as_mut().unwrap();
-        let t = g.initializer.iter_mut().find(|t| t.name().starts_with('c')).unwrap();
-        let mut v = tensor::to_f64(t).unwrap();
-        v[4] += 0.05;
-        *t = tensor::rewrite(t, &tensor::dims(t), &v).unwrap();
-        assert!(!agrees(&b.model(), &out));
+        assert!(!agrees(&b.model(), &folded_off(&b, |t| t.name().starts_with('c'), 4)));
+    }
+
+    /// With the output of node `k` of `b` also a graph output (`dims`), the
+    /// BN is not folded.
+    fn keeps_its_bn(mut b: Builder, k: usize, dims: &[i64]) {
+        let o = b.g.node[k].output[0].clone();
+        b.output(&o, dims);
+        let (n, out) = folded(&b);
+        assert_eq!((n, count(&out, "BatchNormalization")), (0, 1));
     }
 
     #[test]
     fn a_gemm_read_twice_keeps_its_bn() {
-        let mut b = gemm_bn(true, true);
-        let g = b.g.node[0].output[0].clone();
-        b.output(&g, &[1, 10]);
-        let (n, out) = folded(&b);
-        assert_eq!((n, count(&out, "BatchNormalization")), (0, 1));
+        keeps_its_bn(gemm_bn(true, true), 0, &[1, 10]);
     }
 
     #[test]
@@ -484,12 +682,89 @@ mod tests {
         let c = b.conv("x", 5, 7, 3, 1, true);
         let y = b.bn(&c, 7);
         b.output(&y, &[1, 7, 8, 8]);
-        let (_, mut out) = folded(&b);
-        let g = out.graph.as_mut().unwrap();
-        let w = g.initializer.iter_mut().find(|t| t.dims.len() == 4).unwrap();
-        let mut v = tensor::to_f64(w).unwrap();
-        v[10] += 0.05;
-        *w = tensor::rewrite(w, &tensor::dims(w), &v).unwrap();
-        assert!(!agrees(&b.model(), &out));
+        assert!(!agrees(&b.model(), &folded_off(&b, |t| t.dims.len() == 4, 10)));
+    }
+
+    /// LeViT's LinearNorm: `[1, 4, 6]` → MatMul (13 features, no bias) →
+    /// Flatten [4, 13] → BatchNorm1d → Reshape back (its target from
+    /// Shape(MatMul)) → Relu → MatMul (3).
+    fn linear_norm() -> Builder {
+        let mut b = Builder::new(&[1, 4, 6]);
+        let w = b.rand_init("w", &[6, 13], -1.0, 1.0);
+        let mm = b.node("MatMul", &["x", &w], 1, vec![]).remove(0);
+        let f = b.node("Flatten", &[&mm], 1, vec![int_attr("axis", 2)]).remove(0);
+        let y = b.bn(&f, 13);
+        let sh = b.unary("Shape", &mm);
+        let r = b.node("Reshape", &[&y, &sh], 1, vec![]).remove(0);
+        let a = b.unary("Relu", &r);
+        let w2 = b.rand_init("w2", &[13, 3], -1.0, 1.0);
+        let out = b.node("MatMul", &[&a, &w2], 1, vec![]).remove(0);
+        b.output(&out, &[1, 4, 3]);
+        b
+    }
+
+    /// LeViT's NormLinear head: `[1, 6]` → BatchNorm1d → Gemm (5 outputs).
+    fn norm_linear(trans_b: bool, bias: bool) -> Builder {
+        let mut b = Builder::new(&[1, 6]);
+        let r = b.unary("Relu", "x");
+        let y = b.bn(&r, 6);
+        let w = if trans_b { b.rand_init("w", &[5, 6], -1.0, 1.0) } else { b.rand_init("w", &[6, 5], -1.0, 1.0) };
+        let mut ins = vec![y, w];
+        if bias {
+            ins.push(b.rand_init("c", &[5], -1.0, 1.0));
+        }
+        let ins: Vec<&str> = ins.iter().map(|s| s.as_str()).collect();
+        let g = b.node("Gemm", &ins, 1, vec![int_attr("transB", i64::from(trans_b))]).remove(0);
+        b.output(&g, &[1, 5]);
+        b
+    }
+
+    /// The whole job on `b`: it must pass, with a certificate that checked
+    /// at least one folded constant.
+    fn aligned_and_certified(b: &Builder) -> crate::onnx::ModelProto {
+        let o = crate::pipeline::align_model(b.model(), &Default::default(), &|_| {}).unwrap();
+        assert!(o.failure().is_none(), "{:?}", o.failure());
+        let cert = o.summary.certificate.as_ref().unwrap();
+        assert!(cert.passed && cert.folded >= 1, "{cert:?}");
+        o.model
+    }
+
+    #[test]
+    fn a_batchnorm1d_after_a_flattened_matmul_folds_into_its_weight_and_an_add() {
+        let b = linear_norm();
+        let (n, out) = folded(&b);
+        assert_eq!((n, count(&out, "BatchNormalization"), count(&out, "Add")), (1, 0, 1));
+        assert!(agrees(&b.model(), &out));
+        // aligned: the hidden width 13 → 16 through Flatten and the Add
+        let a = aligned_and_certified(&b);
+        let w2 = a.graph.as_ref().unwrap().initializer.iter().find(|t| t.name().starts_with("w2")).unwrap();
+        assert_eq!(w2.dims, vec![16, 3]);
+        // negative control: the Add's shift off by 0.05 fails verification
+        assert!(!agrees(&b.model(), &folded_off(&b, |t| t.dims == [13], 4)));
+    }
+
+    #[test]
+    fn a_matmul_whose_output_another_op_reads_keeps_its_batchnorm1d() {
+        keeps_its_bn(linear_norm(), 0, &[1, 4, 13]);
+    }
+
+    #[test]
+    fn a_batchnorm1d_before_a_gemm_folds_into_its_input_features() {
+        for (trans_b, bias) in [(true, true), (false, true), (true, false), (false, false)] {
+            let b = norm_linear(trans_b, bias);
+            let (n, out) = folded(&b);
+            assert_eq!((n, count(&out, "BatchNormalization")), (1, 0), "transB {trans_b} bias {bias}");
+            assert_eq!(out.graph.as_ref().unwrap().node.last().unwrap().input.len(), 3, "a bias b + W·t");
+            assert!(agrees(&b.model(), &out), "transB {trans_b} bias {bias}");
+            aligned_and_certified(&b);
+        }
+        // negative control: one folded weight off by 0.05
+        let b = norm_linear(true, true);
+        assert!(!agrees(&b.model(), &folded_off(&b, |t| t.dims == [5, 6], 7)));
+    }
+
+    #[test]
+    fn a_batchnorm1d_read_by_more_than_its_gemm_is_kept() {
+        keeps_its_bn(norm_linear(true, true), 1, &[1, 6]);
     }
 }

@@ -109,6 +109,7 @@ FIXTURE_MODELS = [
     "realworld/yolov8_c2f_op17.onnx",
     "packages/timm_vit_pruned_op17.onnx",
     "packages/timm_convnext_pruned_op17.onnx",
+    "packages/timm_levit_odd_op17.onnx",
 ]
 
 
