@@ -187,11 +187,6 @@ pub fn certify(original: &ModelProto, candidate: &ModelProto, layout: &Layout) -
             fail(&mut cert, format!("{label} makes '{out0}', which the original does not have"));
             continue;
         };
-        // a BatchNorm1d folded into the MatMul before it: its shift, an Add
-        if is_bn(p) && ops::is(n, "Add") && n.input.first().map(|i| orig_name(i)).as_ref() == p.input.first() {
-            check_shift(&mut cert, n, p, &o, &c, layout, &label, &out0);
-            continue;
-        }
         let (p, fold) = if is_bn(p) && p.op_type() != n.op_type() {
             // one BatchNormalization, or a chain of them, folded into the
             // conv before it
@@ -216,9 +211,8 @@ pub fn certify(original: &ModelProto, candidate: &ModelProto, layout: &Layout) -
                 }
             }
         } else if layout.altered.contains(&out0) {
-            // a conv whose BN after a Concat was folded slice by slice, or a
-            // MatMul whose BatchNorm1d after a Flatten was
-            (p, concat_fold(p, &out0, &o).or_else(|| dense_bn_fold(&out0, &o, &c)))
+            // a conv whose BN after a Concat was folded slice by slice
+            (p, concat_fold(p, &out0, &o))
         } else {
             (p, None)
         };
@@ -294,28 +288,6 @@ fn concat_fold(p: &NodeProto, name: &str, o: &Index) -> Option<Fold> {
     None
 }
 
-/// The fold of the BatchNorm1d that original MatMul output `name` reaches
-/// through Flatten / Reshape (its other readers only Shape), when the
-/// rewrite made that BN an Add (fold-bn's dense fold).
-fn dense_bn_fold(name: &str, o: &Index, c: &Index) -> Option<Fold> {
-    let mm = *o.producer.get(name)?;
-    let w = o.consts.get(mm.input.get(1)?.as_str())?;
-    let nf = *tensor::dims(w).get(1)?;
-    let mut at = name;
-    loop {
-        let readers: Vec<_> = o.readers.get(at)?.iter().filter(|r| !ops::is(r, "Shape")).collect();
-        let [r] = readers[..] else { return None };
-        if is_bn(r) {
-            let made_by = c.producer.get(r.output.first()?.as_str())?;
-            return ops::is(made_by, "Add").then(|| bn_fold(r, o, 0..nf)).flatten();
-        }
-        if !(ops::is(r, "Flatten") || ops::is(r, "Reshape")) {
-            return None;
-        }
-        at = r.output.first()?.as_str();
-    }
-}
-
 /// The BatchNorm1d that made original input `input` of dense layer `p`,
 /// when the rewrite has no such tensor (fold-bn folded the BN into `p`):
 /// the BN and its fold.
@@ -326,41 +298,6 @@ fn bn_before<'a>(p: &NodeProto, input: &str, o: &'a Index, c: &Index) -> Option<
     }
     let k = bn.input.get(1).and_then(|g| o.consts.get(g.as_str())).map(|g| tensor::dims(g).iter().product())?;
     Some((bn, bn_fold(bn, o, 0..k)?))
-}
-
-/// The Add that stands for a BatchNorm1d folded into the MatMul before it:
-/// its constant is the BN's shift t per feature, 0 where padded.
-#[allow(clippy::too_many_arguments)]
-fn check_shift(
-    cert: &mut Certificate,
-    n: &NodeProto,
-    bn: &NodeProto,
-    o: &Index,
-    c: &Index,
-    layout: &Layout,
-    label: &str,
-    out0: &str,
-) {
-    let Some((i, ct)) = n.input.get(1).and_then(|i| Some((i, c.consts.get(i.as_str())?))) else {
-        return fail(cert, format!("{label} stands for '{}' but adds no constant", bn.name()));
-    };
-    let k = bn.input.get(1).and_then(|g| o.consts.get(g.as_str())).map_or(0, |g| tensor::dims(g).iter().product());
-    let Some(f) = bn_fold(bn, o, 0..k) else {
-        return fail(
-            cert,
-            format!("{label}: the original BatchNormalization '{}' has no constant parameters", bn.name()),
-        );
-    };
-    let om = layout.maps.get(out0);
-    let zeros =
-        TensorProto { dims: vec![k as i64], data_type: Some(1), float_data: vec![0.0; k], ..Default::default() };
-    let axes = om.map(|m| vec![(0, m)]).unwrap_or_default();
-    cert.tensors += 1;
-    cert.folded += 1;
-    match compare(&zeros, ct, &axes, Some((0, &f.s, &f.t)), 0.0) {
-        Ok(v) => cert.values += v,
-        Err(e) => fail(cert, format!("{label} input 1 ('{i}'): {e}")),
-    }
 }
 
 /// A Gemm that absorbed the BatchNorm1d before it (`f`): its weight's input

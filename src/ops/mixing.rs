@@ -30,6 +30,69 @@ impl Rules for Normalize {
     }
 }
 
+/// Einsum: the output's dims are the input dims its subscripts name
+/// (explicit `->` form, or the implicit one: the letters used once, in
+/// alphabetical order). An ellipsis is not followed. It contracts what it
+/// reads: the analysis pins its operands (MViTv2's relative position terms,
+/// `byhwc,hkc->byhwk`).
+#[derive(Debug)]
+pub struct Einsum;
+
+/// The output shape of `equation` over input shapes `xs`.
+fn einsum_shape(equation: &str, xs: &[&Shape]) -> Option<Shape> {
+    let eq: String = equation.chars().filter(|c| !c.is_whitespace()).collect();
+    if eq.contains("...") {
+        return None;
+    }
+    let (lhs, rhs) = match eq.split_once("->") {
+        Some((l, r)) => (l, Some(r)),
+        None => (eq.as_str(), None),
+    };
+    let terms: Vec<&str> = lhs.split(',').collect();
+    if terms.len() != xs.len() {
+        return None;
+    }
+    let mut dims: std::collections::BTreeMap<char, Option<i64>> = Default::default();
+    let mut uses: std::collections::BTreeMap<char, usize> = Default::default();
+    for (t, x) in terms.iter().zip(xs) {
+        if t.chars().count() != x.len() || !t.chars().all(|c| c.is_ascii_alphabetic()) {
+            return None;
+        }
+        for (c, &d) in t.chars().zip(x.iter()) {
+            *uses.entry(c).or_default() += 1;
+            let e = dims.entry(c).or_insert(d);
+            // a broadcast 1 gives way to the other operand's dim
+            match (*e, d) {
+                (Some(1), d) | (None, d @ Some(_)) => *e = d,
+                _ => {}
+            }
+        }
+    }
+    let out: String = match rhs {
+        Some(r) => r.to_string(),
+        None => uses.iter().filter(|(_, &n)| n == 1).map(|(&c, _)| c).collect(),
+    };
+    out.chars().map(|c| dims.get(&c).copied()).collect()
+}
+
+impl Rules for Einsum {
+    fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
+        let xs: Vec<&Shape> = (0..cx.p.input.len()).map(|i| cx.shape(i)).collect::<Option<_>>()?;
+        let eq = crate::onnx::attr(cx.p, "equation").map(|a| String::from_utf8_lossy(a.s()).to_string())?;
+        Some(cx.one(einsum_shape(&eq, &xs)?))
+    }
+}
+
+/// ScatterND: the data (input 0) with some elements replaced; its shape.
+#[derive(Debug)]
+pub struct ScatterNd;
+
+impl Rules for ScatterNd {
+    fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
+        cx.same()
+    }
+}
+
 /// Transpose by `perm` (default: reversed axes). Its value is computed too:
 /// F.pad builds its pads as `[n, 2]` and transposes them.
 #[derive(Debug)]
@@ -196,6 +259,32 @@ mod tests {
         assert_eq!(inf.shape(&ge), Some(known(&[1, 30, 8])));
         assert_eq!(inf.shape(&t), Some(known(&[2, 100, 24])));
         assert_eq!(inf.shape(&gs), Some(known(&[1, 8, 30, 4])));
+    }
+
+    #[test]
+    fn einsum_names_its_output_dims_and_scatter_nd_keeps_its_data_shape() {
+        // MViTv2's relative position term, explicit and implicit forms
+        let mut b = Builder::new(&[2, 3, 4, 5, 6]);
+        let rh = b.rand_init("rh", &[4, 7, 6], 0.0, 1.0);
+        let eq = |s: &str| crate::onnx::AttributeProto {
+            name: Some("equation".into()),
+            s: Some(s.as_bytes().to_vec()),
+            r#type: Some(crate::onnx::attribute_proto::AttributeType::String as i32),
+            ..Default::default()
+        };
+        let y = b.node("Einsum", &["x", &rh], 1, vec![eq("byhwc,hkc->byhwk")]).remove(0);
+        let w = b.rand_init("w", &[6, 9], 0.0, 1.0);
+        let imp = b.node("Einsum", &["x", &w], 1, vec![eq("byhwc,cd")]).remove(0);
+        let dots = b.node("Einsum", &["x", &rh], 1, vec![eq("...c,hkc->...hk")]).remove(0);
+        let idx = b.ints("idx", &[0, 0]);
+        b.g.initializer.last_mut().unwrap().dims = vec![1, 2];
+        let upd = b.rand_init("upd", &[1, 4, 5, 6], 0.0, 1.0);
+        let sc = b.node("ScatterND", &["x", &idx, &upd], 1, vec![]).remove(0);
+        let inf = Inferred::of(&b);
+        assert_eq!(inf.shape(&y), Some(known(&[2, 3, 4, 5, 7])));
+        assert_eq!(inf.shape(&imp), Some(known(&[2, 9, 4, 5, 3])), "implicit: b d h w y");
+        assert_eq!(inf.shape(&dots), None, "an ellipsis is not followed");
+        assert_eq!(inf.shape(&sc), Some(known(&[2, 3, 4, 5, 6])));
     }
 
     #[test]

@@ -325,13 +325,20 @@ fn kept_axis(cx: &ChannelCx, x: Outlet, a: usize, width: i64) -> Option<usize> {
 }
 
 /// Whether this Reshape keeps its input's channels whole on axis 1 (only
-/// the other dims regrouped: `[N, C, H, W]` → `[N, C, H·W]`). Channels
-/// moved to another axis (a batch-1 `[1, C, H, W]` → `[C, H·W]`) would
-/// reach ops that read them as batch or spatial: not followed.
-fn keeps_channels(cx: &ChannelCx) -> bool {
+/// the other dims regrouped: `[N, C, H, W]` → `[N, C, H·W]`), and they may
+/// still be padded. Channels moved to another axis (a batch-1
+/// `[1, C, H, W]` → `[C, H·W]`) would reach ops that read them as batch or
+/// spatial: not followed. Nor is a pinned layout: on a refused op's output
+/// of rank ≥ 3 axis 1 is a stand-in (MViTv2's `[N, T, h, d]` after a
+/// pinned Transpose has its tokens there), which only a Reshape's own
+/// refusal puts back on the axis its readers use.
+fn keeps_channels(cx: &mut ChannelCx) -> bool {
     let Some((l, 1)) = cx.input(0).and_then(|x| cx.placed(x)) else { return false };
     let x = cx.input(0).unwrap();
-    kept_axis(cx, x, 1, cx.width(&l) as i64) == Some(1)
+    let width = cx.width(&l) as i64;
+    let atoms = cx.atoms();
+    let pinned = atoms.leaves(&l).iter().all(|&leaf| atoms.fixed(leaf));
+    !pinned && kept_axis(cx, x, 1, width) == Some(1)
 }
 
 /// Where a Reshape puts input features laid out on axis `a` (`l`), and the

@@ -6,12 +6,15 @@
 //! After: `Y = Conv(X, W', b')`; the BN is gone and its output name is kept
 //! (the conv now produces it), so consumers and graph outputs are untouched.
 //!
-//! BatchNorm1d on `[M, C]` next to dense layers (timm LeViT), in
-//! `fold_dense`: after a MatMul by a constant weight, through Flatten /
-//! Reshape ops that keep the features last, the weight's columns are scaled
-//! and the BN becomes `Add(x, t)` under its name (a MatMul has no bias);
-//! before a Gemm that alone reads it, the Gemm's input columns are scaled and
-//! its bias becomes `b + W·t`.
+//!
+//! A BatchNorm1d before a Gemm that alone reads it (timm LeViT's NormLinear
+//! heads) folds into the Gemm: its input columns are scaled and its bias
+//! becomes `b + W·t`. One after a MatMul through a Flatten (LeViT's
+//! LinearNorm: `MatMul → Flatten [N·T, C] → BN`) is kept: folding it was
+//! built and measured, and it made onnxruntime's int8 model 4.5 % worse
+//! (the MatMul output's per-tensor activation range then spans the BN's
+//! per-feature scales; onnxruntime folds nothing there, so the original
+//! keeps the finer range). It is padded neutrally instead (docs/support.md).
 //!
 //! Conditions: the BN is in the default domain, not `training_mode=1`
 //! (refused with an error; a weight computed from constants, as timm's
@@ -45,9 +48,6 @@ pub fn run(m: &mut Model) -> Result<(usize, Vec<String>)> {
     let evaluated = crate::ir::fold_shapes::fold_weights(m)?;
     let mut notes = vec![];
     let mut exact = Biases::new();
-    // shapes for the dense folds (node ids are stable: a fold removes its
-    // BatchNormalization and adds at most an Add)
-    let shapes = crate::ir::infer::infer(m, &std::collections::HashMap::new());
     for n in m.ops() {
         if !m.op(n).is_some_and(|p| crate::ops::is(p, "BatchNormalization")) {
             continue;
@@ -62,7 +62,7 @@ pub fn run(m: &mut Model) -> Result<(usize, Vec<String>)> {
         }
         if let Some(note) = try_fold(m, n, &mut exact)? {
             notes.push(note);
-        } else if let Some(note) = fold_dense(m, n, &shapes)? {
+        } else if let Some(note) = fold_into_next_gemm(m, n)? {
             notes.push(note);
         }
     }
@@ -214,118 +214,17 @@ fn dense_scale(wd: &[usize], axis: usize, s: &[f64]) -> BlockScale {
     }
 }
 
-/// True when `o` is read by `reader` (once) and otherwise only by Shape
-/// ops (LeViT's `reshape_as(x)` reads the MatMul output's shape), and is
-/// not a graph output: its values may change, its shape may not.
-fn values_read_by(m: &Model, o: Outlet, reader: NodeId) -> bool {
-    let c = m.consumers(o);
-    let shape = |r: NodeId| m.op(r).is_some_and(|p| crate::ops::is(p, "Shape"));
-    c.iter().filter(|&&(r, _)| r == reader).count() == 1
-        && c.iter().all(|&(r, _)| r == reader || shape(r))
-        && !m.is_graph_output(o)
-}
-
-/// A MatMul by a constant 2-D weight `[K, N]` whose output `o` only
-/// `reader` reads the values of: its N.
-fn foldable_matmul(m: &Model, o: Outlet, reader: NodeId) -> Option<usize> {
-    let p = m.op(o.node)?;
-    if !crate::ops::is(p, "MatMul") || o.slot != 0 || !values_read_by(m, o, reader) || m.is_const(m.input(o.node, 0)?) {
-        return None;
-    }
-    let w = m.input_const(o.node, 1)?;
-    let wd = tensor::dims(&w);
-    (tensor::elem(&w)?.is_float() && wd.len() == 2 && !wd.contains(&0)).then_some(wd[1])
-}
-
-/// The dense folds of a BatchNorm1d on `[M, C]` (LeViT's LinearNorm and
-/// NormLinear), where [`try_fold`] finds no conv or Gemm to fold into:
-///
-/// * after a MatMul by a constant weight, through Flatten / Reshape ops
-///   that keep the features last (`MatMul → Flatten [N·T, C] → BN`): the
-///   weight's columns are scaled by s and the BN becomes `Add(t)` (a MatMul
-///   has no bias); the MatMul's and the Flatten's outputs are altered;
-/// * before a Gemm that alone reads it (`BN → Gemm`): the weight's input
-///   columns are scaled by s and its bias becomes `b + W·t` (computed in
-///   f64 from the original weight); the BN goes, the Gemm reads its input.
-fn fold_dense(
-    m: &mut Model,
-    n: NodeId,
-    shapes: &std::collections::HashMap<Outlet, crate::ir::shapes::Shape>,
-) -> Result<Option<String>> {
-    let p = m.op(n).unwrap();
-    let name = op_name(p);
-    let out = Outlet { node: n, slot: 0 };
-    let Some(x) = m.input(n, 0) else { return Ok(None) };
-    let Some((s, t)) = bn_affine(m, n) else { return Ok(None) };
-    let c = s.len();
-    let used =
-        (1..p.output.len()).any(|k| !p.output[k].is_empty() && !m.consumers(Outlet { node: n, slot: k }).is_empty());
-    let rank2 = |o: Outlet| shapes.get(&o).is_some_and(|sh| sh.len() == 2 && sh[1] == Some(c as i64));
-    if used || !rank2(x) || m.is_graph_output(out) {
-        return Ok(None);
-    }
-    // before: MatMul → (Flatten | Reshape keeping the last dim C)* → BN
-    let mut chain = vec![];
-    let mut y = x;
-    let mut reader = n;
-    let last_is_c = |o: Outlet| shapes.get(&o).and_then(|sh| *sh.last()?) == Some(c as i64);
-    loop {
-        if foldable_matmul(m, y, reader) == Some(c) && last_is_c(y) {
-            break;
-        }
-        let Some(q) = m.op(y.node) else { return Ok(None) };
-        let regroup = crate::ops::is(q, "Flatten") || crate::ops::is(q, "Reshape");
-        let Some(src) =
-            m.input(y.node, 0).filter(|&src| regroup && y.slot == 0 && values_read_by(m, y, reader) && last_is_c(src))
-        else {
-            return fold_into_next_gemm(m, n, &s, &t);
-        };
-        chain.push(y);
-        reader = y.node;
-        y = src;
-    }
-    let mm = y.node;
-    let wd = tensor::dims(&m.input_const_header(mm, 1).unwrap());
-    let into = m.label(mm);
-    m.defer_scale(mm, 1, dense_scale(&wd, 1, &s)).map_err(|e| e.in_node(&into))?;
-    for o in std::iter::once(y).chain(chain) {
-        let kept = m.tensor_name(o).to_string();
-        m.altered.insert(kept);
-    }
-    // the BN becomes Add(x, t), under the BN's output name
-    let elem = m.input_const_header(mm, 1).unwrap().data_type();
-    let tt = tensor::from_f64(&format!("{name}_shift"), elem, &[c], &t)?;
-    let bn_name = m.tensor_name(out).to_string();
-    let consumers = m.consumers(out);
-    let outputs: Vec<usize> = m.outputs.iter().enumerate().filter(|(_, (o, _))| *o == out).map(|(i, _)| i).collect();
-    m.remove(n);
-    let add = crate::onnx::NodeProto {
-        name: Some(name.clone()),
-        op_type: Some("Add".into()),
-        input: vec![String::new(), String::new()],
-        output: vec![bn_name],
-        ..Default::default()
-    };
-    let a = m.add_op(add, x.node);
-    m.set_input(a, 0, x);
-    let k = m.add_const(tt);
-    m.set_input(a, 1, k);
-    let ao = Outlet { node: a, slot: 0 };
-    for (r, slot) in consumers {
-        m.set_input(r, slot, ao);
-    }
-    for i in outputs {
-        m.outputs[i].0 = ao;
-    }
-    Ok(Some(format!("{name} → {into} (its shift an Add)")))
-}
-
 /// `BN → Gemm` (the Gemm alone reads the BN; transA 0, alpha and beta 1, a
 /// constant 2-D weight and bias, or none): the Gemm absorbs the affine on
 /// its input features.
-fn fold_into_next_gemm(m: &mut Model, n: NodeId, s: &[f64], t: &[f64]) -> Result<Option<String>> {
+fn fold_into_next_gemm(m: &mut Model, n: NodeId) -> Result<Option<String>> {
     let out = Outlet { node: n, slot: 0 };
     let Some(x) = m.input(n, 0) else { return Ok(None) };
+    let Some((s, t)) = bn_affine(m, n) else { return Ok(None) };
+    let p = m.op(n).unwrap();
+    if (1..p.output.len()).any(|k| !p.output[k].is_empty() && !m.consumers(Outlet { node: n, slot: k }).is_empty()) {
+        return Ok(None);
+    }
     let readers = m.consumers(out);
     let [(g, 0)] = readers[..] else { return Ok(None) };
     let Some(p) = m.op(g).cloned() else { return Ok(None) };
@@ -361,7 +260,7 @@ fn fold_into_next_gemm(m: &mut Model, n: NodeId, s: &[f64], t: &[f64]) -> Result
     };
     let nb: Vec<f64> = (0..nout).map(|o| b0[o] + (0..k).map(|i| at(o, i) * t[i]).sum::<f64>()).collect();
     let gname = op_name(&p);
-    m.defer_scale(g, 1, dense_scale(&wd, ia, s)).map_err(|e| e.in_node(&gname))?;
+    m.defer_scale(g, 1, dense_scale(&wd, ia, &s)).map_err(|e| e.in_node(&gname))?;
     match bias {
         Some(b) => {
             let nbt = tensor::rewrite(&b, &tensor::dims(&b), &nb)?;
@@ -730,22 +629,18 @@ mod tests {
     }
 
     #[test]
-    fn a_batchnorm1d_after_a_flattened_matmul_folds_into_its_weight_and_an_add() {
+    fn a_batchnorm1d_after_a_flattened_matmul_is_kept_and_padded_neutrally() {
+        // folding it would move the MatMul output's int8 range (see the
+        // module doc); the hidden width 13 → 16 is padded through the
+        // Flatten, the BN (γ 0, β 0, mean 0, var 1) and the Reshape back
         let b = linear_norm();
         let (n, out) = folded(&b);
-        assert_eq!((n, count(&out, "BatchNormalization"), count(&out, "Add")), (1, 0, 1));
-        assert!(agrees(&b.model(), &out));
-        // aligned: the hidden width 13 → 16 through Flatten and the Add
-        let a = aligned_and_certified(&b);
-        let w2 = a.graph.as_ref().unwrap().initializer.iter().find(|t| t.name().starts_with("w2")).unwrap();
+        assert_eq!((n, count(&out, "BatchNormalization")), (0, 1));
+        let o = crate::pipeline::align_model(b.model(), &Default::default(), &|_| {}).unwrap();
+        assert!(o.failure().is_none(), "{:?}", o.failure());
+        assert!(o.summary.certificate.as_ref().unwrap().passed);
+        let w2 = o.model.graph.as_ref().unwrap().initializer.iter().find(|t| t.name().starts_with("w2")).unwrap();
         assert_eq!(w2.dims, vec![16, 3]);
-        // negative control: the Add's shift off by 0.05 fails verification
-        assert!(!agrees(&b.model(), &folded_off(&b, |t| t.dims == [13], 4)));
-    }
-
-    #[test]
-    fn a_matmul_whose_output_another_op_reads_keeps_its_batchnorm1d() {
-        keeps_its_bn(linear_norm(), 0, &[1, 4, 13]);
     }
 
     #[test]
