@@ -42,7 +42,7 @@ use criterion::{compare, TrialOut};
 use inputs::{perturbed, random_input, Rng};
 use probe::{Candidate, Tracked};
 use prost::Message;
-use run::{load_typed, one_line, optimise, output_facts, Runnable};
+use run::{load_typed, one_line, optimise, output_facts, unoptimised, Runnable};
 use select::{selections, Selections};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
@@ -284,6 +284,7 @@ pub fn verify_observed(
         tensors,
         certificate,
         computed_weights,
+        tract: loaded.tract.clone(),
         passed,
         margin,
         load_millis,
@@ -401,6 +402,8 @@ struct Loaded {
     layout: Layout,
     /// The precision the models compute in (they run up-cast when it is half).
     precision: Precision,
+    /// How tract ran a model it could not optimise (none: both optimised).
+    tract: Vec<String>,
 }
 
 /// Loads both models (on two threads) with the graph outputs, the selection
@@ -447,17 +450,25 @@ fn load_pair(
     let (chosen, shared, skipped) = probe::choose(&cands, &fa, &fb, fixed, &layout);
     let keep: Vec<usize> = (0..fixed).collect();
     let taps: Vec<usize> = chosen.iter().map(|(i, _)| fixed + i).collect();
+    // a model tract cannot optimise is loaded again and run unoptimised
+    let run_either = |m: TypedModel, proto: &ModelProto, order: &[usize], which: &str| {
+        optimise(m, &keep, &taps, which).map(|r| (r, None)).or_else(|e| {
+            let again = load_typed(proto, &extra, specs, order, which)?;
+            unoptimised(again, &keep, &taps, which, &e).map(|(r, note)| (r, Some(note))).map_err(|_| e)
+        })
+    };
     let (a, b) = std::thread::scope(|s| {
-        let b = s.spawn(|| optimise(b, &keep, &taps, "candidate"));
-        let a = optimise(a, &keep, &taps, "original");
+        let b = s.spawn(|| run_either(b, candidate, order_b, "candidate"));
+        let a = run_either(a, original, &order_a, "original");
         (a, b.join().expect("tract optimise thread"))
     });
-    let (a, b) = (a?, b?);
+    let ((a, note_a), (b, note_b)) = (a?, b?);
     run::trim_heap();
     Ok(Loaded {
         precision: Precision::F32,
         a,
         b,
+        tract: note_a.into_iter().chain(note_b).collect(),
         probes: chosen.into_iter().map(|(_, p)| p).collect(),
         shared,
         skipped,

@@ -141,6 +141,10 @@ pub struct Verification {
     /// The intermediate tensors both models share, compared along the
     /// rewrite's layout (null in strict mode).
     pub tensors: Option<TensorCheck>,
+    /// How tract ran a model it could not optimise ("… it ran
+    /// decluttered"); empty when both were optimised.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tract: Vec<String>,
     /// Every compared tensor passed.
     pub passed: bool,
     /// The largest margin over all compared tensors.
@@ -263,6 +267,9 @@ impl Verification {
             if self.passed { "passed" } else { "FAILED" },
             self.margin
         );
+        for n in &self.tract {
+            t += &format!("  {n}\n");
+        }
         for o in &self.outputs {
             let what = if o.compared == "values" { String::new() } else { format!(" ({})", o.compared) };
             if o.max_abs == 0.0 && o.passed {

@@ -324,3 +324,65 @@ pub(crate) fn optimise(mut m: TypedModel, keep: &[usize], probes: &[usize], whic
         m.into_optimized().and_then(|m| m.into_runnable()).map_err(fail)
     })
 }
+
+/// [`optimise`] for a model tract could not optimise (`why`: its error;
+/// its declutter pulling a Downsample over an axis op it cannot transform,
+/// "Invalid axis"): the same wiring, run decluttered, or else as loaded.
+/// Slower, but the same arithmetic, so verification still judges it; the
+/// note says which path ran. `m` is a fresh load: optimising consumed the
+/// first (keeping a copy for this rare case would hold every weight twice).
+pub(crate) fn unoptimised(
+    mut m: TypedModel,
+    keep: &[usize],
+    probes: &[usize],
+    which: &str,
+    why: &Error,
+) -> Result<(Runnable, String)> {
+    let fail = |e: anyhow::Error| cannot_run(which, e);
+    guarded(which, move || {
+        super::tap::wire(&mut m, keep, probes).map_err(fail)?;
+        unoptimised_path(m, which, &why.msg).map_err(fail)
+    })
+}
+
+/// `m` decluttered, else as loaded, with the note saying which.
+fn unoptimised_path(m: TypedModel, which: &str, why: &str) -> anyhow::Result<(Runnable, String)> {
+    if let Ok(r) = m.clone().into_decluttered().and_then(|d| d.into_runnable()) {
+        return Ok((r, format!("tract could not optimise the {which} ({why}): it ran decluttered")));
+    }
+    let r = m.into_runnable()?;
+    Ok((r, format!("tract could not optimise or declutter the {which} ({why}): it ran as loaded")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::tract_core::ops::change_axes::AxisOp;
+    use tract_onnx::tract_core::ops::downsample::Downsample;
+
+    /// x [1, 4, 8] → Unsqueeze at 1 → Downsample on that axis (stride 2):
+    /// tract's declutter fails on it ("Pulling Downsample over AddAxis:
+    /// Invalid axis", the error issue 18 reported pulling a Downsample over
+    /// a Reshape), though the model is well defined.
+    fn unoptimisable() -> TypedModel {
+        let mut m = TypedModel::default();
+        let x = m.add_source("x", f32::fact([1, 4, 8])).unwrap();
+        let a = m.wire_node("add", AxisOp::Add(1), &[x]).unwrap();
+        let d = m.wire_node("down", Downsample::new(1, 2, 0), &a).unwrap();
+        let y = m.wire_node("squeeze", AxisOp::Rm(1), &d).unwrap();
+        m.select_output_outlets(&y).unwrap();
+        m
+    }
+
+    #[test]
+    fn a_model_tract_cannot_optimise_still_runs_and_says_how() {
+        let e = optimise(unoptimisable(), &[0], &[], "original").err().map(|e| e.msg).unwrap_or_default();
+        assert!(e.contains("Invalid axis"), "tract optimises it now; the fallback needs another witness: {e}");
+        let (r, note) = unoptimised_path(unoptimisable(), "original", "Invalid axis").unwrap();
+        assert!(note.contains("could not optimise") && note.contains("Invalid axis"), "{note}");
+        let x = Tensor::from_shape(&[1, 4, 8], &(0..32).map(|v| v as f32).collect::<Vec<_>>()).unwrap();
+        let y = r.run(tvec![x.clone().into()]).unwrap();
+        let vals = |t: &Tensor| t.to_plain_array_view::<f32>().unwrap().iter().copied().collect::<Vec<_>>();
+        assert_eq!(vals(&y[0].clone().into_tensor()), vals(&x), "the same values");
+    }
+}
