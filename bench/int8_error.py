@@ -116,7 +116,10 @@ def quant_rknn(path: str, out: str, calib_u8: np.ndarray, tmp: str) -> callable:
     r.config(mean_values=[[0.0] * calib_u8.shape[1]], std_values=[[255.0] * calib_u8.shape[1]],
              target_platform="rk3588", quantized_dtype="w8a8", quantized_algorithm="normal",
              quantized_method="channel", optimization_level=3)
-    if r.load_onnx(model=path) != 0 or r.build(do_quantization=True, dataset=ds) != 0 or r.init_runtime() != 0:
+    name = onnx.load(path, load_external_data=False).graph.input[0].name
+    size = [[1, *calib_u8.shape[1:]]]  # symbolic dims made concrete, as the other quantizer sees them
+    if (r.load_onnx(model=path, inputs=[name], input_size_list=size) != 0
+            or r.build(do_quantization=True, dataset=ds) != 0 or r.init_runtime() != 0):
         raise RuntimeError("rknn-toolkit2 could not convert the model")
 
     def run(x_u8: np.ndarray) -> np.ndarray:
@@ -178,7 +181,8 @@ def main() -> int:
                         y = run(test_u8)
                     errs[tag] = np.abs(y - ref).mean(axis=1)
             except Exception as e:  # noqa: BLE001 - a quantizer refusing a model is a result too
-                print(f"{path.name:48s} {a.quantizer} failed: {str(e).splitlines()[0][:80]}")
+                lines = [x for x in str(e).strip().splitlines() if x.strip()] or [type(e).__name__]
+                print(f"{path.name:48s} {a.quantizer} failed on the {tag} model: {lines[-1][:100]}")
                 continue
         o, al = errs["orig"], errs["aligned"]
         per = al / np.maximum(o, 1e-12)
