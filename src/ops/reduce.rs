@@ -33,14 +33,14 @@ impl Rules for Reduce {
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
         let (m, n, p) = (cx.m, cx.n, cx.p);
         let Some(x) = cx.input(0) else { return Ok(false) };
-        let (Some((l, _)), Some(rank)) = (cx.placed(x), cx.rank(x)) else {
+        let (Some((l, on)), Some(rank)) = (cx.placed(x), cx.rank(x)) else {
             return Ok(false);
         };
         let Some(axes) = const_axes(m, n, axes_input_from(p.op_type())) else { return Ok(false) };
         let axes: Option<Vec<usize>> = axes.iter().map(|&a| axis(a, rank)).collect();
         let Some(axes) = axes else { return Ok(false) };
         let out = cx.out(0);
-        if let Some((_, on)) = cx.placed(x).filter(|_| cx.is_feature(x)) {
+        if cx.is_feature(x) {
             // features kept, on the axis they land on (LeViT's head pools
             // its tokens: `x.mean(1)` of `[N, T, C]` → `[N, C]`)
             if axes.is_empty() || axes.contains(&0) || axes.contains(&on) {

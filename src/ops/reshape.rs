@@ -165,12 +165,8 @@ impl Rules for Flatten {
     /// A Flatten keeping a feature axis whole (LeViT's LinearNorm:
     /// `[N, T, C]` → `[N·T, C]` for a BatchNorm1d) moves the features to it.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
-        if let Some(x) = cx.input(0).filter(|&x| cx.is_feature(x)) {
-            let Some((l, a)) = cx.placed(x) else { return Ok(false) };
-            let width = cx.width(&l) as i64;
-            let Some(b) = kept_axis(cx, x, a, width) else { return Ok(false) };
-            cx.set_on(cx.out(0), l, b);
-            return Ok(true);
+        if cx.input(0).is_some_and(|x| cx.is_feature(x)) {
+            return Ok(keep_features_whole(cx));
         }
         Ok(attr_i(cx.p, "axis", 1) == 1 && flatten_for_dense(cx))
     }
@@ -203,12 +199,7 @@ impl Rules for Squeeze {
     /// on the axis they land on (attention's q, k, v squeezed out of a
     /// Split); anything else stops the analysis as before.
     fn channels(&self, cx: &mut ChannelCx) -> Result<bool> {
-        let Some(x) = cx.input(0).filter(|&x| cx.is_feature(x)) else { return Ok(false) };
-        let Some((l, a)) = cx.placed(x) else { return Ok(false) };
-        let width = cx.width(&l) as i64;
-        let Some(b) = kept_axis(cx, x, a, width).filter(|_| width > 1) else { return Ok(false) };
-        cx.set_on(cx.out(0), l, b);
-        Ok(true)
+        Ok(keep_features_whole(cx))
     }
 
     fn any_axis(&self) -> bool {
@@ -322,6 +313,18 @@ fn kept_axis(cx: &ChannelCx, x: Outlet, a: usize, width: i64) -> Option<usize> {
     let known = |d: &[Option<i64>]| d.iter().try_fold(1i64, |acc, v| v.and_then(|v| acc.checked_mul(v)));
     let before = known(&sh[..a])?;
     (0..osh.len()).find(|&b| osh[b] == Some(width) && known(&osh[..b]) == Some(before))
+}
+
+/// Input features (on another axis than an activation's channels) kept
+/// whole on the output axis [`kept_axis`] finds: Squeeze, Unsqueeze, and a
+/// Flatten keeping the feature axis (`[N, T, C]` → `[N·T, C]`).
+fn keep_features_whole(cx: &mut ChannelCx) -> bool {
+    let Some(x) = cx.input(0).filter(|&x| cx.is_feature(x)) else { return false };
+    let Some((l, a)) = cx.placed(x) else { return false };
+    let width = cx.width(&l) as i64;
+    let Some(b) = kept_axis(cx, x, a, width).filter(|_| width > 1) else { return false };
+    cx.set_on(cx.out(0), l, b);
+    true
 }
 
 /// Whether this Reshape keeps its input's channels whole on axis 1 (only
