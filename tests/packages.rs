@@ -172,6 +172,7 @@ fn a_wrong_weight_in_an_aligned_package_export_fails_verification() {
         "timm_convnext_pruned_op17.onnx",
         "timm_levit_odd_op17.onnx",
         "timm_mvitv2_odd_op17.onnx",
+        "timm_efficientvit_m_odd_op17.onnx",
     ] {
         let f = fixtures().join("packages").join(name);
         let out = tmp.path().join("a.onnx");

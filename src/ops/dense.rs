@@ -173,8 +173,9 @@ fn dense_channels(cx: &mut ChannelCx) -> Result<bool> {
 /// A's last axis with B's second-to-last when both carry one space (q·kᵀ:
 /// the padded head dims meet; exact when either side holds zeros there,
 /// which the analysis checks once it knows, [`ChannelCx::contract`]), or
-/// passing B's features on its last axis to the output's (attention · v).
-/// Any other layout of A keeps its width.
+/// passing B's features on its last axis to the output's (attention · v),
+/// or A's on its row axis to the output's (`v @ attnᵀ`, when B holds no
+/// space that may still be padded). Any other layout of A keeps its width.
 fn product(cx: &mut ChannelCx, a: Outlet) -> bool {
     let Some(b) = cx.input(1).filter(|_| super::is(cx.p, "MatMul")) else { return false };
     let (Some(ra), Some(rb), Some(ro)) = (cx.rank(a), cx.rank(b), cx.rank(cx.out(0))) else { return false };
@@ -191,6 +192,16 @@ fn product(cx: &mut ChannelCx, a: Outlet) -> bool {
             cx.contract(a, b);
             true
         }
+        // A's rows (EfficientViT's `v @ attnᵀ`, v's channels on the row
+        // axis): the output's rows are A's, whatever B holds; taken when
+        // B's layout is only a pinned stand-in (a Softmax's output)
+        (Some((la, xa)), lb) if xa + 2 == ra && ro >= 2 && lb.as_ref().is_none_or(|(l, _)| all_fixed(cx, l)) => {
+            if let Some((lb, _)) = lb {
+                cx.atoms().pin(&lb, &why);
+            }
+            cx.set_on(cx.out(0), la, ro - 2);
+            true
+        }
         (la, Some((lb, xb))) if xb + 1 == rb => {
             if let Some((la, _)) = la {
                 cx.atoms().pin(&la, &why);
@@ -200,6 +211,12 @@ fn product(cx: &mut ChannelCx, a: Outlet) -> bool {
         }
         _ => false,
     }
+}
+
+/// Whether every atom of layout `l` is pinned.
+fn all_fixed(cx: &mut ChannelCx, l: &[crate::analysis::AtomId]) -> bool {
+    let atoms = cx.atoms();
+    atoms.leaves(l).iter().all(|&leaf| atoms.fixed(leaf))
 }
 
 /// A dense layer's padding: zero weight rows for the padded features of
@@ -238,7 +255,7 @@ fn pad_dense(cx: &mut PadCx) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use crate::ops::LayerKind;
-    use crate::testutil::{int_attr, known, Builder, Inferred};
+    use crate::testutil::{int_attr, ints_attr, known, Builder, Inferred};
 
     #[test]
     fn gemm_reads_its_transposes() {
@@ -299,5 +316,43 @@ mod tests {
         let y = b.node("MatMul", &["x", &w], 1, vec![int_attr("transB", 1)]);
         let c = Inferred::of(&b).cost(&y[0], None, None, None).unwrap();
         assert_eq!((c.in_channels, c.out_channels, c.params, c.macs), (6, 10, 60, Some(180)));
+    }
+
+    #[test]
+    fn v_times_attention_transposed_keeps_v_channels_on_its_rows() {
+        // EfficientViT's cascaded group attention: v [N, d, T] (a conv's
+        // channels, flattened) @ softmax(q kᵀ)ᵀ [N, T, T] → [N, d, T] → back
+        // to NCHW → a conv; and a pooled [N, C] read by a BatchNorm1d
+        // before the classifier
+        let mut b = Builder::new(&[1, 3, 4, 4]);
+        let v = b.conv("x", 3, 13, 1, 1, true);
+        let t = b.ints("t", &[1, 13, 16]);
+        let vf = b.node("Reshape", &[&v, &t], 1, vec![]).remove(0);
+        let q = b.conv("x", 3, 5, 1, 1, true);
+        let tq = b.ints("tq", &[1, 5, 16]);
+        let qf = b.node("Reshape", &[&q, &tq], 1, vec![]).remove(0);
+        let qt = b.node("Transpose", &[&qf], 1, vec![ints_attr("perm", &[0, 2, 1])]).remove(0);
+        let s = b.node("MatMul", &[&qt, &qf], 1, vec![]).remove(0);
+        let a = b.node("Softmax", &[&s], 1, vec![int_attr("axis", -1)]).remove(0);
+        let at = b.node("Transpose", &[&a], 1, vec![ints_attr("perm", &[0, 2, 1])]).remove(0);
+        let o = b.node("MatMul", &[&vf, &at], 1, vec![]).remove(0);
+        let back = b.ints("back", &[1, 13, 4, 4]);
+        let o4 = b.node("Reshape", &[&o, &back], 1, vec![]).remove(0);
+        let c = b.conv(&o4, 13, 11, 1, 1, true);
+        let p = b.node("GlobalAveragePool", &[&c], 1, vec![]).remove(0);
+        let f = b.node("Flatten", &[&p], 1, vec![]).remove(0);
+        let n = b.bn(&f, 11);
+        let w = b.rand_init("w", &[11, 3], -1.0, 1.0);
+        let y = b.node("MatMul", &[&n, &w], 1, vec![]).remove(0);
+        b.output(&y, &[1, 3]);
+        let m = crate::ir::Model::import(b.model()).unwrap();
+        let r = crate::report::build(&m, &Default::default()).unwrap();
+        assert_eq!(r.totals.unanalysed, 0, "{:?}", r.unanalysed);
+        let (out, _, v) = crate::testutil::align_and_verify(&b.model(), 8);
+        assert!(v.passed, "{}", v.text());
+        let widths: Vec<i64> =
+            out.graph.as_ref().unwrap().initializer.iter().filter(|t| t.dims.len() == 4).map(|t| t.dims[0]).collect();
+        assert!(widths.contains(&16), "v's conv padded 13 → 16: {widths:?}");
+        assert_eq!(crate::testutil::free_unaligned(&out, 8), 0);
     }
 }

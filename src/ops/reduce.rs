@@ -69,7 +69,7 @@ impl Rules for Reduce {
             cx.set_flat(out, Flat { layout: l, spatial: 1 });
             return Ok(true);
         }
-        Ok(false)
+        Ok(rank - axes.len() == 2 && super::reshape::pooled_features(cx, out, l, 1))
     }
 
     fn any_axis(&self) -> bool {

@@ -298,10 +298,26 @@ fn flatten_for_dense(cx: &mut ChannelCx) -> bool {
     let spatial: Option<i64> = sh.get(2..).and_then(|d| d.iter().try_fold(1i64, |a, d| d.map(|d| a * d)));
     let Some(spatial) = spatial else { return false };
     let ok = super::is(cx.p, "Flatten") || (osh.len() == 2 && osh[1] == Some(cx.width(&l) as i64 * spatial));
-    if !ok || !super::dense::dense_only(cx.m, out) {
+    if !ok {
         return false;
     }
+    if !super::dense::dense_only(cx.m, out) {
+        // a pooled [N, C] that other ops read first (a BatchNorm1d before
+        // the classifier: RepViT's, EfficientViT's heads) carries the
+        // channels as features on its axis 1
+        return pooled_features(cx, out, l, spatial);
+    }
     cx.set_flat(out, Flat { layout: l, spatial: spatial as usize });
+    true
+}
+
+/// A pooled activation (`spatial` 1) flattened to `[N, C]`: its channels,
+/// as features on axis 1, for readers other than dense layers.
+pub(super) fn pooled_features(cx: &mut ChannelCx, out: Outlet, l: Vec<crate::analysis::AtomId>, spatial: i64) -> bool {
+    if spatial != 1 || cx.rank(out) != Some(2) || cx.channels_on(out, 1) != Some(cx.width(&l)) {
+        return false;
+    }
+    cx.set_on(out, l, 1);
     true
 }
 
