@@ -83,6 +83,17 @@ impl Rules for Einsum {
     }
 }
 
+/// CumSum: running sums along an axis, its input's shape (EdgeNeXt's
+/// Fourier position encoding sums a mask over H and W).
+#[derive(Debug)]
+pub struct CumSum;
+
+impl Rules for CumSum {
+    fn shapes(&self, cx: &Cx) -> Option<Vec<Option<Shape>>> {
+        cx.same()
+    }
+}
+
 /// ScatterND: the data (input 0) with some elements replaced; its shape.
 #[derive(Debug)]
 pub struct ScatterNd;
@@ -262,7 +273,7 @@ mod tests {
     }
 
     #[test]
-    fn einsum_names_its_output_dims_and_scatter_nd_keeps_its_data_shape() {
+    fn einsum_names_its_output_dims_and_scatter_nd_and_cumsum_keep_their_input_shape() {
         // MViTv2's relative position term, explicit and implicit forms
         let mut b = Builder::new(&[2, 3, 4, 5, 6]);
         let rh = b.rand_init("rh", &[4, 7, 6], 0.0, 1.0);
@@ -280,11 +291,14 @@ mod tests {
         b.g.initializer.last_mut().unwrap().dims = vec![1, 2];
         let upd = b.rand_init("upd", &[1, 4, 5, 6], 0.0, 1.0);
         let sc = b.node("ScatterND", &["x", &idx, &upd], 1, vec![]).remove(0);
+        let ax = b.ints("ax", &[1]);
+        let cs = b.node("CumSum", &["x", &ax], 1, vec![]).remove(0);
         let inf = Inferred::of(&b);
         assert_eq!(inf.shape(&y), Some(known(&[2, 3, 4, 5, 7])));
         assert_eq!(inf.shape(&imp), Some(known(&[2, 9, 4, 5, 3])), "implicit: b d h w y");
         assert_eq!(inf.shape(&dots), None, "an ellipsis is not followed");
         assert_eq!(inf.shape(&sc), Some(known(&[2, 3, 4, 5, 6])));
+        assert_eq!(inf.shape(&cs), Some(known(&[2, 3, 4, 5, 6])));
     }
 
     #[test]

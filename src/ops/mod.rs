@@ -670,7 +670,7 @@ pub const TABLE: &[OpEntry] = &[
     e("GridSample", R::Mixing, &mixing::GridSample, false),
     e("Tile", R::Mixing, &mixing::Tile, false),
     e("Expand", R::Broadcast, &expand::Expand, true),
-    e("CumSum", R::Mixing, &Opaque, false),
+    e("CumSum", R::Mixing, &mixing::CumSum, false),
     e("NonMaxSuppression", R::Mixing, &Opaque, false),
     // element-wise maths a padded channel could turn into Inf or NaN, and booleans: pin
     e("Log", R::Mixing, &elementwise::Map, false),

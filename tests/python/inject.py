@@ -112,6 +112,7 @@ FIXTURE_MODELS = [
     "packages/timm_levit_odd_op17.onnx",
     "packages/timm_mvitv2_odd_op17.onnx",
     "packages/timm_efficientvit_m_odd_op17.onnx",
+    "packages/timm_edgenext_odd_op17.onnx",
 ]
 
 
