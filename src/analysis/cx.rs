@@ -110,6 +110,13 @@ impl ChannelCx<'_> {
         &mut self.a.atoms
     }
 
+    /// Whether every atom of layout `l` is pinned: a width it keeps, or a
+    /// refused op's stand-in layout.
+    pub fn all_pinned(&mut self, l: &[AtomId]) -> bool {
+        let atoms = self.atoms();
+        atoms.leaves(l).iter().all(|&leaf| atoms.fixed(leaf))
+    }
+
     /// The logical width of layout `l`.
     pub fn width(&self, l: &[AtomId]) -> usize {
         self.a.atoms.size(l)

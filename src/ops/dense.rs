@@ -195,7 +195,7 @@ fn product(cx: &mut ChannelCx, a: Outlet) -> bool {
         // A's rows (EfficientViT's `v @ attnᵀ`, v's channels on the row
         // axis): the output's rows are A's, whatever B holds; taken when
         // B's layout is only a pinned stand-in (a Softmax's output)
-        (Some((la, xa)), lb) if xa + 2 == ra && ro >= 2 && lb.as_ref().is_none_or(|(l, _)| all_fixed(cx, l)) => {
+        (Some((la, xa)), lb) if xa + 2 == ra && ro >= 2 && lb.as_ref().is_none_or(|(l, _)| cx.all_pinned(l)) => {
             if let Some((lb, _)) = lb {
                 cx.atoms().pin(&lb, &why);
             }
@@ -211,12 +211,6 @@ fn product(cx: &mut ChannelCx, a: Outlet) -> bool {
         }
         _ => false,
     }
-}
-
-/// Whether every atom of layout `l` is pinned.
-fn all_fixed(cx: &mut ChannelCx, l: &[crate::analysis::AtomId]) -> bool {
-    let atoms = cx.atoms();
-    atoms.leaves(l).iter().all(|&leaf| atoms.fixed(leaf))
 }
 
 /// A dense layer's padding: zero weight rows for the padded features of

@@ -135,8 +135,7 @@ impl Rules for Transpose {
         let Some(to) = perm(cx.p, r).and_then(|p| p.iter().position(|&a| a == axis)) else {
             return Ok(false);
         };
-        let atoms = cx.atoms();
-        let pinned = atoms.leaves(&l).iter().all(|&leaf| atoms.fixed(leaf));
+        let pinned = cx.all_pinned(&l);
         // features back to an activation's channels (a LayerNorm2d's
         // NHWC → NCHW) keep their space; a pinned activation layout that
         // would land elsewhere stops as before

@@ -355,9 +355,7 @@ fn keeps_channels(cx: &mut ChannelCx) -> bool {
     let Some((l, 1)) = cx.input(0).and_then(|x| cx.placed(x)) else { return false };
     let x = cx.input(0).unwrap();
     let width = cx.width(&l) as i64;
-    let atoms = cx.atoms();
-    let pinned = atoms.leaves(&l).iter().all(|&leaf| atoms.fixed(leaf));
-    !pinned && kept_axis(cx, x, 1, width) == Some(1)
+    !cx.all_pinned(&l) && kept_axis(cx, x, 1, width) == Some(1)
 }
 
 /// Where a Reshape puts input features laid out on axis `a` (`l`), and the
